@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Debian packages the test suite uses: PostgreSQL (scale-out store), SoftHSM2 (PKCS#11 signer),
+# Go + bbolt sources (bbolt's own consistency check on our trivy.db), docker-registry + skopeo
+# (OCI push and interop), dash + busybox (POSIX verify script), zstd + openssl (independent tools).
+set -euo pipefail
+PKGS="postgresql softhsm2 golang-go golang-github-coreos-bbolt-dev docker-registry skopeo dash busybox zstd openssl"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

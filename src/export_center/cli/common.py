@@ -1,0 +1,78 @@
+"""Shared CLI plumbing: settings, console, error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from export_center.errors import ExitCode, ExportCenterError
+from export_center.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from export_center.store.repository import EvidenceStore
+
+console = Console()
+err_console = Console(stderr=True)
+
+TenantOpt = Annotated[
+    str | None, typer.Option("--tenant", help="Tenant (default: STELLA_DEFAULT_TENANT).")
+]
+FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
+
+
+def settings() -> Settings:
+    return load_settings()
+
+
+def tenant_or_default(tenant: str | None) -> str:
+    return tenant or settings().default_tenant
+
+
+def run_app(app: typer.Typer) -> int:
+    """Run the Typer app; turn our errors into one clear line and the spec's exit code."""
+    try:
+        app(standalone_mode=False)
+    except ExportCenterError as e:
+        err_console.print(f"[red]error:[/red] {e.diagnostics()}", highlight=False, markup=True)
+        return int(e.exit_code)
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        return int(ExitCode.UNEXPECTED)
+    except Exception as e:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return int(ExitCode.BAD_INPUT)
+        raise
+    return 0
+
+
+def fail(message: str, code: ExitCode) -> None:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(int(code))
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+def open_store() -> EvidenceStore:
+    """The evidence store named by the settings (migrated to the newest schema)."""
+    from export_center.store.repository import EvidenceStore
+
+    return EvidenceStore.open(settings().database_url)
+
+
+def print_json(value: object) -> None:
+    import orjson
+
+    sys.stdout.write(
+        orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+    )
+    sys.stdout.write("\n")

@@ -1,0 +1,154 @@
+"""SQLAlchemy schema of the evidence store.
+
+Raw bytes (``raw_records``) and their normalized views (``normalized_records`` and the index
+tables) are separate tables: normalization can be redone, raw content is never rewritten.
+``change_log`` is the per-tenant, gap-free, monotonic sequence that exports pin ("as of N") and
+mirror deltas read ranges of. ``tenants.last_seq`` is the counter; ingestion locks the tenant row
+for the whole transaction so that sequences become visible in order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+
+
+class RawRecord(Base):
+    __tablename__ = "raw_records"
+    __table_args__ = (
+        UniqueConstraint("tenant", "source", "upstream_id", "revision", name="uq_raw_revision"),
+        UniqueConstraint("observation_id", name="uq_raw_observation"),
+        # "as of N": seq <= N and (superseded_seq is null or superseded_seq > N)
+        Index("ix_raw_asof", "tenant", "doc_type", "seq", "superseded_seq"),
+        Index("ix_raw_current", "tenant", "source", "upstream_id", "superseded_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), ForeignKey("tenants.name"), nullable=False)
+    source: Mapped[str] = mapped_column(String(128), nullable=False)
+    upstream_id: Mapped[str] = mapped_column(String(512), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    observation_id: Mapped[str] = mapped_column(String(800), nullable=False)
+    doc_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    format: Mapped[str] = mapped_column(String(32), nullable=False)
+    media_type: Mapped[str] = mapped_column(String(96), nullable=False)
+    digest: Mapped[str] = mapped_column(String(71), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    withdrawn: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    superseded_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    supersedes: Mapped[str | None] = mapped_column(String(800), nullable=True)
+
+
+class NormalizedRecord(Base):
+    """The normalized view of one raw record (one row per raw record), canonical JSON."""
+
+    __tablename__ = "normalized_records"
+    __table_args__ = (Index("ix_norm_type", "tenant", "record_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    raw_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("raw_records.id"), nullable=False, unique=True
+    )
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    record_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    record_key: Mapped[str] = mapped_column(String(512), nullable=False)
+    data: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class AdvisoryPackage(Base):
+    """Index: which packages an advisory affects (for matching and ecosystem selectors)."""
+
+    __tablename__ = "advisory_packages"
+    __table_args__ = (Index("ix_advpkg_name", "tenant", "purl_type", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    normalized_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("normalized_records.id"), nullable=False, index=True
+    )
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    purl_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    name: Mapped[str] = mapped_column(String(512), nullable=False)
+
+
+class VexStatementRow(Base):
+    """Index: one row per VEX statement (from VEX documents and CycloneDX BOM vulnerabilities)."""
+
+    __tablename__ = "vex_statements"
+    __table_args__ = (
+        Index("ix_vex_vuln", "tenant", "vulnerability"),
+        Index("ix_vex_product", "tenant", "product"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    normalized_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("normalized_records.id"), nullable=False, index=True
+    )
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    vulnerability: Mapped[str] = mapped_column(String(256), nullable=False)
+    product: Mapped[str] = mapped_column(String(1024), nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    justification: Mapped[str | None] = mapped_column(String(96), nullable=True)
+
+
+class SbomComponentRow(Base):
+    """Index: one row per SBOM component (purl, version, SHA-1 for the Java DB)."""
+
+    __tablename__ = "sbom_components"
+    __table_args__ = (
+        Index("ix_comp_name", "tenant", "purl_type", "name"),
+        Index("ix_comp_sha1", "tenant", "sha1"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    normalized_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("normalized_records.id"), nullable=False, index=True
+    )
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    purl: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    purl_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    name: Mapped[str] = mapped_column(String(1024), nullable=False)
+    version: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    sha1: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class ChangeLogEntry(Base):
+    __tablename__ = "change_log"
+    __table_args__ = (UniqueConstraint("tenant", "seq", name="uq_change_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # insert | revision | withdrawal
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    raw_id: Mapped[int] = mapped_column(Integer, ForeignKey("raw_records.id"), nullable=False)
+    observation_id: Mapped[str] = mapped_column(String(800), nullable=False)
+    previous_observation_id: Mapped[str | None] = mapped_column(String(800), nullable=True)
+    doc_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -1,0 +1,500 @@
+"""The evidence store: ingest records, read them as of a sequence, read change ranges.
+
+Every query takes the tenant as a required argument and filters on it: there is no query path
+that can return another tenant's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import orjson
+from sqlalchemy import Engine, Integer, Select, and_, func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from export_center.errors import BadInputError, NotFoundError
+from export_center.ingest.interface import ParsedRecord
+from export_center.model import Advisory, Sbom, VexDocument, to_json_dict
+from export_center.store.db import make_engine, migrate
+from export_center.store.models import (
+    AdvisoryPackage,
+    ChangeLogEntry,
+    NormalizedRecord,
+    RawRecord,
+    SbomComponentRow,
+    Tenant,
+    VexStatementRow,
+)
+
+Outcome = Literal["inserted", "revision", "withdrawal", "unchanged"]
+_TENANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_STREAM_BATCH = 500
+_Sel = TypeVar("_Sel", bound=Select)  # type: ignore[type-arg]
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted-key compact JSON for normalized data (deterministic, not RFC 8785 for speed)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def observation_id(tenant: str, source: str, upstream_id: str, revision: int) -> str:
+    return f"{tenant}:{source}:{upstream_id}:{revision}"
+
+
+def check_tenant(tenant: str) -> str:
+    if not tenant or len(tenant) > 64 or not set(tenant) <= _TENANT_CHARS:
+        raise BadInputError(
+            f"invalid tenant {tenant!r}: use 1-64 characters of a-z, 0-9, '-' and '_'"
+        )
+    return tenant
+
+
+def check_source(source: str) -> str:
+    if not source or len(source) > 128 or any(c in source for c in ":/\\\n\r\t\0"):
+        raise BadInputError(
+            f"invalid source name {source!r}: 1-128 characters, no ':', '/', '\\' or control characters"
+        )
+    return source
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    outcome: Outcome
+    observation_id: str
+    seq: int | None
+
+
+@dataclass(frozen=True)
+class RawView:
+    """A raw record as exports see it (content included)."""
+
+    id: int
+    tenant: str
+    source: str
+    upstream_id: str
+    revision: int
+    observation_id: str
+    doc_type: str
+    format: str
+    media_type: str
+    digest: str
+    size: int
+    content: bytes
+    withdrawn: bool
+    seq: int
+    supersedes: str | None
+
+
+@dataclass(frozen=True)
+class NormalizedView:
+    raw_id: int
+    source: str
+    observation_id: str
+    record_type: str
+    record_key: str
+    data: str  # canonical JSON of the normalized record
+    withdrawn: bool
+    seq: int
+
+
+@dataclass(frozen=True)
+class ChangeView:
+    seq: int
+    kind: str
+    observation_id: str
+    previous_observation_id: str | None
+    doc_type: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class StatRow:
+    tenant: str
+    source: str
+    doc_type: str
+    records: int
+    withdrawn: int
+    bytes: int
+
+
+class EvidenceStore:
+    """Facade over the database. Thread-safe; one per process is enough."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, run_migrations: bool = True) -> EvidenceStore:
+        engine = make_engine(url)
+        if run_migrations:
+            migrate(engine)
+        return cls(engine)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def lock_tenant(self, session: Session, tenant: str) -> Tenant:
+        """Get (creating if needed) and row-lock the tenant's counter for this transaction.
+
+        The lock is what makes sequences visible in order: a second ingester of the same
+        tenant waits until the first commits (PostgreSQL ``FOR UPDATE``; SQLite serializes
+        writers anyway).
+        """
+        check_tenant(tenant)
+        row = session.execute(
+            select(Tenant).where(Tenant.name == tenant).with_for_update()
+        ).scalar_one_or_none()
+        if row is None:
+            row = Tenant(name=tenant, last_seq=0)
+            session.add(row)
+            session.flush()
+        return row
+
+    def put(
+        self,
+        session: Session,
+        tenant_row: Tenant,
+        source: str,
+        record: ParsedRecord,
+        *,
+        now: datetime | None = None,
+    ) -> IngestOutcome:
+        """Store one parsed record inside the caller's transaction (a savepoint per record is
+        the caller's job). Identical bytes are a no-op; new bytes make a new revision."""
+        tenant = tenant_row.name
+        check_source(source)
+        digest = "sha256:" + hashlib.sha256(record.content).hexdigest()
+        current = session.execute(
+            select(RawRecord).where(
+                RawRecord.tenant == tenant,
+                RawRecord.source == source,
+                RawRecord.upstream_id == record.upstream_id,
+                RawRecord.superseded_seq.is_(None),
+            )
+        ).scalar_one_or_none()
+        if current is not None and current.digest == digest:
+            return IngestOutcome("unchanged", current.observation_id, None)
+
+        tenant_row.last_seq += 1
+        seq = tenant_row.last_seq
+        revision = 1 if current is None else current.revision + 1
+        obs = observation_id(tenant, source, record.upstream_id, revision)
+        if current is None:
+            kind: Outcome = "inserted"
+        elif record.withdrawn and not current.withdrawn:
+            kind = "withdrawal"
+        else:
+            kind = "revision"
+        if current is not None:
+            current.superseded_seq = seq
+        at = now or datetime.now(UTC)
+        raw = RawRecord(
+            tenant=tenant,
+            source=source,
+            upstream_id=record.upstream_id,
+            revision=revision,
+            observation_id=obs,
+            doc_type=record.doc_type,
+            format=record.format,
+            media_type=record.media_type,
+            digest=digest,
+            size=len(record.content),
+            content=record.content,
+            withdrawn=record.withdrawn,
+            ingested_at=at,
+            seq=seq,
+            superseded_seq=None,
+            supersedes=current.observation_id if current is not None else None,
+        )
+        session.add(raw)
+        session.flush()
+        self._put_normalized(session, raw, record)
+        session.add(
+            ChangeLogEntry(
+                tenant=tenant,
+                seq=seq,
+                kind="insert" if kind == "inserted" else kind,
+                raw_id=raw.id,
+                observation_id=obs,
+                previous_observation_id=raw.supersedes,
+                doc_type=record.doc_type,
+                at=at,
+            )
+        )
+        return IngestOutcome(kind, obs, seq)
+
+    def _put_normalized(self, session: Session, raw: RawRecord, record: ParsedRecord) -> None:
+        norm = record.normalized
+        key = norm.id if isinstance(norm, Advisory | VexDocument) else norm.subject
+        row = NormalizedRecord(
+            raw_id=raw.id,
+            tenant=raw.tenant,
+            record_type=record.doc_type,
+            record_key=key[:512],
+            data=canonical_json(to_json_dict(norm)),
+        )
+        session.add(row)
+        session.flush()
+        rows: list[Any] = []
+        if isinstance(norm, Advisory):
+            seen: set[tuple[str, str]] = set()
+            for pkg in norm.affected:
+                k = (pkg.purl_type, pkg.name)
+                if k not in seen:
+                    seen.add(k)
+                    rows.append(
+                        AdvisoryPackage(
+                            normalized_id=row.id, tenant=raw.tenant, purl_type=k[0], name=k[1][:512]
+                        )
+                    )
+        statements = (
+            norm.statements
+            if isinstance(norm, VexDocument)
+            else norm.vex
+            if isinstance(norm, Sbom)
+            else ()
+        )
+        rows.extend(
+            VexStatementRow(
+                normalized_id=row.id,
+                tenant=raw.tenant,
+                vulnerability=st.vulnerability[:256],
+                product=st.product[:1024],
+                status=st.status,
+                justification=st.justification,
+            )
+            for st in statements
+        )
+        if isinstance(norm, Sbom):
+            rows.extend(
+                SbomComponentRow(
+                    normalized_id=row.id,
+                    tenant=raw.tenant,
+                    purl=c.purl[:2048] if c.purl else None,
+                    purl_type=c.purl_type,
+                    name=c.name[:1024],
+                    version=c.version[:256] if c.version else None,
+                    sha1=c.hash("sha1"),
+                )
+                for c in norm.components
+            )
+        session.add_all(rows)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def current_sequence(self, tenant: str) -> int:
+        with self.session() as s:
+            seq = s.execute(select(Tenant.last_seq).where(Tenant.name == tenant)).scalar()
+            return int(seq or 0)
+
+    def sequence_time(self, tenant: str, seq: int) -> datetime | None:
+        """The time the change with sequence ``seq`` was recorded (the as-of time)."""
+        with self.session() as s:
+            at = s.execute(
+                select(ChangeLogEntry.at).where(
+                    ChangeLogEntry.tenant == tenant, ChangeLogEntry.seq == seq
+                )
+            ).scalar()
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)  # SQLite drops the zone; we always store UTC
+        return at
+
+    @staticmethod
+    def _as_of(stmt: _Sel, tenant: str, as_of: int) -> _Sel:
+        return stmt.where(
+            RawRecord.tenant == tenant,
+            RawRecord.seq <= as_of,
+            or_(RawRecord.superseded_seq.is_(None), RawRecord.superseded_seq > as_of),
+        )
+
+    def iter_raw(
+        self,
+        tenant: str,
+        as_of: int,
+        *,
+        doc_type: str | None = None,
+        sources: Sequence[str] | None = None,
+        include_withdrawn: bool = True,
+    ) -> Iterator[RawView]:
+        """Stream the records visible at ``as_of``, ordered by (doc_type, source, upstream_id)."""
+        stmt = self._as_of(select(RawRecord), tenant, as_of)
+        if doc_type:
+            stmt = stmt.where(RawRecord.doc_type == doc_type)
+        if sources:
+            stmt = stmt.where(RawRecord.source.in_(list(sources)))
+        if not include_withdrawn:
+            stmt = stmt.where(RawRecord.withdrawn.is_(False))
+        stmt = stmt.order_by(RawRecord.doc_type, RawRecord.source, RawRecord.upstream_id)
+        with self.session() as s:
+            result = s.execute(stmt.execution_options(yield_per=_STREAM_BATCH))
+            for r in result.scalars():
+                yield RawView(
+                    id=r.id,
+                    tenant=r.tenant,
+                    source=r.source,
+                    upstream_id=r.upstream_id,
+                    revision=r.revision,
+                    observation_id=r.observation_id,
+                    doc_type=r.doc_type,
+                    format=r.format,
+                    media_type=r.media_type,
+                    digest=r.digest,
+                    size=r.size,
+                    content=bytes(r.content),
+                    withdrawn=r.withdrawn,
+                    seq=r.seq,
+                    supersedes=r.supersedes,
+                )
+                s.expunge(r)
+
+    def iter_normalized(
+        self,
+        tenant: str,
+        as_of: int,
+        *,
+        record_type: str | None = None,
+        sources: Sequence[str] | None = None,
+        include_withdrawn: bool = True,
+    ) -> Iterator[NormalizedView]:
+        """Stream normalized records visible at ``as_of`` ordered by (type, source, upstream id)."""
+        stmt = self._as_of(
+            select(
+                NormalizedRecord.raw_id,
+                RawRecord.source,
+                RawRecord.observation_id,
+                NormalizedRecord.record_type,
+                NormalizedRecord.record_key,
+                NormalizedRecord.data,
+                RawRecord.withdrawn,
+                RawRecord.seq,
+            ).join(RawRecord, RawRecord.id == NormalizedRecord.raw_id),
+            tenant,
+            as_of,
+        )
+        if record_type:
+            stmt = stmt.where(RawRecord.doc_type == record_type)
+        if sources:
+            stmt = stmt.where(RawRecord.source.in_(list(sources)))
+        if not include_withdrawn:
+            stmt = stmt.where(RawRecord.withdrawn.is_(False))
+        stmt = stmt.order_by(RawRecord.doc_type, RawRecord.source, RawRecord.upstream_id)
+        with self.session() as s:
+            for row in s.execute(stmt.execution_options(yield_per=_STREAM_BATCH)):
+                yield NormalizedView(*row)
+
+    def changes(self, tenant: str, after: int, upto: int) -> Iterator[ChangeView]:
+        """Change-log entries with ``after < seq <= upto``, in sequence order."""
+        stmt = (
+            select(
+                ChangeLogEntry.seq,
+                ChangeLogEntry.kind,
+                ChangeLogEntry.observation_id,
+                ChangeLogEntry.previous_observation_id,
+                ChangeLogEntry.doc_type,
+                ChangeLogEntry.at,
+            )
+            .where(
+                ChangeLogEntry.tenant == tenant,
+                and_(ChangeLogEntry.seq > after, ChangeLogEntry.seq <= upto),
+            )
+            .order_by(ChangeLogEntry.seq)
+        )
+        with self.session() as s:
+            for row in s.execute(stmt.execution_options(yield_per=_STREAM_BATCH)):
+                yield ChangeView(*row)
+
+    def get_raw(self, tenant: str, obs_or_upstream: str) -> RawView:
+        """One record by observation id, or the current revision of an upstream id.
+
+        Raises:
+            NotFoundError: no such record for this tenant.
+        """
+        with self.session() as s:
+            r = s.execute(
+                select(RawRecord).where(
+                    RawRecord.tenant == tenant, RawRecord.observation_id == obs_or_upstream
+                )
+            ).scalar_one_or_none()
+            if r is None:
+                r = s.execute(
+                    select(RawRecord)
+                    .where(
+                        RawRecord.tenant == tenant,
+                        RawRecord.upstream_id == obs_or_upstream,
+                        RawRecord.superseded_seq.is_(None),
+                    )
+                    .order_by(RawRecord.source)
+                    .limit(1)
+                ).scalar_one_or_none()
+            if r is None:
+                raise NotFoundError(f"no record {obs_or_upstream!r} for tenant {tenant!r}")
+            return RawView(
+                r.id,
+                r.tenant,
+                r.source,
+                r.upstream_id,
+                r.revision,
+                r.observation_id,
+                r.doc_type,
+                r.format,
+                r.media_type,
+                r.digest,
+                r.size,
+                bytes(r.content),
+                r.withdrawn,
+                r.seq,
+                r.supersedes,
+            )
+
+    def get_normalized(self, tenant: str, raw_id: int) -> str | None:
+        with self.session() as s:
+            return s.execute(
+                select(NormalizedRecord.data).where(
+                    NormalizedRecord.tenant == tenant, NormalizedRecord.raw_id == raw_id
+                )
+            ).scalar_one_or_none()
+
+    def stats(self, tenant: str | None = None, as_of: int | None = None) -> list[StatRow]:
+        """Current record counts per tenant, source and type (or as of a sequence)."""
+        stmt = select(
+            RawRecord.tenant,
+            RawRecord.source,
+            RawRecord.doc_type,
+            func.count(),
+            func.sum(func.cast(RawRecord.withdrawn, type_=Integer)),
+            func.sum(RawRecord.size),
+        )
+        if tenant is not None:
+            if as_of is not None:
+                stmt = self._as_of(stmt, tenant, as_of)
+            else:
+                stmt = stmt.where(RawRecord.tenant == tenant, RawRecord.superseded_seq.is_(None))
+        else:
+            stmt = stmt.where(RawRecord.superseded_seq.is_(None))
+        stmt = stmt.group_by(RawRecord.tenant, RawRecord.source, RawRecord.doc_type).order_by(
+            RawRecord.tenant, RawRecord.source, RawRecord.doc_type
+        )
+        with self.session() as s:
+            return [
+                StatRow(t, src, dt, int(n), int(w or 0), int(b or 0))
+                for t, src, dt, n, w, b in s.execute(stmt)
+            ]
+
+    def counts(self, tenant: str, as_of: int) -> dict[str, int]:
+        """Records per doc type visible at ``as_of``."""
+        stmt = self._as_of(
+            select(RawRecord.doc_type, func.count()).group_by(RawRecord.doc_type), tenant, as_of
+        )
+        with self.session() as s:
+            return {dt: int(n) for dt, n in s.execute(stmt)}
+
+    def tenants(self) -> list[str]:
+        with self.session() as s:
+            return list(s.execute(select(Tenant.name).order_by(Tenant.name)).scalars())
