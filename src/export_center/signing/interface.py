@@ -46,9 +46,7 @@ __all__ = [
 PublicKey: TypeAlias = Ed25519PublicKey | ec.EllipticCurvePublicKey
 
 # A PEM block of a public key; anything else in a trust-roots file is refused (fail closed).
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL
-)
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 
 
 class KeyType(StrEnum):
@@ -127,9 +125,7 @@ def load_public_key(pem: bytes) -> PublicKey:
     if isinstance(key, Ed25519PublicKey | ec.EllipticCurvePublicKey):
         key_type_of(key)  # refuses curves other than P-256
         return key
-    raise ValueError(
-        f"unsupported public key {type(key).__name__}: use Ed25519 or ECDSA P-256"
-    )
+    raise ValueError(f"unsupported public key {type(key).__name__}: use Ed25519 or ECDSA P-256")
 
 
 def load_trust_roots(pem_bytes: bytes, *, where: str = "trust roots") -> dict[str, PublicKey]:

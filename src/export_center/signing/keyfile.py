@@ -63,7 +63,9 @@ def is_encrypted_pem(pem: bytes) -> bool:
     return _ENCRYPTED_HEADER in pem
 
 
-def load_private_key(pem: bytes, passphrase: str | None = None, *, where: str = "key") -> PrivateKey:
+def load_private_key(
+    pem: bytes, passphrase: str | None = None, *, where: str = "key"
+) -> PrivateKey:
     """Parse a PEM private key; ``passphrase`` is used only when the key is encrypted.
 
     Raises:

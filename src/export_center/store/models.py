@@ -152,3 +152,56 @@ class ChangeLogEntry(Base):
     previous_observation_id: Mapped[str | None] = mapped_column(String(800), nullable=True)
     doc_type: Mapped[str] = mapped_column(String(16), nullable=False)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Profile(Base):
+    __tablename__ = "profiles"
+    __table_args__ = (UniqueConstraint("tenant", "name", name="uq_profile_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ProfileRevision(Base):
+    """An immutable profile revision: rows are inserted, never updated."""
+
+    __tablename__ = "profile_revisions"
+    __table_args__ = (UniqueConstraint("profile_id", "revision", name="uq_profile_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    profile_id: Mapped[int] = mapped_column(Integer, ForeignKey("profiles.id"), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    spec: Mapped[str] = mapped_column(Text, nullable=False)
+    digest: Mapped[str] = mapped_column(String(71), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ExportRun(Base):
+    """One run of a profile revision. Wall-clock facts live here, never inside a bundle."""
+
+    __tablename__ = "export_runs"
+    __table_args__ = (Index("ix_run_tenant_status", "tenant", "status"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    profile: Mapped[str] = mapped_column(String(64), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    as_of_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    export_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    root_hash: Mapped[str | None] = mapped_column(String(71), nullable=True)
+    archive_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    archive_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    archive_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    items_done: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    items_total: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -56,7 +56,8 @@ def check_tenant(tenant: str) -> str:
 def check_source(source: str) -> str:
     if not source or len(source) > 128 or any(c in source for c in ":/\\\n\r\t\0"):
         raise BadInputError(
-            f"invalid source name {source!r}: 1-128 characters, no ':', '/', '\\' or control characters"
+            f"invalid source name {source!r}: "
+            "1-128 characters, no ':', '/', '\\' or control characters"
         )
     return source
 
@@ -306,6 +307,17 @@ class EvidenceStore:
             at = at.replace(tzinfo=UTC)  # SQLite drops the zone; we always store UTC
         return at
 
+    def _bytewise(self, col: Any) -> Any:
+        """Order strings bytewise on every backend (PostgreSQL's default collation is not)."""
+        return col.collate("C") if self.engine.dialect.name == "postgresql" else col
+
+    def _export_order(self) -> tuple[Any, ...]:
+        return (
+            RawRecord.doc_type,
+            self._bytewise(RawRecord.source),
+            self._bytewise(RawRecord.upstream_id),
+        )
+
     @staticmethod
     def _as_of(stmt: _Sel, tenant: str, as_of: int) -> _Sel:
         return stmt.where(
@@ -331,27 +343,11 @@ class EvidenceStore:
             stmt = stmt.where(RawRecord.source.in_(list(sources)))
         if not include_withdrawn:
             stmt = stmt.where(RawRecord.withdrawn.is_(False))
-        stmt = stmt.order_by(RawRecord.doc_type, RawRecord.source, RawRecord.upstream_id)
+        stmt = stmt.order_by(*self._export_order())
         with self.session() as s:
             result = s.execute(stmt.execution_options(yield_per=_STREAM_BATCH))
             for r in result.scalars():
-                yield RawView(
-                    id=r.id,
-                    tenant=r.tenant,
-                    source=r.source,
-                    upstream_id=r.upstream_id,
-                    revision=r.revision,
-                    observation_id=r.observation_id,
-                    doc_type=r.doc_type,
-                    format=r.format,
-                    media_type=r.media_type,
-                    digest=r.digest,
-                    size=r.size,
-                    content=bytes(r.content),
-                    withdrawn=r.withdrawn,
-                    seq=r.seq,
-                    supersedes=r.supersedes,
-                )
+                yield _raw_view(r)
                 s.expunge(r)
 
     def iter_normalized(
@@ -384,10 +380,35 @@ class EvidenceStore:
             stmt = stmt.where(RawRecord.source.in_(list(sources)))
         if not include_withdrawn:
             stmt = stmt.where(RawRecord.withdrawn.is_(False))
-        stmt = stmt.order_by(RawRecord.doc_type, RawRecord.source, RawRecord.upstream_id)
+        stmt = stmt.order_by(*self._export_order())
         with self.session() as s:
             for row in s.execute(stmt.execution_options(yield_per=_STREAM_BATCH)):
                 yield NormalizedView(*row)
+
+    def iter_records(
+        self,
+        tenant: str,
+        as_of: int,
+        *,
+        doc_type: str,
+        sources: Sequence[str] | None = None,
+    ) -> Iterator[tuple[RawView, str]]:
+        """Stream (raw record, normalized JSON) pairs visible at ``as_of`` for one type, in
+        bytewise (source, upstream id) order: the order export shards are written in."""
+        stmt = self._as_of(
+            select(RawRecord, NormalizedRecord.data).join(
+                NormalizedRecord, NormalizedRecord.raw_id == RawRecord.id
+            ),
+            tenant,
+            as_of,
+        ).where(RawRecord.doc_type == doc_type)
+        if sources:
+            stmt = stmt.where(RawRecord.source.in_(list(sources)))
+        stmt = stmt.order_by(*self._export_order())
+        with self.session() as s:
+            for r, data in s.execute(stmt.execution_options(yield_per=_STREAM_BATCH)):
+                yield _raw_view(r), data
+                s.expunge(r)
 
     def changes(self, tenant: str, after: int, upto: int) -> Iterator[ChangeView]:
         """Change-log entries with ``after < seq <= upto``, in sequence order."""
@@ -435,23 +456,7 @@ class EvidenceStore:
                 ).scalar_one_or_none()
             if r is None:
                 raise NotFoundError(f"no record {obs_or_upstream!r} for tenant {tenant!r}")
-            return RawView(
-                r.id,
-                r.tenant,
-                r.source,
-                r.upstream_id,
-                r.revision,
-                r.observation_id,
-                r.doc_type,
-                r.format,
-                r.media_type,
-                r.digest,
-                r.size,
-                bytes(r.content),
-                r.withdrawn,
-                r.seq,
-                r.supersedes,
-            )
+            return _raw_view(r)
 
     def get_normalized(self, tenant: str, raw_id: int) -> str | None:
         with self.session() as s:
@@ -498,3 +503,23 @@ class EvidenceStore:
     def tenants(self) -> list[str]:
         with self.session() as s:
             return list(s.execute(select(Tenant.name).order_by(Tenant.name)).scalars())
+
+
+def _raw_view(r: RawRecord) -> RawView:
+    return RawView(
+        id=r.id,
+        tenant=r.tenant,
+        source=r.source,
+        upstream_id=r.upstream_id,
+        revision=r.revision,
+        observation_id=r.observation_id,
+        doc_type=r.doc_type,
+        format=r.format,
+        media_type=r.media_type,
+        digest=r.digest,
+        size=r.size,
+        content=bytes(r.content),
+        withdrawn=r.withdrawn,
+        seq=r.seq,
+        supersedes=r.supersedes,
+    )

@@ -1,0 +1,116 @@
+"""json:raw — raw documents and normalized records as canonical JSONL shards.
+
+Layout and order (documented in docs/bundle-format.md):
+- ``data/raw/<type>/<source>.jsonl``: one raw record per line.
+- ``data/normalized/<type>/<source>.jsonl``: the same records' normalized view, same order.
+``<type>`` is ``advisories``, ``vex`` or ``sboms``. Lines are sorted by upstream id (bytewise);
+keys inside a line are sorted. Raw bytes are carried exactly: as a UTF-8 string when they decode
+as UTF-8, else base64 (``contentEncoding`` says which); ``digest`` is the sha256 of those bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from itertools import groupby
+
+import orjson
+
+from export_center.adapters.interface import ExportContext
+from export_center.planner.selectors import matches
+from export_center.store.repository import RawView
+
+TYPE_DIRS = {"advisory": "advisories", "vex": "vex", "sbom": "sboms"}
+INCLUDE_TO_TYPE = {"advisories": "advisory", "vex": "vex", "sboms": "sbom"}
+JSONL = "application/x-ndjson"
+_PROGRESS_EVERY = 200
+
+
+def raw_line(rec: RawView) -> bytes:
+    try:
+        content, encoding = rec.content.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        content, encoding = base64.b64encode(rec.content).decode(), "base64"
+    return orjson.dumps(
+        {
+            "content": content,
+            "contentEncoding": encoding,
+            "digest": rec.digest,
+            "format": rec.format,
+            "mediaType": rec.media_type,
+            "observationId": rec.observation_id,
+            "revision": rec.revision,
+            "source": rec.source,
+            "supersedes": rec.supersedes,
+            "upstreamId": rec.upstream_id,
+            "withdrawn": rec.withdrawn,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def normalized_line(rec: RawView, data: str) -> bytes:
+    return orjson.dumps(
+        {
+            "data": orjson.Fragment(data),  # already canonical (sorted keys) in the store
+            "observationId": rec.observation_id,
+            "recordType": rec.doc_type,
+            "source": rec.source,
+            "upstreamId": rec.upstream_id,
+            "withdrawn": rec.withdrawn,
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def selected_records(ctx: ExportContext, doc_type: str) -> Iterator[tuple[RawView, str]]:
+    """The plan's records of one type, selectors applied, streamed in export order."""
+    plan = ctx.plan
+    sel = plan.selectors
+    n = 0
+    for rec, data in ctx.store.iter_records(
+        plan.tenant, plan.as_of_seq, doc_type=doc_type, sources=sel.sources or None
+    ):
+        n += 1
+        if n % _PROGRESS_EVERY == 0:
+            ctx.progress(_PROGRESS_EVERY)
+            ctx.check_cancelled()
+        if matches(sel, doc_type, rec.upstream_id, orjson.loads(data)):
+            yield rec, data
+    ctx.progress(n % _PROGRESS_EVERY)
+
+
+class JsonRawAdapter:
+    """Writes raw and normalized shards for every included record type."""
+
+    def build(self, ctx: ExportContext) -> None:
+        for include in ctx.plan.spec.include:
+            doc_type = INCLUDE_TO_TYPE.get(include)
+            if doc_type is None:
+                continue  # "findings" belongs to json:policy
+            self._write_type(ctx, doc_type)
+
+    @staticmethod
+    def _write_type(ctx: ExportContext, doc_type: str) -> None:
+        type_dir = TYPE_DIRS[doc_type]
+        total = 0
+        # Records arrive ordered by source, so groupby streams one shard pair at a time.
+        for source, group in groupby(selected_records(ctx, doc_type), key=lambda p: p[0].source):
+            deps = hashlib.sha256()
+            with (
+                ctx.staging.open(
+                    f"data/raw/{type_dir}/{source}.jsonl", JSONL, count_records=True
+                ) as raw_w,
+                ctx.staging.open(
+                    f"data/normalized/{type_dir}/{source}.jsonl", JSONL, count_records=True
+                ) as norm_w,
+            ):
+                for rec, data in group:
+                    raw_w.write_record(raw_line(rec))
+                    norm_w.write_record(normalized_line(rec, data))
+                    deps.update(f"{rec.observation_id} {rec.digest}\n".encode())
+                    total += 1
+            # The input set this source contributed: provenance's resolvedDependencies.
+            ctx.dependencies[f"{type_dir}/{source}"] = deps.hexdigest()
+        ctx.counts[type_dir] = ctx.counts.get(type_dir, 0) + total

@@ -1,0 +1,33 @@
+"""The closed registry of profile adapters (ProfileKind -> factory)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from export_center.adapters.interface import Adapter
+from export_center.errors import BadInputError
+from export_center.planner.profiles import ProfileKind
+
+
+def _json_raw() -> Adapter:
+    from export_center.adapters.json_raw import JsonRawAdapter
+
+    return JsonRawAdapter()
+
+
+_FACTORIES: dict[ProfileKind, Callable[[], Adapter]] = {
+    ProfileKind.JSON_RAW: _json_raw,
+}
+
+
+def adapter_for(kind: ProfileKind) -> Adapter:
+    """The adapter of a profile kind.
+
+    Raises:
+        BadInputError: this build has no adapter for the kind yet.
+    """
+    factory = _FACTORIES.get(kind)
+    if factory is None:
+        supported = ", ".join(sorted(k.value for k in _FACTORIES))
+        raise BadInputError(f"profile {kind.value} cannot be exported yet (supported: {supported})")
+    return factory()

@@ -1,0 +1,364 @@
+"""Offline bundle verification: every check of bundles.md "Verification, in order".
+
+Works on the archive (streamed member by member through the one safe reader, never extracted)
+and on an extracted directory. Never touches the network. Each check is reported by name; the
+first failure stops the run and decides the exit code (2). Anything not listed by the signed
+manifest is a failure: we accept only the paths the signature covers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from export_center.archive.reader import Limits, iter_members
+from export_center.bundle.manifest import (
+    CHECKSUMS,
+    EXPORT_DSSE,
+    EXPORT_JSON,
+    MANIFEST_PAYLOAD_TYPE,
+    MANIFEST_SCHEMA,
+    PROVENANCE_DSSE,
+    PROVENANCE_JSON,
+    PROVENANCE_PAYLOAD_TYPE,
+    SIGNED_FILES,
+    SLSA_PROVENANCE_V1,
+    STATEMENT_TYPE,
+    parse_checksums,
+    rerun_hash,
+)
+from export_center.errors import ExitCode, ExportCenterError, UnsafeArchiveError, VerificationError
+from export_center.signing.dsse import verify_detached_signature, verify_envelope
+from export_center.signing.interface import PublicKey
+
+Status = Literal["pass", "fail", "skipped", "not run"]
+
+# Files small enough to keep in memory while streaming (they are read again by later checks).
+_KEEP = frozenset({CHECKSUMS, *SIGNED_FILES})
+_MAX_KEEP_BYTES = 64 * 1024 * 1024
+_CHUNK = 1 << 20
+
+CHECK_ORDER = (
+    "archive-digest",
+    "archive-signature",
+    "safe-read",
+    "checksums",
+    "manifest-signature",
+    "contents",
+    "rerun-hash",
+    "provenance",
+)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    status: Status
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    bundle: str
+    checks: list[CheckResult] = field(default_factory=list)
+    export_id: str | None = None
+    root_hash: str | None = None
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status in ("pass", "skipped") for c in self.checks)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.ok else ExitCode.VERIFICATION_FAILED
+
+    @property
+    def failed(self) -> CheckResult | None:
+        return next((c for c in self.checks if c.status == "fail"), None)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "bundle": self.bundle,
+            "ok": self.ok,
+            "exportId": self.export_id,
+            "rootHash": self.root_hash,
+            "checks": [
+                {"name": c.name, "status": c.status, "detail": c.detail} for c in self.checks
+            ],
+        }
+
+
+@dataclass
+class _Collected:
+    digests: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (hex, size)
+    kept: dict[str, bytes] = field(default_factory=dict)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _collect_archive(path: Path, limits: Limits) -> _Collected:
+    out = _Collected()
+    for member in iter_members(path, limits):
+        if member.is_dir:
+            continue
+        h = hashlib.sha256()
+        keep = member.name in _KEEP
+        buf = bytearray()
+        for chunk in member.chunks():
+            h.update(chunk)
+            if keep:
+                buf += chunk
+                if len(buf) > _MAX_KEEP_BYTES:
+                    raise UnsafeArchiveError(f"{member.name}: larger than {_MAX_KEEP_BYTES} bytes")
+        out.digests[member.name] = (h.hexdigest(), member.size)
+        if keep:
+            out.kept[member.name] = bytes(buf)
+    return out
+
+
+def _collect_dir(root: Path) -> _Collected:
+    out = _Collected()
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_symlink():
+            raise UnsafeArchiveError(f"{rel}: symbolic link in the bundle directory")
+        if p.is_dir():
+            continue
+        if not p.is_file():
+            raise UnsafeArchiveError(f"{rel}: not a regular file")
+        size = p.stat().st_size
+        out.digests[rel] = (_sha256_file(p), size)
+        if rel in _KEEP:
+            if size > _MAX_KEEP_BYTES:
+                raise UnsafeArchiveError(f"{rel}: larger than {_MAX_KEEP_BYTES} bytes")
+            out.kept[rel] = p.read_bytes()
+    return out
+
+
+class _Run:
+    """Runs checks in order; after the first failure the rest are 'not run'."""
+
+    def __init__(self, report: VerifyReport) -> None:
+        self.report = report
+        self.stopped = False
+
+    def check(self, name: str, fn: Callable[[], str | None]) -> None:
+        if self.stopped:
+            self.report.checks.append(CheckResult(name, "not run"))
+            return
+        try:
+            detail = fn()
+        except VerificationError as e:
+            self.report.checks.append(CheckResult(name, "fail", e.message))
+            self.stopped = True
+            return
+        except (ExportCenterError, ValueError, KeyError, TypeError) as e:
+            msg = e.message if isinstance(e, ExportCenterError) else f"{type(e).__name__}: {e}"
+            self.report.checks.append(CheckResult(name, "fail", msg))
+            self.stopped = True
+            return
+        if detail is not None and detail.startswith("skipped"):
+            self.report.checks.append(CheckResult(name, "skipped", detail))
+        else:
+            self.report.checks.append(CheckResult(name, "pass", detail or ""))
+
+
+def _fail(check: str, msg: str) -> VerificationError:
+    return VerificationError(check, msg)
+
+
+def _archive_sidecar(archive: Path) -> Path:
+    return archive.with_name(archive.name + ".sha256")
+
+
+def verify_bundle(
+    bundle: Path,
+    trust_roots: Mapping[str, PublicKey],
+    *,
+    limits: Limits | None = None,
+    extra_checks: Iterator[tuple[str, Callable[[dict[str, Any], _Collected], str | None]]]
+    | None = None,
+) -> VerifyReport:
+    """Verify ``bundle`` (an archive file or an extracted directory) against ``trust_roots``.
+
+    Never raises for a bad bundle: failures are in the report (``report.exit_code``).
+
+    Raises:
+        VerificationError: ``trust_roots`` is empty (fail closed, before reading anything).
+    """
+    if not trust_roots:
+        raise VerificationError("trust-roots", "no trusted public keys given")
+    report = VerifyReport(bundle=str(bundle))
+    run = _Run(report)
+    limits = limits or Limits()
+    is_dir = bundle.is_dir()
+    collected = _Collected()
+    state: dict[str, Any] = {}
+
+    def archive_digest() -> str | None:
+        if is_dir:
+            return "skipped: a directory has no archive digest"
+        sidecar = _archive_sidecar(bundle)
+        actual = _sha256_file(bundle)
+        state["archive_sha256"] = actual
+        if not sidecar.is_file():
+            return f"skipped: no {sidecar.name} next to the archive (sha256 {actual})"
+        line = sidecar.read_text(encoding="utf-8", errors="replace").strip()
+        expected = line.split()[0] if line else ""
+        if expected != actual:
+            raise _fail("archive-digest", f"archive sha256 {actual} != {sidecar.name} {expected}")
+        return f"sha256 {actual}"
+
+    def archive_signature() -> str | None:
+        if is_dir:
+            return "skipped: a directory has no archive signature"
+        sig = bundle.with_name(bundle.name + ".sig")
+        if not sig.is_file():
+            return f"skipped: no {sig.name} next to the archive"
+        sidecar = sig.read_bytes()
+        with bundle.open("rb") as fh:
+            size = bundle.stat().st_size
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else _Empty() as mm:
+                for keyid, key in sorted(trust_roots.items()):
+                    try:
+                        verify_detached_signature(key, mm, sidecar, where=sig.name)  # type: ignore[arg-type]
+                    except VerificationError:
+                        continue
+                    return f"signed by trusted key {keyid}"
+        raise _fail("archive-signature", f"{sig.name} is not a valid signature by a trusted key")
+
+    def safe_read() -> str | None:
+        nonlocal collected
+        try:
+            collected = _collect_dir(bundle) if is_dir else _collect_archive(bundle, limits)
+        except UnsafeArchiveError as e:
+            raise _fail("safe-read", e.message) from e
+        return f"{len(collected.digests)} files"
+
+    def checksums() -> str | None:
+        raw = collected.kept.get(CHECKSUMS)
+        if raw is None:
+            raise _fail("checksums", f"{CHECKSUMS} is missing")
+        report.root_hash = "sha256:" + hashlib.sha256(raw).hexdigest()
+        try:
+            listed = parse_checksums(raw)
+        except ValueError as e:
+            raise _fail("checksums", f"{CHECKSUMS}: {e}") from e
+        present = set(collected.digests) - {CHECKSUMS}
+        if missing := sorted(set(listed) - present):
+            raise _fail("checksums", f"listed but missing: {', '.join(missing[:5])}")
+        if extra := sorted(present - set(listed)):
+            raise _fail("checksums", f"present but not listed: {', '.join(extra[:5])}")
+        for path, digest in sorted(listed.items()):
+            if collected.digests[path][0] != digest:
+                raise _fail("checksums", f"{path}: sha256 does not match {CHECKSUMS}")
+        return f"{len(listed)} files match; root hash {report.root_hash}"
+
+    def manifest_signature() -> str | None:
+        env = collected.kept.get(EXPORT_DSSE)
+        body = collected.kept.get(EXPORT_JSON)
+        if env is None or body is None:
+            raise _fail("manifest-signature", f"{EXPORT_JSON} or {EXPORT_DSSE} is missing")
+        payload = verify_envelope(env, trust_roots, MANIFEST_PAYLOAD_TYPE)
+        if payload != body:
+            raise _fail("manifest-signature", f"{EXPORT_JSON} differs from the signed payload")
+        manifest = orjson.loads(payload)
+        if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
+            raise _fail("manifest-signature", f"{EXPORT_JSON}: unknown manifest schema")
+        report.manifest = manifest
+        report.export_id = manifest.get("exportId")
+        return f"export {report.export_id}"
+
+    def contents() -> str | None:
+        assert report.manifest is not None
+        entries = report.manifest.get("contents")
+        if not isinstance(entries, list):
+            raise _fail("contents", "manifest has no contents[]")
+        listed = {}
+        for e in entries:
+            path, digest, size = e["path"], e["digest"], e["bytes"]
+            if path in listed:
+                raise _fail("contents", f"{path} listed twice")
+            listed[path] = (digest, size)
+            actual = collected.digests.get(path)
+            if actual is None:
+                raise _fail("contents", f"{path} is in the manifest but not in the bundle")
+            if f"sha256:{actual[0]}" != digest:
+                raise _fail("contents", f"{path}: sha256 does not match the signed manifest")
+            if actual[1] != size:
+                raise _fail("contents", f"{path}: {actual[1]} bytes, manifest says {size}")
+        allowed = set(listed) | SIGNED_FILES | {CHECKSUMS}
+        if unlisted := sorted(set(collected.digests) - allowed):
+            raise _fail(
+                "contents", f"not covered by the signed manifest: {', '.join(unlisted[:5])}"
+            )
+        return f"{len(listed)} files match the signed manifest"
+
+    def rerun() -> str | None:
+        assert report.manifest is not None
+        digests = [e["digest"] for e in report.manifest["contents"]]
+        expected = rerun_hash(digests)
+        if report.manifest.get("rerunHash") != expected:
+            raise _fail("rerun-hash", f"manifest rerunHash != {expected}")
+        return expected
+
+    def provenance() -> str | None:
+        env = collected.kept.get(PROVENANCE_DSSE)
+        body = collected.kept.get(PROVENANCE_JSON)
+        if env is None or body is None:
+            raise _fail("provenance", f"{PROVENANCE_JSON} or {PROVENANCE_DSSE} is missing")
+        payload = verify_envelope(env, trust_roots, PROVENANCE_PAYLOAD_TYPE)
+        if payload != body:
+            raise _fail("provenance", f"{PROVENANCE_JSON} differs from the signed payload")
+        stmt = orjson.loads(payload)
+        if stmt.get("_type") != STATEMENT_TYPE or stmt.get("predicateType") != SLSA_PROVENANCE_V1:
+            raise _fail("provenance", "not an in-toto Statement v1 with a SLSA v1 predicate")
+        subjects = {s["name"]: s["digest"]["sha256"] for s in stmt.get("subject", [])}
+        assert report.manifest is not None
+        expected = {e["path"] for e in report.manifest["contents"]} | {EXPORT_JSON}
+        if set(subjects) != expected:
+            diff = sorted(set(subjects) ^ expected)
+            raise _fail("provenance", f"subjects differ from the manifest: {', '.join(diff[:5])}")
+        for name, digest in subjects.items():
+            if collected.digests[name][0] != digest:
+                raise _fail("provenance", f"subject {name}: sha256 does not match")
+        return f"{len(subjects)} subjects"
+
+    steps: list[tuple[str, Callable[[], str | None]]] = [
+        ("archive-digest", archive_digest),
+        ("archive-signature", archive_signature),
+        ("safe-read", safe_read),
+        ("checksums", checksums),
+        ("manifest-signature", manifest_signature),
+        ("contents", contents),
+        ("rerun-hash", rerun),
+        ("provenance", provenance),
+    ]
+    for name, fn in steps:
+        run.check(name, fn)
+    for name, extra in extra_checks or ():
+        run.check(name, lambda extra=extra: extra(report.manifest or {}, collected))  # type: ignore[misc]
+    return report
+
+
+class _Empty:
+    """A stand-in for mmap of an empty file (mmap refuses length 0)."""
+
+    def __enter__(self) -> bytes:
+        return b""
+
+    def __exit__(self, *_: object) -> None:
+        return None

@@ -1,0 +1,339 @@
+"""``stella export profile|plan|run|verify``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from export_center.cli import common
+from export_center.errors import BadInputError, ExitCode
+from export_center.planner.plan import make_plan
+from export_center.planner.profiles import ProfileSpec, parse_profile_spec
+from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
+
+export_app = typer.Typer(help="Plan, run and verify exports.", no_args_is_help=True)
+profile_app = typer.Typer(
+    help="Manage export profiles (immutable revisions).", no_args_is_help=True
+)
+export_app.add_typer(profile_app, name="profile")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(export_app, name="export")
+
+
+def _registry() -> ProfileRegistry:
+    return ProfileRegistry(common.open_store())
+
+
+def _profile_json(p: ProfileRevisionView) -> dict[str, Any]:
+    return {
+        "tenant": p.tenant,
+        "name": p.name,
+        "revision": p.revision,
+        "digest": p.digest,
+        "archived": p.archived,
+        "spec": p.spec.model_dump(mode="json", by_alias=True),
+    }
+
+
+def _spec_from_options(
+    file: Path | None,
+    kind: str | None,
+    variant: str | None,
+    sources: list[str] | None,
+    ecosystems: list[str] | None,
+    include: list[str] | None,
+    compression: str | None,
+    level: int | None,
+    key: str | None,
+) -> ProfileSpec:
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            text = file.read_bytes()
+        except OSError as e:
+            raise BadInputError(f"{file}: cannot read profile: {e.strerror}") from e
+        try:
+            loaded = (
+                yaml.safe_load(text) if file.suffix in {".yaml", ".yml"} else orjson.loads(text)
+            )
+        except (yaml.YAMLError, orjson.JSONDecodeError) as e:
+            raise BadInputError(f"{file}: malformed profile: {e}") from e
+        if not isinstance(loaded, dict):
+            raise BadInputError(f"{file}: a profile must be an object")
+        data = loaded
+    if kind:
+        data["kind"] = kind
+    if variant:
+        data["variant"] = variant
+    selectors = dict(data.get("selectors") or {})
+    if sources:
+        selectors["sources"] = sources
+    if ecosystems:
+        selectors["ecosystems"] = ecosystems
+    if selectors:
+        data["selectors"] = selectors
+    if include:
+        data["include"] = include
+    if compression or level:
+        comp = dict(data.get("compression") or {})
+        if compression:
+            comp["algorithm"] = compression
+        if level:
+            comp["level"] = level
+        data["compression"] = comp
+    if key:
+        data["signing"] = {"key": key}
+    return parse_profile_spec(data, str(file) if file else "profile options")
+
+
+FileOpt = Annotated[Path | None, typer.Option("--file", help="Profile body (JSON or YAML).")]
+KindOpt = Annotated[str | None, typer.Option("--kind", help="json | trivy | mirror | devportal")]
+VariantOpt = Annotated[str | None, typer.Option("--variant", help="raw | policy | db | ...")]
+SourceOpt = Annotated[list[str] | None, typer.Option("--source", help="Selector: source name.")]
+EcoOpt = Annotated[list[str] | None, typer.Option("--ecosystem", help="Selector: purl type.")]
+IncludeOpt = Annotated[
+    list[str] | None, typer.Option("--include", help="advisories | vex | sboms | findings")
+]
+CompOpt = Annotated[str | None, typer.Option("--compression", help="zstd | gzip | none")]
+LevelOpt = Annotated[int | None, typer.Option("--level", help="Compression level (zstd 1-22).")]
+KeyOpt = Annotated[str | None, typer.Option("--key", help="Signing keyid (default: newest).")]
+
+
+@profile_app.command("create")
+def profile_create(
+    name: Annotated[str, typer.Argument(help="Profile name (a-z, 0-9, '-').")],
+    file: FileOpt = None,
+    kind: KindOpt = None,
+    variant: VariantOpt = None,
+    source: SourceOpt = None,
+    ecosystem: EcoOpt = None,
+    include: IncludeOpt = None,
+    compression: CompOpt = None,
+    level: LevelOpt = None,
+    key: KeyOpt = None,
+    tenant: common.TenantOpt = None,
+) -> None:
+    """Create a profile (revision r1)."""
+    spec = _spec_from_options(
+        file, kind, variant, source, ecosystem, include, compression, level, key
+    )
+    p = _registry().create(common.tenant_or_default(tenant), name, spec)
+    common.console.print(f"created profile {p.name} r{p.revision} ({p.digest})", highlight=False)
+
+
+@profile_app.command("revise")
+def profile_revise(
+    name: Annotated[str, typer.Argument()],
+    file: FileOpt = None,
+    kind: KindOpt = None,
+    variant: VariantOpt = None,
+    source: SourceOpt = None,
+    ecosystem: EcoOpt = None,
+    include: IncludeOpt = None,
+    compression: CompOpt = None,
+    level: LevelOpt = None,
+    key: KeyOpt = None,
+    tenant: common.TenantOpt = None,
+) -> None:
+    """Add a revision (options not given keep the current revision's values)."""
+    t = common.tenant_or_default(tenant)
+    reg = _registry()
+    current = reg.get(t, name).spec
+    base = current.model_dump(mode="json", by_alias=True)
+    if file is None:
+        merged = _spec_from_options(
+            None,
+            kind or current.kind,
+            variant or current.variant,
+            source,
+            ecosystem,
+            include,
+            compression,
+            level,
+            key,
+        )
+        data = {**base, **merged.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+        spec = parse_profile_spec(data)
+    else:
+        spec = _spec_from_options(
+            file, kind, variant, source, ecosystem, include, compression, level, key
+        )
+    p = reg.revise(t, name, spec)
+    common.console.print(f"profile {p.name} is at r{p.revision} ({p.digest})", highlight=False)
+
+
+@profile_app.command("list")
+def profile_list(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") -> None:
+    """List the tenant's profiles (newest revision of each)."""
+    items, total = _registry().list(common.tenant_or_default(tenant))
+    if output == "json":
+        common.print_json({"items": [_profile_json(p) for p in items], "total": total})
+        return
+    table = Table(title=f"{total} profiles")
+    for col in ("name", "revision", "kind", "compression", "digest"):
+        table.add_column(col)
+    for p in items:
+        table.add_row(
+            p.name,
+            f"r{p.revision}",
+            p.spec.profile_kind.value,
+            f"{p.spec.compression.algorithm}:{p.spec.compression.level}",
+            p.digest[:23],
+        )
+    common.console.print(table)
+
+
+@profile_app.command("show")
+def profile_show(
+    name: Annotated[str, typer.Argument()],
+    revision: Annotated[int | None, typer.Option("--revision")] = None,
+    tenant: common.TenantOpt = None,
+) -> None:
+    """Print a profile revision as JSON."""
+    common.print_json(
+        _profile_json(_registry().get(common.tenant_or_default(tenant), name, revision))
+    )
+
+
+@profile_app.command("archive")
+def profile_archive(
+    name: Annotated[str, typer.Argument()], tenant: common.TenantOpt = None
+) -> None:
+    """Archive a profile: no new revisions or runs; existing bundles stay valid."""
+    _registry().archive(common.tenant_or_default(tenant), name)
+    common.console.print(f"archived profile {name}")
+
+
+@export_app.command("plan")
+def plan(
+    profile: Annotated[str, typer.Argument(help="Profile name.")],
+    revision: Annotated[int | None, typer.Option("--revision")] = None,
+    tenant: common.TenantOpt = None,
+) -> None:
+    """Dry run: what a run would export now (as-of cursor, export id, counts)."""
+    store = common.open_store()
+    p = ProfileRegistry(store).get(common.tenant_or_default(tenant), profile, revision)
+    pl = make_plan(store, p)
+    common.print_json(
+        {
+            "exportId": pl.export_id,
+            "profile": {
+                "name": pl.profile_name,
+                "revision": pl.revision,
+                "kind": pl.spec.profile_kind.value,
+            },
+            "asOf": {"sequence": pl.as_of_seq, "time": pl.as_of_rfc3339()},
+            "selectors": pl.selectors.model_dump(mode="json", by_alias=True),
+            "storeCounts": pl.counts,
+        }
+    )
+
+
+@export_app.command("run")
+def run(
+    profile: Annotated[str, typer.Argument(help="Profile name.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    revision: Annotated[int | None, typer.Option("--revision")] = None,
+    as_of: Annotated[int | None, typer.Option("--as-of", help="Pin an earlier sequence.")] = None,
+    tenant: common.TenantOpt = None,
+    output: common.FormatOpt = "table",
+) -> None:
+    """Run an export in-process and publish the bundle into --out."""
+    from export_center.exporter import run_export
+
+    cfg = common.settings()
+    store = common.open_store()
+    p = ProfileRegistry(store).get(common.tenant_or_default(tenant), profile, revision)
+    with Progress(
+        TextColumn("exporting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=common.err_console,
+        disable=not common.is_tty() or output == "json",
+        transient=True,
+    ) as bar:
+        task = bar.add_task("export", total=None)
+
+        def on_plan(pl: Any) -> None:
+            bar.update(task, total=sum(pl.counts.values()))
+
+        outcome = run_export(
+            cfg,
+            store,
+            p,
+            out,
+            as_of_seq=as_of,
+            progress=lambda n: bar.advance(task, n),
+            on_plan=on_plan,
+        )
+    b = outcome.bundle
+    result = {
+        "exportId": b.export_id,
+        "archive": str(b.archive_path),
+        "sha256": b.archive_sha256,
+        "bytes": b.archive_bytes,
+        "rootHash": b.root_hash,
+        "rerunHash": b.rerun_hash,
+        "asOf": outcome.plan.as_of_seq,
+        "counts": b.counts,
+    }
+    if output == "json":
+        common.print_json(result)
+        return
+    common.console.print(f"published {b.archive_path} ({b.archive_bytes:,} bytes)", highlight=False)
+    common.console.print(f"  sha256    {b.archive_sha256}", highlight=False)
+    common.console.print(f"  root hash {b.root_hash}", highlight=False)
+    common.console.print(f"  rerunHash {b.rerun_hash}", highlight=False)
+    common.console.print(f"  counts    {b.counts}", highlight=False)
+
+
+@export_app.command("verify")
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="Archive (.tar.zst/.tar.gz) or extracted dir.")],
+    trust_roots: Annotated[
+        Path, typer.Option("--trust-roots", help="PEM file of trusted public keys.")
+    ],
+    output: common.FormatOpt = "table",
+) -> None:
+    """Verify a bundle offline: every check, in order, each reported by name."""
+    from export_center.bundle.verify import verify_bundle
+    from export_center.signing.interface import load_trust_roots
+
+    if not bundle.exists():
+        common.fail(f"{bundle}: no such bundle", ExitCode.NOT_FOUND)
+    try:
+        pem = trust_roots.read_bytes()
+    except OSError as e:
+        raise BadInputError(f"{trust_roots}: cannot read trust roots: {e.strerror}") from e
+    roots = load_trust_roots(pem, where=str(trust_roots))
+    report = verify_bundle(bundle, roots)
+    if output == "json":
+        common.print_json(report.as_json())
+    else:
+        marks = {
+            "pass": "[green]PASS[/green]",
+            "fail": "[red]FAIL[/red]",
+            "skipped": "[yellow]SKIP[/yellow]",
+            "not run": "[dim]----[/dim]",
+        }
+        for c in report.checks:
+            common.console.print(f"{marks[c.status]} {c.name:<20} {c.detail}", highlight=False)
+        if report.ok:
+            common.console.print(
+                f"[green]verified[/green] {report.export_id}; root hash {report.root_hash}"
+            )
+        else:
+            failed = report.failed
+            common.console.print(
+                f"[red]verification failed[/red] at {failed.name if failed else '?'}"
+            )
+    raise typer.Exit(int(report.exit_code))

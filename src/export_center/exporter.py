@@ -1,0 +1,54 @@
+"""In-process export: profile revision -> plan (pinned) -> bundle, with the signer resolved.
+
+The CLI's ``stella export run`` and the worker both call :func:`run_export`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from export_center.bundle.builder import BundleResult, build_bundle
+from export_center.planner.plan import ExportPlan, make_plan
+from export_center.planner.registry import ProfileRevisionView
+from export_center.settings import Settings
+from export_center.signing.interface import Signer
+from export_center.signing.keystore import KeyStore
+from export_center.store.repository import EvidenceStore
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    plan: ExportPlan
+    bundle: BundleResult
+
+
+def resolve_signer(settings: Settings, profile: ProfileRevisionView) -> Signer:
+    """The profile's named key, else the newest key in the key store.
+
+    Raises:
+        NotFoundError: no such key / no key at all (hint: ``stella keys generate``).
+    """
+    return KeyStore.from_settings(settings).signer(profile.spec.signing.key)
+
+
+def run_export(
+    settings: Settings,
+    store: EvidenceStore,
+    profile: ProfileRevisionView,
+    out_dir: Path,
+    *,
+    as_of_seq: int | None = None,
+    signer: Signer | None = None,
+    progress: Callable[[int], None] = lambda _n: None,
+    is_cancelled: Callable[[], bool] = lambda: False,
+    on_plan: Callable[[ExportPlan], None] = lambda _p: None,
+) -> ExportOutcome:
+    plan = make_plan(store, profile, as_of_seq=as_of_seq)
+    on_plan(plan)
+    signer = signer or resolve_signer(settings, profile)
+    bundle = build_bundle(
+        plan, store, signer, out_dir, progress=progress, is_cancelled=is_cancelled
+    )
+    return ExportOutcome(plan, bundle)
