@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from export_center.cli import common, keys
 from export_center.errors import ExitCode
 from export_center.signing.interface import keyid_of, load_public_key
-from export_center.signing.keystore import KeyStore
 
 
 @pytest.fixture
@@ -71,12 +70,14 @@ def test_generate_with_passphrase_env_and_out_dir(
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["encrypted"]
-    store = KeyStore(out, env={})
-    assert store.signer(passphrase="s3cret").keyid == info["keyid"]
-    listed = runner.invoke(
-        app, ["keys", "list", "--key-dir", str(out), "--format", "json"], env=env
-    )
+    # The key pair lives in the data directory's key store (the newest key signs) ...
+    listed = runner.invoke(app, ["keys", "list", "--format", "json"], env=env)
     assert [k["keyid"] for k in json.loads(listed.stdout)] == [info["keyid"]]
+    # ... and --out got a copy of both PEM files, still encrypted, private key 0600.
+    copied_private = out / f"{info['keyid']}.key.pem"
+    assert (out / f"{info['keyid']}.pub.pem").is_file()
+    assert copied_private.stat().st_mode & 0o777 == 0o600
+    assert b"ENCRYPTED" in copied_private.read_bytes()
 
 
 def test_exit_codes(

@@ -177,3 +177,19 @@ def test_bad_index_is_a_config_error(tmp_path: Path, index: str) -> None:
     (tmp_path / "index.json").write_text(index)
     with pytest.raises(ConfigError, match="key store index"):
         KeyStore(tmp_path).list()
+
+
+def test_failed_write_leaves_no_half_pair(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from export_center.signing import keystore
+
+    store.generate(KeyType.ED25519)
+    before = sorted(p.name for p in store.directory.iterdir())
+
+    def disk_full(path: Path, data: bytes, mode: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keystore, "_write_replace", disk_full)
+    with pytest.raises(SigningError, match="No space left on device"):
+        store.generate(KeyType.ED25519)
+    assert sorted(p.name for p in store.directory.iterdir()) == before
+    assert len(store.list()) == 1

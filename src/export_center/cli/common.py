@@ -43,10 +43,11 @@ def run_app(app: typer.Typer) -> int:
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         return int(ExitCode.UNEXPECTED)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
+    except Exception as e:
+        # Usage errors (bad option, missing argument) come from the click that Typer bundles.
+        from typer._click.exceptions import ClickException
 
-        if isinstance(e, click.ClickException):
+        if isinstance(e, ClickException):
             e.show()
             return int(ExitCode.BAD_INPUT)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -37,7 +38,10 @@ def generate(
     ] = KeyType.ED25519,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Key store directory to write to (default: <data dir>/keys)."),
+        typer.Option(
+            "--out",
+            help="Also copy the PEM files here (the key pair always goes into the key store).",
+        ),
     ] = None,
     passphrase_env: Annotated[
         str | None,
@@ -59,8 +63,16 @@ def generate(
                 f"--passphrase-env {passphrase_env}: the variable is unset or empty",
                 hint=f"export {passphrase_env}=... first",
             )
-    store = KeyStore(out or common.settings().key_dir)
+    store = KeyStore(common.settings().key_dir)
     info = store.generate(key_type, passphrase=passphrase)
+    copies: list[Path] = []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for src in (info.private_path, info.public_path):
+            dest = out / src.name
+            shutil.copyfile(src, dest)
+            dest.chmod(src.stat().st_mode & 0o777)
+            copies.append(dest)
     if output == "json":
         common.print_json(_as_json(info))
         return
@@ -68,6 +80,8 @@ def generate(
     typer.echo(f"type         {info.key_type.value}")
     typer.echo(f"private key  {info.private_path}")
     typer.echo(f"public key   {info.public_path}")
+    for copy in copies:
+        typer.echo(f"copied to    {copy}")
     if not info.encrypted:
         common.err_console.print(
             "note: the private key is not encrypted (use --passphrase-env VAR to encrypt it)",

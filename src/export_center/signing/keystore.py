@@ -15,6 +15,7 @@ atomically, so concurrent ``generate`` calls never lose a key.
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import logging
 import os
@@ -212,15 +213,24 @@ class KeyStore:
                     encrypted=passphrase is not None,
                 )
                 info = self._info(entry)
-                _write_new(info.private_path, private_pem, 0o600)
-                _write_new(info.public_path, public_key_pem(public), 0o644)
                 index.keys.append(entry)
                 index.next_seq += 1
-                _write_replace(
-                    self.directory / _INDEX,
-                    index.model_dump_json(by_alias=True, indent=2).encode("utf-8") + b"\n",
-                    0o644,
-                )
+                written: builtins.list[Path] = []  # (``list`` is a method name here)
+                try:
+                    _write_new(info.private_path, private_pem, 0o600)
+                    written.append(info.private_path)
+                    _write_new(info.public_path, public_key_pem(public), 0o644)
+                    written.append(info.public_path)
+                    _write_replace(
+                        self.directory / _INDEX,
+                        index.model_dump_json(by_alias=True, indent=2).encode("utf-8") + b"\n",
+                        0o644,
+                    )
+                except OSError:
+                    # Leave no unindexed half of a pair behind (a full disk, a read-only dir).
+                    for path in written:
+                        path.unlink(missing_ok=True)
+                    raise
         except OSError as e:
             raise SigningError(f"cannot write key store {self.directory}: {e}") from e
         logger.info("generated %s key %s in %s", key_type.value, keyid, self.directory)
@@ -279,28 +289,28 @@ class KeyStore:
             os.close(fd)  # closing releases the lock
 
 
+def _write_fd(fd: int, data: bytes, mode: int) -> None:
+    with os.fdopen(fd, "wb") as fh:
+        os.fchmod(fh.fileno(), mode)  # exactly ``mode``, whatever the umask
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     """Create ``path`` (it must not exist) with exactly ``mode``, whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_fd(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), data, mode)
 
 
 def _write_replace(path: Path, data: bytes, mode: int) -> None:
     """Atomically replace ``path`` with ``data``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    tmp.replace(path)
+        _write_fd(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), data, mode)
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def signer_from_config(config: Mapping[str, str]) -> FileSigner:
