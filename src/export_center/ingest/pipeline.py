@@ -76,11 +76,11 @@ def iter_documents(
     paths: Iterable[Path], *, max_bytes: int, report: IngestReport
 ) -> Iterator[InputDocument | RecordRefused]:
     """Yield each input document's bytes (archives opened member by member, safely)."""
-    from export_center.archive.reader import Limits, iter_members
-
     for path in discover(paths):
         where = str(path)
         if _is_archive(path.name):
+            from export_center.archive.reader import Limits, iter_members
+
             limits = Limits(max_member_bytes=max_bytes)
             try:
                 for member in iter_members(path, limits):
@@ -146,7 +146,7 @@ def ingest_paths(
     pending = 0
     session = store.session()
     try:
-        tenant_row = store.lock_tenant(session, tenant)
+        cursor = store.lock_tenant(session, tenant)
         for item in iter_documents(paths, max_bytes=max_bytes, report=report):
             report.files += 1
             if progress is not None:
@@ -160,7 +160,7 @@ def ingest_paths(
                     continue
                 try:
                     with session.begin_nested():
-                        outcome = store.put(session, tenant_row, source, rec)
+                        outcome = store.put(session, cursor, source, rec)
                 except SQLAlchemyError as e:
                     # The savepoint rolled the record back; the batch goes on.
                     report.refused.append(
@@ -179,7 +179,7 @@ def ingest_paths(
             if pending >= _COMMIT_EVERY:
                 session.commit()
                 pending = 0
-                tenant_row = store.lock_tenant(session, tenant)
+                cursor = store.lock_tenant(session, tenant)
         session.commit()
     finally:
         session.close()

@@ -205,3 +205,87 @@ class ExportRun(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # ---- service and worker columns (revision 0003) ----
+    # Who created the run: "api", "schedule" or "cli"; scheduled runs name their cron slot, and
+    # the unique (tenant, profile, schedule_slot) makes a slot fire once across schedulers.
+    trigger: Mapped[str] = mapped_column(
+        String(16), default="api", server_default="api", nullable=False
+    )
+    schedule_slot: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    requested_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The lease: the worker executing the run and until when its claim holds without a
+    # heartbeat. A claim is a conditional UPDATE, so two workers never hold one run at once.
+    lease_owner: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    # A pending run starts no earlier than this (retry back-off); None means now.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    # Counter behind the per-run event sequence (export_run_events.seq).
+    last_event_seq: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+Index("ix_run_claim", ExportRun.status, ExportRun.next_attempt_at)
+Index("ix_run_lease", ExportRun.status, ExportRun.lease_expires_at)
+Index("ix_run_created", ExportRun.tenant, ExportRun.created_at)
+UniqueConstraint(
+    ExportRun.tenant, ExportRun.profile, ExportRun.schedule_slot, name="uq_run_schedule_slot"
+)
+
+
+class ExportRunEvent(Base):
+    """One state transition or progress report of a run: the SSE stream's durable source.
+
+    ``seq`` counts per run from 1 (it is the SSE event id, so ``Last-Event-ID`` resumes).
+    """
+
+    __tablename__ = "export_run_events"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_event_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(36), ForeignKey("export_runs.id"), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    type: Mapped[str] = mapped_column(String(32), nullable=False)
+    data: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ApiToken(Base):
+    """An API bearer token. Only the SHA-256 of the (high-entropy) secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    tenants: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list
+    scopes: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a POST carrying an ``Idempotency-Key`` (per tenant).
+
+    ``status_code`` is NULL while the first request is still being handled.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("tenant", "key", name="uq_idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    headers: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, index=True
+    )

@@ -13,7 +13,19 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import orjson
-from sqlalchemy import Engine, Integer, Select, and_, func, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from export_center.errors import BadInputError, NotFoundError
@@ -21,13 +33,11 @@ from export_center.ingest.interface import ParsedRecord
 from export_center.model import Advisory, Sbom, VexDocument, to_json_dict
 from export_center.store.db import make_engine, migrate
 from export_center.store.models import (
-    AdvisoryPackage,
+    Base,
     ChangeLogEntry,
     NormalizedRecord,
     RawRecord,
-    SbomComponentRow,
     Tenant,
-    VexStatementRow,
 )
 
 Outcome = Literal["inserted", "revision", "withdrawal", "unchanged"]
@@ -60,6 +70,44 @@ def check_source(source: str) -> str:
             "1-128 characters, no ':', '/', '\\' or control characters"
         )
     return source
+
+
+# Prepared once: building statements per record costs more than executing them (SQLAlchemy
+# compiles and caches by statement shape; parameters go separately).
+_TABLES = Base.metadata.tables
+_RAW = _TABLES["raw_records"]
+_NORM = _TABLES["normalized_records"]
+_TENANTS = _TABLES["tenants"]
+_INSERT_RAW = insert(_RAW).returning(_RAW.c.id)
+_INSERT_NORM = insert(_NORM).returning(_NORM.c.id)
+_INSERT_ADVPKG = insert(_TABLES["advisory_packages"])
+_INSERT_VEX = insert(_TABLES["vex_statements"])
+_INSERT_COMP = insert(_TABLES["sbom_components"])
+_INSERT_CHANGE = insert(_TABLES["change_log"])
+_SUPERSEDE = (
+    update(_RAW).where(_RAW.c.id == bindparam("raw_id")).values(superseded_seq=bindparam("s"))
+)
+_SET_SEQ = (
+    update(_TENANTS)
+    .where(_TENANTS.c.name == bindparam("t"))
+    .values(last_seq=bindparam("s"))
+)
+_CURRENT = select(
+    _RAW.c.id, _RAW.c.digest, _RAW.c.revision, _RAW.c.observation_id, _RAW.c.withdrawn
+).where(
+    _RAW.c.tenant == bindparam("t"),
+    _RAW.c.source == bindparam("src"),
+    _RAW.c.upstream_id == bindparam("up"),
+    _RAW.c.superseded_seq.is_(None),
+)
+
+
+@dataclass
+class TenantCursor:
+    """The locked tenant counter of one ingest transaction."""
+
+    name: str
+    last_seq: int
 
 
 @dataclass(frozen=True)
@@ -141,50 +189,48 @@ class EvidenceStore:
 
     # ---- writing -------------------------------------------------------------------------
 
-    def lock_tenant(self, session: Session, tenant: str) -> Tenant:
+    def lock_tenant(self, session: Session, tenant: str) -> TenantCursor:
         """Get (creating if needed) and row-lock the tenant's counter for this transaction.
 
         The lock is what makes sequences visible in order: a second ingester of the same
         tenant waits until the first commits (PostgreSQL ``FOR UPDATE``; SQLite serializes
-        writers anyway).
+        writers anyway). Call again after every commit.
         """
         check_tenant(tenant)
-        row = session.execute(
-            select(Tenant).where(Tenant.name == tenant).with_for_update()
+        seq = session.execute(
+            select(Tenant.last_seq).where(Tenant.name == tenant).with_for_update()
         ).scalar_one_or_none()
-        if row is None:
-            row = Tenant(name=tenant, last_seq=0)
-            session.add(row)
-            session.flush()
-        return row
+        if seq is None:
+            session.execute(insert(Tenant).values(name=tenant, last_seq=0))
+            seq = 0
+        return TenantCursor(tenant, int(seq))
 
     def put(
         self,
         session: Session,
-        tenant_row: Tenant,
+        cursor: TenantCursor,
         source: str,
         record: ParsedRecord,
         *,
         now: datetime | None = None,
     ) -> IngestOutcome:
         """Store one parsed record inside the caller's transaction (a savepoint per record is
-        the caller's job). Identical bytes are a no-op; new bytes make a new revision."""
-        tenant = tenant_row.name
+        the caller's job). Identical bytes are a no-op; new bytes make a new revision.
+
+        Core statements rather than ORM objects: ingestion is the hot path.
+        """
+        tenant = cursor.name
         check_source(source)
         digest = "sha256:" + hashlib.sha256(record.content).hexdigest()
-        current = session.execute(
-            select(RawRecord).where(
-                RawRecord.tenant == tenant,
-                RawRecord.source == source,
-                RawRecord.upstream_id == record.upstream_id,
-                RawRecord.superseded_seq.is_(None),
-            )
-        ).scalar_one_or_none()
+        conn = session.connection()
+        current = conn.execute(
+            _CURRENT, {"t": tenant, "src": source, "up": record.upstream_id}
+        ).one_or_none()
         if current is not None and current.digest == digest:
             return IngestOutcome("unchanged", current.observation_id, None)
 
-        tenant_row.last_seq += 1
-        seq = tenant_row.last_seq
+        previous_seq = cursor.last_seq
+        seq = previous_seq + 1
         revision = 1 if current is None else current.revision + 1
         obs = observation_id(tenant, source, record.upstream_id, revision)
         if current is None:
@@ -193,68 +239,78 @@ class EvidenceStore:
             kind = "withdrawal"
         else:
             kind = "revision"
-        if current is not None:
-            current.superseded_seq = seq
         at = now or datetime.now(UTC)
-        raw = RawRecord(
-            tenant=tenant,
-            source=source,
-            upstream_id=record.upstream_id,
-            revision=revision,
-            observation_id=obs,
-            doc_type=record.doc_type,
-            format=record.format,
-            media_type=record.media_type,
-            digest=digest,
-            size=len(record.content),
-            content=record.content,
-            withdrawn=record.withdrawn,
-            ingested_at=at,
-            seq=seq,
-            superseded_seq=None,
-            supersedes=current.observation_id if current is not None else None,
-        )
-        session.add(raw)
-        session.flush()
-        self._put_normalized(session, raw, record)
-        session.add(
-            ChangeLogEntry(
-                tenant=tenant,
-                seq=seq,
-                kind="insert" if kind == "inserted" else kind,
-                raw_id=raw.id,
-                observation_id=obs,
-                previous_observation_id=raw.supersedes,
-                doc_type=record.doc_type,
-                at=at,
+        supersedes = current.observation_id if current is not None else None
+        try:
+            if current is not None:
+                conn.execute(_SUPERSEDE, {"raw_id": current.id, "s": seq})
+            raw_id = conn.execute(
+                _INSERT_RAW,
+                {
+                    "tenant": tenant,
+                    "source": source,
+                    "upstream_id": record.upstream_id,
+                    "revision": revision,
+                    "observation_id": obs,
+                    "doc_type": record.doc_type,
+                    "format": record.format,
+                    "media_type": record.media_type,
+                    "digest": digest,
+                    "size": len(record.content),
+                    "content": record.content,
+                    "withdrawn": record.withdrawn,
+                    "ingested_at": at,
+                    "seq": seq,
+                    "superseded_seq": None,
+                    "supersedes": supersedes,
+                },
+            ).scalar_one()
+            self._put_normalized(conn, tenant, raw_id, record)
+            conn.execute(
+                _INSERT_CHANGE,
+                {
+                    "tenant": tenant,
+                    "seq": seq,
+                    "kind": "insert" if kind == "inserted" else kind,
+                    "raw_id": raw_id,
+                    "observation_id": obs,
+                    "previous_observation_id": supersedes,
+                    "doc_type": record.doc_type,
+                    "at": at,
+                },
             )
-        )
+            conn.execute(_SET_SEQ, {"t": tenant, "s": seq})
+        except BaseException:
+            cursor.last_seq = previous_seq  # the caller's savepoint rolls the rows back
+            raise
+        cursor.last_seq = seq
         return IngestOutcome(kind, obs, seq)
 
-    def _put_normalized(self, session: Session, raw: RawRecord, record: ParsedRecord) -> None:
+    def _put_normalized(
+        self, conn: Connection, tenant: str, raw_id: int, record: ParsedRecord
+    ) -> None:
         norm = record.normalized
         key = norm.id if isinstance(norm, Advisory | VexDocument) else norm.subject
-        row = NormalizedRecord(
-            raw_id=raw.id,
-            tenant=raw.tenant,
-            record_type=record.doc_type,
-            record_key=key[:512],
-            data=canonical_json(to_json_dict(norm)),
-        )
-        session.add(row)
-        session.flush()
-        rows: list[Any] = []
+        norm_id = conn.execute(
+            _INSERT_NORM,
+            {
+                "raw_id": raw_id,
+                "tenant": tenant,
+                "record_type": record.doc_type,
+                "record_key": key[:512],
+                "data": canonical_json(to_json_dict(norm)),
+            },
+        ).scalar_one()
         if isinstance(norm, Advisory):
-            seen: set[tuple[str, str]] = set()
-            for pkg in norm.affected:
-                k = (pkg.purl_type, pkg.name)
-                if k not in seen:
-                    seen.add(k)
-                    rows.append(
-                        AdvisoryPackage(
-                            normalized_id=row.id, tenant=raw.tenant, purl_type=k[0], name=k[1][:512]
-                        )
-                    )
+            packages = sorted({(p.purl_type, p.name[:512]) for p in norm.affected})
+            if packages:
+                conn.execute(
+                    _INSERT_ADVPKG,
+                    [
+                        {"normalized_id": norm_id, "tenant": tenant, "purl_type": t, "name": n}
+                        for t, n in packages
+                    ],
+                )
         statements = (
             norm.statements
             if isinstance(norm, VexDocument)
@@ -262,31 +318,37 @@ class EvidenceStore:
             if isinstance(norm, Sbom)
             else ()
         )
-        rows.extend(
-            VexStatementRow(
-                normalized_id=row.id,
-                tenant=raw.tenant,
-                vulnerability=st.vulnerability[:256],
-                product=st.product[:1024],
-                status=st.status,
-                justification=st.justification,
+        if statements:
+            conn.execute(
+                _INSERT_VEX,
+                [
+                    {
+                        "normalized_id": norm_id,
+                        "tenant": tenant,
+                        "vulnerability": st.vulnerability[:256],
+                        "product": st.product[:1024],
+                        "status": st.status,
+                        "justification": st.justification,
+                    }
+                    for st in statements
+                ],
             )
-            for st in statements
-        )
-        if isinstance(norm, Sbom):
-            rows.extend(
-                SbomComponentRow(
-                    normalized_id=row.id,
-                    tenant=raw.tenant,
-                    purl=c.purl[:2048] if c.purl else None,
-                    purl_type=c.purl_type,
-                    name=c.name[:1024],
-                    version=c.version[:256] if c.version else None,
-                    sha1=c.hash("sha1"),
-                )
-                for c in norm.components
+        if isinstance(norm, Sbom) and norm.components:
+            conn.execute(
+                _INSERT_COMP,
+                [
+                    {
+                        "normalized_id": norm_id,
+                        "tenant": tenant,
+                        "purl": c.purl[:2048] if c.purl else None,
+                        "purl_type": c.purl_type,
+                        "name": c.name[:1024],
+                        "version": c.version[:256] if c.version else None,
+                        "sha1": c.hash("sha1"),
+                    }
+                    for c in norm.components
+                ],
             )
-        session.add_all(rows)
 
     # ---- reading -------------------------------------------------------------------------
 

@@ -1,0 +1,105 @@
+"""``stella findings``: evaluated findings for one SBOM, without making an export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from export_center.cli import common
+from export_center.errors import BadInputError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("findings")(findings)
+
+
+def findings(
+    target: Annotated[
+        str, typer.Argument(help="An SBOM file (CycloneDX or SPDX JSON), or a stored subject.")
+    ],
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy document (YAML or JSON).")
+    ] = None,
+    tenant: common.TenantOpt = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", help="Evidence sequence (default: the newest).")
+    ] = None,
+    output: common.FormatOpt = "table",
+) -> None:
+    """Match an SBOM against the stored advisories, apply VEX and the policy, print findings."""
+    from export_center.policy.document import default_policy, load_policy
+    from export_center.policy.evaluate import render
+    from export_center.policy.service import evaluate_store, parse_sbom_file
+
+    if output not in ("table", "json"):
+        raise BadInputError(f"unknown --format {output!r}: use table or json")
+    if policy is not None:
+        try:
+            content = policy.read_bytes()
+        except OSError as e:
+            raise BadInputError(f"cannot read policy {policy}: {e.strerror or e}") from e
+        pol = load_policy(content, str(policy))
+    else:
+        pol = default_policy()
+    store = common.open_store()
+    t = common.tenant_or_default(tenant)
+    path = Path(target)
+    if path.is_file():
+        sboms = parse_sbom_file(path.read_bytes(), str(path))
+        ev = evaluate_store(store, t, pol, as_of_seq=as_of, sboms=sboms)
+    else:
+        ev = evaluate_store(store, t, pol, as_of_seq=as_of, subjects=[target])
+    outputs = render(ev)
+    snapshot = orjson.loads(outputs.snapshot)
+    if output == "json":
+        common.print_json(
+            {
+                "asOf": snapshot["asOf"],
+                "findings": [orjson.loads(line) for line in outputs.evaluations.splitlines()],
+                "policy": {k: snapshot["policy"][k] for k in ("digest", "name", "version")},
+                "skipped": snapshot["skipped"],
+                "summary": snapshot["summary"],
+            }
+        )
+        return
+    table = Table(title=f"Findings ({pol.document.name} v{pol.document.version})")
+    for col in (
+        "subject",
+        "component",
+        "vulnerability",
+        "severity",
+        "fixed in",
+        "status",
+        "verdict",
+    ):
+        table.add_column(col)
+    for f in ev.findings:
+        sev = f.severity.level + (f" {f.severity.score}" if f.severity.score is not None else "")
+        table.add_row(
+            f.subject,
+            f.purl,
+            f.vulnerability_id,
+            sev,
+            ", ".join(f.fixed_versions),
+            f.effective_status,
+            f.verdict,
+        )
+    common.console.print(table)
+    summary = snapshot["summary"]
+    v = summary["verdicts"]
+    common.console.print(
+        f"{summary['findings']} findings: {v['fail']} fail, {v['warn']} warn, {v['pass']} pass; "
+        f"{len(ev.skipped)} skipped; evidence {ev.as_of.tenant}@{ev.as_of.seq}; "
+        f"policy {pol.digest}",
+        highlight=False,
+    )
+    for s in ev.skipped:
+        what = s.skip.purl or s.skip.component_name
+        adv = f" ({s.skip.advisory_id})" if s.skip.advisory_id else ""
+        common.err_console.print(
+            f"skipped: {what}{adv}: {s.skip.reason}", highlight=False, markup=False
+        )

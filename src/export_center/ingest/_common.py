@@ -1,0 +1,222 @@
+"""Helpers shared by the format readers: typed access to untrusted parsed JSON, purls, ordering.
+
+Readers never index parsed documents directly: every field goes through one of the accessors
+below, which raise :class:`Invalid` naming the field path (``affected[2].package.name``) and
+what was wrong. A reader turns that into a refusal for the user, so a document of the wrong
+shape is refused with a reason instead of crashing the ingest with a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any
+
+from packageurl import PackageURL
+
+MAX_UPSTREAM_ID = 512
+
+
+class Invalid(Exception):
+    """A field of a parsed document is missing or of the wrong type."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(f"{path}: {why}" if path else why)
+        self.path = path
+        self.why = why
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+def kind(value: Any) -> str:
+    """The JSON type name of a parsed value, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def at(path: str, key: str | int) -> str:
+    """Extend a field path: ``at("affected", 0)`` → ``affected[0]``, ``at("a", "b")`` → ``a.b``."""
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def as_obj(value: Any, path: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(path, f"expected an object, got {kind(value)}")
+    return value
+
+
+def as_str(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise Invalid(path, f"expected a string, got {kind(value)}")
+    return value
+
+
+def req_str(d: dict[str, Any], key: str, path: str = "") -> str:
+    """A required, non-empty string field."""
+    p = at(path, key)
+    if key not in d or d[key] is None:
+        raise Invalid(p, "missing (required)")
+    s = as_str(d[key], p)
+    if not s.strip():
+        raise Invalid(p, "is empty")
+    return s
+
+
+def opt_str(d: dict[str, Any], key: str, path: str = "") -> str | None:
+    """An optional string field: None when absent, null or empty."""
+    v = d.get(key)
+    if v is None:
+        return None
+    s = as_str(v, at(path, key))
+    return s if s else None
+
+
+def req_obj(d: dict[str, Any], key: str, path: str = "") -> dict[str, Any]:
+    p = at(path, key)
+    if key not in d or d[key] is None:
+        raise Invalid(p, "missing (required)")
+    return as_obj(d[key], p)
+
+
+def opt_obj(d: dict[str, Any], key: str, path: str = "") -> dict[str, Any] | None:
+    v = d.get(key)
+    if v is None:
+        return None
+    return as_obj(v, at(path, key))
+
+
+def opt_list(d: dict[str, Any], key: str, path: str = "") -> list[Any]:
+    """An optional array field: ``[]`` when absent or null."""
+    v = d.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise Invalid(at(path, key), f"expected an array, got {kind(v)}")
+    return v
+
+
+def str_list(d: dict[str, Any], key: str, path: str = "") -> list[str]:
+    """An optional array of strings."""
+    p = at(path, key)
+    return [as_str(v, at(p, i)) for i, v in enumerate(opt_list(d, key, path))]
+
+
+def obj_list(d: dict[str, Any], key: str, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """An optional array of objects, each with its own path."""
+    p = at(path, key)
+    return [(at(p, i), as_obj(v, at(p, i))) for i, v in enumerate(opt_list(d, key, path))]
+
+
+def loose_str(d: Any, key: str) -> str | None:
+    """A string from a free-form object (``database_specific``): anything else is ignored."""
+    if isinstance(d, dict):
+        v = d.get(key)
+        if isinstance(v, str) and v:
+            return v
+    return None
+
+
+def unique(values: Iterable[str]) -> tuple[str, ...]:
+    """Deduplicated, in first-seen (source) order."""
+    return tuple(dict.fromkeys(values))
+
+
+def sorted_unique(values: Iterable[str], *, exclude: str | None = None) -> tuple[str, ...]:
+    """Deduplicated and sorted: for lists whose order carries no meaning (aliases, CWEs)."""
+    return tuple(sorted({v for v in values if v and v != exclude}))
+
+
+# ---- purls --------------------------------------------------------------------------------
+
+
+def parse_purl(value: str | None) -> PackageURL | None:
+    """A parsed purl, or None when ``value`` is absent or not a valid purl."""
+    if not value:
+        return None
+    try:
+        return PackageURL.from_string(value)
+    except ValueError:
+        return None
+
+
+def canonical_purl(value: str | None) -> str | None:
+    """The canonical string form of a purl (type lowercased, qualifiers sorted, ...), or None
+    when the value is not a valid purl. Invalid purls are dropped, never an error."""
+    p = parse_purl(value)
+    if p is None:
+        return None
+    try:
+        return str(p.to_string())
+    except ValueError:
+        return None
+
+
+def purl_package_name(p: PackageURL) -> str:
+    """The ecosystem's own package name for a purl: Maven ``group:artifact``, npm
+    ``@scope/name``, Go module path ``host/path/name``, OS packages without their distro
+    namespace."""
+    name = str(p.name)
+    ns = str(p.namespace) if p.namespace else ""
+    if not ns:
+        return name
+    if p.type == "maven":
+        return f"{ns}:{name}"
+    if p.type in ("deb", "rpm", "apk", "alpm", "qpkg"):
+        return name  # the namespace is the distro vendor, not part of the package name
+    return f"{ns}/{name}"
+
+
+def purl_with_version(purl: str, version: str) -> str:
+    """``purl`` with its version set to ``version`` (used for VEX products given as
+    product + version)."""
+    p = parse_purl(purl)
+    if p is None:
+        return f"{purl}@{version}"
+    try:
+        return str(
+            PackageURL(
+                type=p.type,
+                namespace=p.namespace,
+                name=p.name,
+                version=version,
+                qualifiers=p.qualifiers,
+                subpath=p.subpath,
+            ).to_string()
+        )
+    except ValueError:
+        return f"{purl}@{version}"
+
+
+# ---- identity -----------------------------------------------------------------------------
+
+
+def content_id(content: bytes) -> str:
+    """A content-derived upstream id for documents that carry no identifier of their own."""
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
+def file_label(where: str) -> str:
+    """The file name part of ``where`` (``dir/a.tar!x/bom.json`` → ``bom.json``)."""
+    tail = where.rsplit("!", 1)[-1]
+    return tail.replace("\\", "/").rsplit("/", 1)[-1] or where
+
+
+def check_upstream_id(upstream_id: str) -> str:
+    if len(upstream_id) > MAX_UPSTREAM_ID:
+        raise Invalid("", f"identifier is {len(upstream_id)} characters, over {MAX_UPSTREAM_ID}")
+    return upstream_id
