@@ -15,12 +15,11 @@ from pathlib import Path
 import orjson
 import pytest
 import zstandard
+from bundle_support import Env, advisory_record, put
 
 from export_center.bundle.verify import verify_bundle
 from export_center.exporter import run_export
 from export_center.signing.interface import KeyType, load_trust_roots
-
-from .conftest import Env, advisory_record, put
 
 
 def _export(env: Env, name: str = "raw-all", **kw: object):  # type: ignore[no-untyped-def]
@@ -82,7 +81,11 @@ def test_export_identical_under_other_tz_locale_umask_hashseed(env: Env, tmp_pat
     }
     stella = Path(sys.executable).with_name("stella")
     subprocess.run(
-        ["sh", "-c", f'umask 077 && exec "{stella}" export run raw-all --out "{out2}" --format json'],
+        [
+            "sh",
+            "-c",
+            f'umask 077 && exec "{stella}" export run raw-all --out "{out2}" --format json',
+        ],
         env=child_env,
         check=True,
         capture_output=True,
@@ -104,10 +107,18 @@ def test_independent_verifiers_accept_the_bundle(env: Env, tmp_path: Path) -> No
     for name, data in members.items():
         (extracted / name).parent.mkdir(parents=True, exist_ok=True)
         (extracted / name).write_bytes(data)
-    subprocess.run(["sha256sum", "--strict", "-c", "checksums.txt"], cwd=extracted, check=True,
-                   capture_output=True)
-    subprocess.run(["sha256sum", "-c", result.archive_path.name + ".sha256"],
-                   cwd=result.archive_path.parent, check=True, capture_output=True)
+    subprocess.run(
+        ["sha256sum", "--strict", "-c", "checksums.txt"],
+        cwd=extracted,
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["sha256sum", "-c", result.archive_path.name + ".sha256"],
+        cwd=result.archive_path.parent,
+        check=True,
+        capture_output=True,
+    )
     # securesystemslib's own DSSE implementation verifies our envelopes.
     pub_pem = env.keys.export_public(env.keyid)
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -132,13 +143,24 @@ def test_ecdsa_sidecar_verifies_with_openssl(env: Env, tmp_path: Path) -> None:
     info = env.keys.generate(KeyType.ECDSA_P256)
     env.profile(signing={"key": info.keyid})
     result = _export(env).bundle
-    sig = base64.b64decode((result.archive_path.parent / (result.archive_path.name + ".sig")).read_bytes())
+    sig = base64.b64decode(
+        (result.archive_path.parent / (result.archive_path.name + ".sig")).read_bytes()
+    )
     (tmp_path / "sig.der").write_bytes(sig)
     (tmp_path / "pub.pem").write_bytes(env.keys.export_public(info.keyid))
     proc = subprocess.run(
-        ["openssl", "dgst", "-sha256", "-verify", str(tmp_path / "pub.pem"), "-signature",
-         str(tmp_path / "sig.der"), str(result.archive_path)],
-        capture_output=True, text=True,
+        [
+            "openssl",
+            "dgst",
+            "-sha256",
+            "-verify",
+            str(tmp_path / "pub.pem"),
+            "-signature",
+            str(tmp_path / "sig.der"),
+            str(result.archive_path),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Verified OK" in proc.stdout
@@ -155,7 +177,11 @@ def test_verify_passes_on_archive_and_directory(env: Env, tmp_path: Path) -> Non
     result = _export(env).bundle
     report = verify_bundle(result.archive_path, _roots(env))
     assert report.ok, report.as_json()
-    assert [c.name for c in report.checks][:3] == ["archive-digest", "archive-signature", "safe-read"]
+    assert [c.name for c in report.checks][:3] == [
+        "archive-digest",
+        "archive-signature",
+        "safe-read",
+    ]
     assert all(c.status == "pass" for c in report.checks)
     assert report.root_hash == result.root_hash
     d = tmp_path / "extracted"
@@ -199,10 +225,13 @@ def test_consistent_tampering_is_caught_by_signature(env: Env, tmp_path: Path) -
     result = _export(env).bundle
     members = _members(result.archive_path)
     path = "data/raw/advisories/feed-a.jsonl"
-    members[path] = members[path].replace(b'"fixed":"1.0.1"', b'"fixed":"9.9.9"', 1)
+    original = members[path]
+    members[path] = original.replace(b"1.0.1", b"9.9.9", 1)
+    assert members[path] != original
     members["checksums.txt"] = b"".join(
         f"{hashlib.sha256(members[n]).hexdigest()}  {n}\n".encode()
-        for n in sorted(members) if n != "checksums.txt"
+        for n in sorted(members)
+        if n != "checksums.txt"
     )
     bad = tmp_path / "bad.tar.zst"
     _repack(members, bad)
@@ -256,26 +285,56 @@ def test_cli_verify_reports_each_check_and_exit_code(env: Env) -> None:
     result = _export(env).bundle
     stella = Path(sys.executable).with_name("stella")
     child = {**os.environ, "STELLA_DATA_DIR": str(env.settings.data_dir)}
-    ok = subprocess.run([stella, "export", "verify", result.archive_path, "--trust-roots",
-                         env.trust_roots, "--format", "json"], env=child, capture_output=True)
+    ok = subprocess.run(
+        [
+            stella,
+            "export",
+            "verify",
+            result.archive_path,
+            "--trust-roots",
+            env.trust_roots,
+            "--format",
+            "json",
+        ],
+        env=child,
+        capture_output=True,
+    )
     assert ok.returncode == 0, ok.stderr
     report = orjson.loads(ok.stdout)
     assert [c["name"] for c in report["checks"]] == [
-        "archive-digest", "archive-signature", "safe-read", "checksums",
-        "manifest-signature", "contents", "rerun-hash", "provenance",
+        "archive-digest",
+        "archive-signature",
+        "safe-read",
+        "checksums",
+        "manifest-signature",
+        "contents",
+        "rerun-hash",
+        "provenance",
     ]
     result.archive_path.write_bytes(_flip(result.archive_path.read_bytes()))
-    bad = subprocess.run([stella, "export", "verify", result.archive_path, "--trust-roots",
-                          env.trust_roots], env=child, capture_output=True, text=True)
+    bad = subprocess.run(
+        [stella, "export", "verify", result.archive_path, "--trust-roots", env.trust_roots],
+        env=child,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert "FAIL archive-digest" in bad.stdout
-    missing = subprocess.run([stella, "export", "verify", "/nonexistent.tar.zst", "--trust-roots",
-                              env.trust_roots], env=child, capture_output=True, text=True)
+    missing = subprocess.run(
+        [stella, "export", "verify", "/nonexistent.tar.zst", "--trust-roots", env.trust_roots],
+        env=child,
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 3
     empty = env.trust_roots.with_name("empty.pem")
     empty.write_bytes(b"")
-    refused = subprocess.run([stella, "export", "verify", result.archive_path, "--trust-roots",
-                              empty], env=child, capture_output=True, text=True)
+    refused = subprocess.run(
+        [stella, "export", "verify", result.archive_path, "--trust-roots", empty],
+        env=child,
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == 2
     assert "trust" in refused.stderr
 
@@ -285,7 +344,7 @@ def test_manifest_counts_and_shards(env: Env) -> None:
     result = _export(env)
     members = _members(result.bundle.archive_path)
     manifest = orjson.loads(members["manifests/export.json"])
-    assert manifest["counts"] == {"advisories": 32}
+    assert manifest["counts"] == {"advisories": 32, "sboms": 0, "vex": 0}
     assert manifest["asOf"]["sequence"] == 32
     assert manifest["generatedAt"] == manifest["asOf"]["time"]
     paths = [c["path"] for c in manifest["contents"]]

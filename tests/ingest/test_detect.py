@@ -43,7 +43,7 @@ def test_utf8_bom_is_tolerated() -> None:
     assert parse_document(b'\xef\xbb\xbf{"a": 1}', "bom.json") == {"a": 1}
 
 
-def test_spdx_tag_value_is_refused_as_unsupported(corpora: object) -> None:
+def test_spdx_tag_value_is_refused_as_unsupported() -> None:
     with pytest.raises(DocumentRefused, match="SPDX tag-value is not supported"):
         parse_document(b"SPDXVersion: SPDX-2.2\nDataLicense: CC0-1.0\n", "a.spdx")
 

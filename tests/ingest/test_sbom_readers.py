@@ -146,3 +146,15 @@ def test_cyclonedx_without_identity_uses_content_digest() -> None:
     rec = only_record(read_bytes(orjson.dumps(bom), "dir/bom.json"))
     assert rec.upstream_id.startswith("sha256:")
     assert sbom(rec).subject == "bom.json"
+
+
+def test_purl_with_encoded_slash_keeps_its_identity(read_corpus: ReadFn) -> None:
+    # packageurl-python would re-serialize this as pkg:k8s/k8s.io/kubelet (another package).
+    doc = sbom(
+        only_record(
+            read_corpus("aquasecurity-trivy/integration/testdata/fixtures/sbom/minikube-kbom.json")
+        )
+    )
+    kubelet = by_purl(doc, "pkg:k8s/k8s.io%2Fkubelet@1.27.0")
+    assert kubelet.purl_type == "k8s"
+    assert doc.subject == "pkg:k8s/k8s.io%2Fkubernetes@1.27.0"

@@ -12,10 +12,11 @@ import resource
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from export_center.model import Advisory, AffectedPackage, RangeEvent, Severity, VersionRange
 from export_center.trivy.bbolt import BoltReader, BoltWriter, ReadBucket
 
 #: Runs gocheck on a file and returns its JSON report (see conftest.py).
@@ -77,11 +78,75 @@ def write_million(path: Path) -> int:
     return keys
 
 
+def peak_rss_kib() -> int:
+    """This process's peak RSS. Linux's VmHWM belongs to the process's own address space;
+    ru_maxrss also counts the parent's peak when the parent forked us (it survives exec)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _main(argv: list[str]) -> None:
+    if len(argv) == 2 and argv[0] == "million":
+        start = time.perf_counter()
+        result: dict[str, Any] = {"keys": write_million(Path(argv[1]))}
+    elif len(argv) == 3 and argv[0] == "advisories":
+        start = time.perf_counter()
+        result = write_synthetic_db(Path(argv[1]), int(argv[2]))
+    else:
+        sys.exit("usage: bolt_support.py million OUT | advisories OUT COUNT")
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    result["max_rss_kib"] = peak_rss_kib()
+    print(json.dumps(result))
+
+
+def synthetic_advisories(count: int) -> Iterator[tuple[str, Advisory]]:
+    """``count`` PyPI advisories over count/4 packages, two feeds, a CVSS vector on every
+    tenth: a stream for the dbwriter's bounded-memory test. Ids are emitted out of order so
+    the writer's sort is exercised."""
+    vector = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+    for n in range(count):
+        i = (n * 7919) % count  # a permutation of range(count) when count is not a multiple
+        yield (
+            "Feed A" if i % 2 else "Feed B",
+            Advisory(
+                id=f"SYN-{i:07d}",
+                aliases=(f"CVE-2030-{i:07d}",),
+                summary=f"synthetic advisory {i}",
+                details="x" * (i % 200),
+                affected=(
+                    AffectedPackage(
+                        purl_type="pypi",
+                        name=f"Package_{i // 4:06d}",
+                        ecosystem="PyPI",
+                        ranges=(
+                            VersionRange(
+                                "ECOSYSTEM",
+                                (RangeEvent("introduced", "0"), RangeEvent("fixed", f"1.{i % 50}")),
+                            ),
+                        ),
+                    ),
+                ),
+                severities=(Severity("CVSS_V3", vector),) if i % 10 == 0 else (),
+                references=(f"https://example.invalid/{i}",),
+                published="2030-01-01T00:00:00Z",
+            ),
+        )
+
+
+def write_synthetic_db(path: Path, count: int) -> dict[str, Any]:
+    from export_center.trivy.dbwriter import write_trivy_db
+
+    report = write_trivy_db(synthetic_advisories(count), path)
+    return {
+        "advisories": report.advisories,
+        "entries": report.entries,
+        "vulnerabilities": report.vulnerabilities,
+    }
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] != ["million"] or len(sys.argv) != 3:
-        sys.exit("usage: bolt_support.py million OUT")
-    start = time.perf_counter()
-    count = write_million(Path(sys.argv[2]))
-    seconds = time.perf_counter() - start
-    max_rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"keys": count, "seconds": round(seconds, 2), "max_rss_kib": max_rss_kib}))
+    _main(sys.argv[1:])

@@ -15,8 +15,22 @@ def _json_raw() -> Adapter:
     return JsonRawAdapter()
 
 
+def _mirror_full() -> Adapter:
+    from export_center.mirror.adapter import MirrorAdapter
+
+    return MirrorAdapter(delta=False)
+
+
+def _mirror_delta() -> Adapter:
+    from export_center.mirror.adapter import MirrorAdapter
+
+    return MirrorAdapter(delta=True)
+
+
 _FACTORIES: dict[ProfileKind, Callable[[], Adapter]] = {
     ProfileKind.JSON_RAW: _json_raw,
+    ProfileKind.MIRROR_FULL: _mirror_full,
+    ProfileKind.MIRROR_DELTA: _mirror_delta,
 }
 
 

@@ -702,7 +702,11 @@ class _TarReader:
             except _Problem as e:
                 shown = block[:100].split(b"\x00", 1)[0].decode("utf-8", "replace")
                 self._refuse(e.reason, f"header of {shown!r} at offset {offset}")
+            shown = header.name.decode("utf-8", "replace")
+            if header.typeflag in (b"g", b"K"):
+                self._refuse(_REFUSED_TYPES[header.typeflag], f"header {shown!r} at offset {offset}")
             if header.typeflag in (b"x", b"L"):
+                self._where = f"extended header {shown!r} at offset {offset}"
                 if pax is not None or long_name is not None:
                     self._refuse("two extended headers in a row")
                 if header.typeflag == b"x":

@@ -14,13 +14,14 @@ import mmap
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from export_center.adapters.interface import ExportContext, Staging
 from export_center.adapters.registry import adapter_for
-from export_center.archive.writer import ArchiveEntry, archive_suffix, write_archive
+from export_center.archive.writer import FileSource, write_tree
 from export_center.bundle.manifest import (
     CHECKSUMS,
     EXPORT_DSSE,
@@ -43,6 +44,21 @@ from export_center.signing.interface import Signer
 from export_center.store.repository import EvidenceStore
 
 JSON = "application/json"
+_SUFFIX = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
+
+
+@runtime_checkable
+class SealingAdapter(Protocol):
+    """An adapter with a second phase that needs the run's signer (mirror profiles).
+
+    ``seal`` runs after ``build`` and before the manifest is written; it may add files to the
+    staging area and sections to ``ctx.manifest_extra``, and returns extra provenance
+    ``externalParameters`` (or None).
+    """
+
+    def build(self, ctx: ExportContext) -> None: ...
+
+    def seal(self, ctx: ExportContext, signer: Signer) -> Mapping[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
@@ -99,12 +115,18 @@ def build_bundle(
     out_dir.mkdir(parents=True, exist_ok=True)
     adapter = adapter_for(plan.spec.profile_kind)
     compression = plan.spec.compression
-    archive_name = f"{plan.export_id}{archive_suffix(compression.algorithm)}"
+    archive_name = f"{plan.export_id}{_SUFFIX[compression.algorithm]}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{plan.export_id}.", dir=out_dir))
     try:
         staging = Staging(tmp)
         ctx = ExportContext(plan, store, staging, progress=progress, is_cancelled=is_cancelled)
         adapter.build(ctx)
+        ctx.check_cancelled()
+        # Adapters that sign metadata of their own (mirror: TUF over data/, optional
+        # encryption) finish with the run's signer; what they add is covered by the manifest.
+        provenance_params = (
+            adapter.seal(ctx, signer) if isinstance(adapter, SealingAdapter) else None
+        )
         ctx.check_cancelled()
 
         staging.add_bytes(README, build_readme(plan, archive_name), "text/plain; charset=utf-8")
@@ -114,7 +136,7 @@ def build_bundle(
         ]
         manifest = build_manifest(plan, contents, ctx.counts, ctx.manifest_extra)
         subjects = [(c.path, c.sha256) for c in contents] + [(EXPORT_JSON, _sha256(manifest))]
-        provenance = build_provenance(plan, subjects, ctx.dependencies)
+        provenance = build_provenance(plan, subjects, ctx.dependencies, provenance_params)
         staging.add_bytes(EXPORT_JSON, manifest, JSON)
         staging.add_bytes(
             EXPORT_DSSE, sign_envelope(manifest, MANIFEST_PAYLOAD_TYPE, [signer]), JSON
@@ -129,14 +151,15 @@ def build_bundle(
 
         archive_tmp = tmp / archive_name
         with archive_tmp.open("wb") as fh:
-            digest, size = write_archive(
+            written = write_tree(
                 fh,
-                [ArchiveEntry(f.path, f.local) for f in staging.files()],
+                [(f.path, FileSource.from_path(f.local)) for f in staging.files()],
                 compression=compression.algorithm,
-                level=compression.level,
+                level=None if compression.algorithm == "none" else compression.level,
             )
             fh.flush()
             os.fsync(fh.fileno())
+        digest, size = written.sha256, written.size
         ctx.check_cancelled()
 
         sidecar_sha = tmp / f"{archive_name}.sha256"

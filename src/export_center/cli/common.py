@@ -34,7 +34,10 @@ def tenant_or_default(tenant: str | None) -> str:
 def run_app(app: typer.Typer) -> int:
     """Run the Typer app; turn our errors into one clear line and the spec's exit code."""
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns the code of a ``typer.Exit`` instead of raising.
+        result = app(standalone_mode=False)
+        if isinstance(result, int):
+            return result
     except ExportCenterError as e:
         err_console.print(f"[red]error:[/red] {e.diagnostics()}", highlight=False, markup=True)
         return int(e.exit_code)

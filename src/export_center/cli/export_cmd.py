@@ -337,3 +337,56 @@ def verify(
                 f"[red]verification failed[/red] at {failed.name if failed else '?'}"
             )
     raise typer.Exit(int(report.exit_code))
+
+
+@export_app.command("push")
+def push(
+    bundle: Annotated[Path, typer.Argument(help="Archive (.tar.zst/.tar.gz) or bundle directory.")],
+    target: Annotated[
+        str,
+        typer.Argument(help="oci://HOST/REPO:TAG (a registry) or oci:DIR[:TAG] (an OCI layout)."),
+    ],
+    output: common.FormatOpt = "table",
+) -> None:
+    """Publish a bundle as one OCI artifact (its files are the layers) to a registry or layout.
+
+    Plain HTTP is used only for loopback registries; credentials come from
+    STELLA_REGISTRY_USERNAME / STELLA_REGISTRY_PASSWORD.
+    """
+    import shutil
+    import tempfile
+
+    from export_center.oci.layout import write_oci_layout
+    from export_center.oci.registry import push_bundle
+
+    if not bundle.exists():
+        common.fail(f"{bundle}: no such bundle", ExitCode.NOT_FOUND)
+    if target.startswith("oci://"):
+        work = Path(tempfile.mkdtemp(prefix="stella-push-"))
+        try:
+            art = push_bundle(bundle, target, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    elif target.startswith("oci:"):
+        rest = target[len("oci:") :]
+        path, sep, tag = rest.rpartition(":")
+        if not (sep and path and "/" not in tag):
+            path, tag = rest, ""
+        art = write_oci_layout(bundle, Path(path), tag=tag or None)
+    else:
+        raise BadInputError(f"{target!r}: expected oci://HOST/REPO:TAG or oci:DIR[:TAG]")
+    result = {
+        "target": target,
+        "exportId": art.export_id,
+        "manifestDigest": art.manifest_digest,
+        "layers": len(art.layers),
+        "bytes": sum(layer.size for layer in art.layers),
+    }
+    if output == "json":
+        common.print_json(result)
+        return
+    common.console.print(
+        f"pushed {art.export_id} to {target}: {len(art.layers)} files, manifest "
+        f"{art.manifest_digest}",
+        highlight=False,
+    )

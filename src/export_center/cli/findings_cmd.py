@@ -66,22 +66,17 @@ def findings(
             }
         )
         return
-    table = Table(title=f"Findings ({pol.document.name} v{pol.document.version})")
-    for col in (
-        "subject",
-        "component",
-        "vulnerability",
-        "severity",
-        "fixed in",
-        "status",
-        "verdict",
-    ):
-        table.add_column(col)
+    subjects = sorted({f.subject for f in ev.findings}, key=str.encode)
+    title = f"Findings ({pol.document.name} v{pol.document.version})"
+    table = Table(title=title + (f"\n{subjects[0]}" if len(subjects) == 1 else ""))
+    table.add_column("component", overflow="fold")
+    for col in ("vulnerability", "severity", "fixed in", "status", "verdict"):
+        table.add_column(col, no_wrap=col != "fixed in")
+    many = len(subjects) > 1
     for f in ev.findings:
         sev = f.severity.level + (f" {f.severity.score}" if f.severity.score is not None else "")
         table.add_row(
-            f.subject,
-            f.purl,
+            f"{f.subject}: {f.purl}" if many else f.purl,
             f.vulnerability_id,
             sev,
             ", ".join(f.fixed_versions),

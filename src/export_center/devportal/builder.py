@@ -29,6 +29,14 @@ from typing import Any, BinaryIO
 from export_center.devportal.assets import CHECKED_SUFFIXES, check_portal_assets
 from export_center.devportal.errors import DevportalInputError
 from export_center.devportal.inputs import InputTree, Skipped, scan_input
+from export_center.devportal.layout import (
+    BUNDLE_NAME,
+    CHECKSUMS,
+    INSTRUCTIONS_NAME,
+    MANIFEST,
+    MANIFEST_DSSE,
+    VERIFY_SCRIPT_NAME,
+)
 from export_center.devportal.manifest import (
     PAYLOAD_TYPE,
     Category,
@@ -51,7 +59,6 @@ from export_center.signing.dsse import sign_envelope
 from export_center.signing.interface import Signer
 
 __all__ = [
-    "BUNDLE_NAME",
     "BuildOptions",
     "BuildResult",
     "WrittenBundle",
@@ -61,15 +68,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-BUNDLE_NAME = "devportal-offline-bundle.tgz"
-MANIFEST = "manifest.json"
-MANIFEST_DSSE = "manifest.dsse.json"
-CHECKSUMS = "checksums.txt"
-INSTRUCTIONS_NAME = "instructions-portable.txt"
-VERIFY_SCRIPT_NAME = "verify-offline.sh"
-#: The files at the bundle root besides the content directories.
-ROOT_FILES = frozenset({MANIFEST, MANIFEST_DSSE, CHECKSUMS, INSTRUCTIONS_NAME, VERIFY_SCRIPT_NAME})
 
 # Files the checks read whole; anything larger is refused rather than scanned in part.
 _MAX_CHECKED_BYTES = 64 << 20

@@ -113,6 +113,16 @@ def _handlers(handler: _ConfinedHandler) -> dict[str, Any]:
     return {scheme: handler for scheme in ("<all_urls>", "file", "http", "https", "ftp")}
 
 
+def _refusal_in(error: BaseException) -> str | None:
+    # referencing wraps our refusal in Unretrievable, then in Unresolvable.
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, _RemoteRefRefused):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _first_error(
     path: str, doc: Any, root: Path, handler: _ConfinedHandler
 ) -> tuple[str, str] | None:
@@ -134,9 +144,7 @@ def _first_error(
     try:
         error = next(iter(cls(schema_path).iter_errors()), None)
     except Unresolvable as e:
-        cause = e.__cause__ or e.__context__
-        reason = str(cause) if isinstance(cause, _RemoteRefRefused) else f"cannot resolve {e}"
-        return "$ref", reason
+        return "$ref", _refusal_in(e) or f"cannot resolve {e}"
     except _RemoteRefRefused as e:
         return "$ref", str(e)
     if error is None:

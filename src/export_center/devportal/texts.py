@@ -86,8 +86,8 @@ done
 
 tmp=${TMPDIR:-/tmp}/devportal-verify.$$
 mkdir "$tmp" || fail 4 "cannot create the temporary directory $tmp"
-trap 'rm -rf "$tmp"' 0
-trap 'exit 4' 1 2 15
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 4' HUP INT TERM
 
 # -- 1. checksums.txt: well-formed, complete, and matching every file ----------------------
 

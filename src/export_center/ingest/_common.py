@@ -8,6 +8,7 @@ shape is refused with a reason instead of crashing the ingest with a ``KeyError`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from typing import Any
@@ -154,16 +155,29 @@ def parse_purl(value: str | None) -> PackageURL | None:
         return None
 
 
+def _parts(p: PackageURL) -> tuple[Any, ...]:
+    return (p.type, p.namespace, p.name, p.version, p.qualifiers, p.subpath)
+
+
+@functools.lru_cache(maxsize=8192)  # SBOMs and VEX repeat the same purls many times
 def canonical_purl(value: str | None) -> str | None:
     """The canonical string form of a purl (type lowercased, qualifiers sorted, ...), or None
-    when the value is not a valid purl. Invalid purls are dropped, never an error."""
+    when the value is not a valid purl. Invalid purls are dropped, never an error.
+
+    The canonical form is used only when it parses back to the same purl: packageurl-python
+    does not re-encode a ``/`` inside a name, so ``pkg:k8s/k8s.io%2Fkubelet`` would turn into
+    ``pkg:k8s/k8s.io/kubelet`` (namespace ``k8s.io``), another package. Such purls are kept
+    as given.
+    """
     p = parse_purl(value)
-    if p is None:
+    if p is None or value is None:
         return None
     try:
-        return str(p.to_string())
+        text = str(p.to_string())
     except ValueError:
-        return None
+        return value
+    again = parse_purl(text)
+    return text if again is not None and _parts(again) == _parts(p) else value
 
 
 def purl_package_name(p: PackageURL) -> str:
@@ -188,18 +202,23 @@ def purl_with_version(purl: str, version: str) -> str:
     if p is None:
         return f"{purl}@{version}"
     try:
-        return str(
-            PackageURL(
-                type=p.type,
-                namespace=p.namespace,
-                name=p.name,
-                version=version,
-                qualifiers=p.qualifiers,
-                subpath=p.subpath,
-            ).to_string()
+        wanted = PackageURL(
+            type=p.type,
+            namespace=p.namespace,
+            name=p.name,
+            version=version,
+            qualifiers=p.qualifiers,
+            subpath=p.subpath,
         )
+        text = str(wanted.to_string())
+        again = parse_purl(text)
+        if again is not None and _parts(again) == _parts(wanted):
+            return text
     except ValueError:
-        return f"{purl}@{version}"
+        pass
+    # Not representable through packageurl-python (see canonical_purl): splice the text.
+    head, sep, tail = purl.partition("?") if "?" in purl else purl.partition("#")
+    return f"{head.split('@', 1)[0]}@{version}{sep}{tail}"
 
 
 # ---- identity -----------------------------------------------------------------------------

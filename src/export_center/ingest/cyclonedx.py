@@ -217,11 +217,10 @@ def _statements(
     for vpath, v in obj_list(doc, "vulnerabilities"):
         analysis = opt_obj(v, "analysis", vpath)
         apath = at(vpath, "analysis")
-        state = opt_str(analysis, "state", apath) if analysis else None
+        state = opt_str(analysis, "state", apath) if analysis is not None else None
         affects = obj_list(v, "affects", vpath)
-        if state is None or not affects:
+        if analysis is None or state is None or not affects:
             continue
-        assert analysis is not None
         vuln = req_str(v, "id", vpath)
         status = STATES.get(state)
         if status is None:
@@ -237,7 +236,12 @@ def _statements(
             detail = f"CycloneDX justification: {label}"
         if state == "false_positive" and not detail:
             detail = "CycloneDX analysis state: false_positive"
-        responses = [r for r in (analysis.get("response") or []) if isinstance(r, str)]
+        raw_responses = analysis.get("response")
+        responses = (
+            [r for r in raw_responses if isinstance(r, str)]
+            if isinstance(raw_responses, list)
+            else []
+        )
         action = opt_str(v, "recommendation", vpath) or (
             f"response: {', '.join(responses)}" if responses else None
         )

@@ -87,9 +87,7 @@ class TufOptions(_Model):
 
     @field_validator("expires")
     @classmethod
-    def _aware(
-        cls, v: dict[TufRole, int | datetime]
-    ) -> dict[TufRole, int | datetime]:
+    def _aware(cls, v: dict[TufRole, int | datetime]) -> dict[TufRole, int | datetime]:
         for role, when in v.items():
             if isinstance(when, datetime) and when.tzinfo is None:
                 raise ValueError(f"expires.{role} must carry a time zone (e.g. ...Z)")

@@ -221,7 +221,7 @@ def root_keys_trusted(root_bytes: bytes, trust_roots: Mapping[str, PublicKey]) -
         if not isinstance(key, SSlibKey):
             return False
         try:
-            crypto = key._crypto_key()  # noqa: SLF001 (securesystemslib has no public accessor)
+            crypto = key._crypto_key()
         except ValueError:
             return False
         if not isinstance(crypto, Ed25519PublicKey | ec.EllipticCurvePublicKey):
@@ -267,7 +267,9 @@ def verify_tuf_metadata(
             step_bytes = files.get(f"tuf/{v}.root.json")
             step = root if v == new_v and step_bytes is None else _load(step_bytes, "root", Root)
             if step.signed.version != v:
-                raise VerificationError(_CHECK, f"tuf/{v}.root.json has version {step.signed.version}")
+                raise VerificationError(
+                    _CHECK, f"tuf/{v}.root.json has version {step.signed.version}"
+                )
             _delegate(current.signed, "root", step, f"root v{v} is not signed by root v{v - 1}")
             _delegate(step.signed, "root", step, f"root v{v} is not signed by its own keys")
             current = step

@@ -195,10 +195,14 @@ def _cmp_events(a: tuple[int, Any, str, str], b: tuple[int, Any, str, str]) -> i
 
 
 def versions_equal(scheme: Scheme | None, a: str, b: str) -> bool:
-    """Equality in the scheme when both parse, else exact string equality."""
+    """Equality in the scheme when both parse, else exact string equality.
+
+    Build metadata is ignored for ordering but not for identity: ``v1.33.3+rke2r1`` and
+    ``v1.33.3+rke2r2`` are two releases, so their ``+`` suffixes must agree.
+    """
     if a == b:
         return True
-    if scheme is None:
+    if scheme is None or a.partition("+")[2] != b.partition("+")[2]:
         return False
     pa, pb = parse_version(scheme, a), parse_version(scheme, b)
     return pa is not None and pb is not None and not (pa < pb) and not (pb < pa)

@@ -289,3 +289,44 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, index=True
     )
+
+
+class AirgapGeneration(Base):
+    """One mirror bundle applied by the air-gap importer: the tenant's import generations.
+
+    Generations are per tenant and strictly increasing; the newest row is what is installed
+    (its export id and manifest digest are what a delta must name as its base, its ``tuf_root``
+    the TUF root trusted for the next import). Rows are inserted, never updated, in the same
+    transaction as the evidence they describe.
+    """
+
+    __tablename__ = "airgap_generations"
+    __table_args__ = (
+        UniqueConstraint("tenant", "generation", name="uq_airgap_generation"),
+        Index("ix_airgap_manifest", "tenant", "manifest_digest"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    generation: Mapped[int] = mapped_column(Integer, nullable=False)
+    export_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    profile: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # full | delta | reset
+    manifest_digest: Mapped[str] = mapped_column(String(71), nullable=False)
+    root_hash: Mapped[str] = mapped_column(String(71), nullable=False)
+    rerun_hash: Mapped[str] = mapped_column(String(71), nullable=False)
+    # The exporting instance's as-of cursor: orders generations of one origin.
+    source_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    source_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    base_export_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    base_manifest_digest: Mapped[str | None] = mapped_column(String(71), nullable=True)
+    # The local store's sequence once this generation was applied.
+    store_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    added: Mapped[int] = mapped_column(Integer, nullable=False)
+    updated: Mapped[int] = mapped_column(Integer, nullable=False)
+    removed: Mapped[int] = mapped_column(Integer, nullable=False)
+    tuf_root: Mapped[str] = mapped_column(Text, nullable=False)
+    imported_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)

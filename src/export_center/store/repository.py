@@ -287,8 +287,16 @@ class EvidenceStore:
         return IngestOutcome(kind, obs, seq)
 
     def _put_normalized(
-        self, conn: Connection, tenant: str, raw_id: int, record: ParsedRecord
+        self,
+        conn: Connection,
+        tenant: str,
+        raw_id: int,
+        record: ParsedRecord,
+        *,
+        data: str | None = None,
     ) -> None:
+        """The normalized row and index rows of one raw record. ``data``, when given, is the
+        exact normalized JSON to store (the air-gap importer keeps the exporter's bytes)."""
         norm = record.normalized
         key = norm.id if isinstance(norm, Advisory | VexDocument) else norm.subject
         norm_id = conn.execute(
@@ -298,7 +306,7 @@ class EvidenceStore:
                 "tenant": tenant,
                 "record_type": record.doc_type,
                 "record_key": key[:512],
-                "data": canonical_json(to_json_dict(norm)),
+                "data": data if data is not None else canonical_json(to_json_dict(norm)),
             },
         ).scalar_one()
         if isinstance(norm, Advisory):

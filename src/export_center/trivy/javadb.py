@@ -139,6 +139,8 @@ def write_java_db(components: Iterable[Component], out: Path) -> JavaDbReport:
                 " ON a.group_id = s.group_id AND a.artifact_id = s.artifact_id"
                 " ORDER BY a.id, s.version, s.archive_type, s.sha1"
             )
+            # An artifact whose every index lost a SHA-1 collision would point at nothing.
+            conn.execute("DELETE FROM artifacts WHERE id NOT IN (SELECT artifact_id FROM indices)")
             staged = conn.execute("SELECT count(*) FROM staged").fetchone()[0]
             artifacts = conn.execute("SELECT count(*) FROM artifacts").fetchone()[0]
             indices = conn.execute("SELECT count(*) FROM indices").fetchone()[0]

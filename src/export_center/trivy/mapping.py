@@ -21,6 +21,7 @@ meaning), so the same advisories always give the same bytes.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Iterable, Sequence
@@ -332,6 +333,7 @@ def _cvss_module() -> Any | None:
 _CVSS = _cvss_module()
 
 
+@functools.lru_cache(maxsize=4096)
 def _score(kind: str, vector: str) -> float | None:
     """The score of a CVSS vector, or None when it cannot be computed.
 

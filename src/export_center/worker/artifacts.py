@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import Protocol
 
@@ -80,3 +81,34 @@ class FilesystemArtifactStore:
         shutil.rmtree(d, ignore_errors=True)
         if d.exists():
             log.error("could not remove artifact directory %s", d)
+
+
+def read_bundle_files(
+    archive: Path, names: Collection[str], *, max_bytes: int = 64 << 20
+) -> dict[str, bytes]:
+    """The named files of a published bundle archive, read through the safe archive reader.
+
+    ``names`` are bundle paths (``manifests/export.json``); a member matches by its exact name
+    or under one top directory. Reading stops as soon as all were found.
+
+    Raises:
+        UnsafeArchiveError: the archive is corrupt (a published bundle should never be).
+        BadInputError: a wanted file is larger than ``max_bytes``.
+        OSError: the archive cannot be read.
+    """
+    from export_center.archive.reader import iter_members
+
+    wanted = set(names)
+    found: dict[str, bytes] = {}
+    for member in iter_members(archive):
+        if member.is_dir:
+            continue
+        key = member.name if member.name in wanted else member.name.partition("/")[2]
+        if key not in wanted or key in found:
+            continue
+        if member.size > max_bytes:
+            raise BadInputError(f"{archive.name}: {key} is {member.size} bytes (over {max_bytes})")
+        found[key] = member.read()
+        if len(found) == len(wanted):
+            break
+    return found

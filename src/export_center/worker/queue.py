@@ -110,10 +110,22 @@ class LocalQueue:
         return None
 
 
-def open_queue(database_url: str, due: Callable[[], list[str]]) -> JobQueue:
+def open_queue(
+    database_url: str,
+    due: Callable[[], list[str]],
+    *,
+    heartbeat_seconds: float,
+    stalled_seconds: float,
+    drain_seconds: float | None = None,
+) -> JobQueue:
     """The queue that goes with the database: procrastinate on PostgreSQL, else local."""
     if make_url(database_url).get_backend_name() == "postgresql":
         from export_center.worker.pgqueue import ProcrastinateQueue
 
-        return ProcrastinateQueue(database_url)
+        return ProcrastinateQueue(
+            database_url,
+            heartbeat_seconds=heartbeat_seconds,
+            stalled_seconds=stalled_seconds,
+            drain_seconds=drain_seconds,
+        )
     return LocalQueue(due)

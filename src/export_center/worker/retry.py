@@ -42,4 +42,4 @@ def backoff_seconds(run_id: str, attempt: int, *, base: float, cap: float) -> fl
     """
     raw = min(cap, base * (2 ** max(0, attempt - 1)))
     spread = int.from_bytes(hashlib.sha256(f"{run_id}:{attempt}".encode()).digest()[:2], "big")
-    return max(0.0, raw * (0.8 + 0.4 * spread / 0xFFFF))
+    return float(max(0.0, raw * (0.8 + 0.4 * spread / 0xFFFF)))

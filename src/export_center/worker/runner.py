@@ -306,7 +306,10 @@ class RunExecutor:
         self.metrics.bytes_total.inc(b.archive_bytes)
         self._count(run.profile, run.tenant, "succeeded", started)
         log.info(
-            "run succeeded: %s (%d bytes, sha256 %s)", artifact.path, b.archive_bytes, b.archive_sha256
+            "run succeeded: %s (%d bytes, sha256 %s)",
+            artifact.path,
+            b.archive_bytes,
+            b.archive_sha256,
         )
         return "succeeded"
 

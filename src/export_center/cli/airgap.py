@@ -1,0 +1,339 @@
+"""``stella airgap verify-bundle|import|status|list``: the disconnected side of mirror bundles.
+
+Trust anchors come from the command line or, by default, from ``<data dir>/airgap/``:
+``trust-roots.pem`` (PEM public keys that sign bundles) and, optionally, ``root.json`` (the
+TUF root received out of band; without it the first import trusts a root whose keys are all
+trusted PEM keys, and later imports chain from the installed one).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from export_center.cli import common
+from export_center.errors import BadInputError, ExitCode, NotFoundError
+
+airgap_app = typer.Typer(
+    help="Verify and import mirror bundles on a disconnected instance.", no_args_is_help=True
+)
+
+BundleArg = Annotated[
+    str,
+    typer.Argument(
+        help="Archive, bundle directory, OCI layout (oci:DIR[:TAG]) or oci://HOST/REPO:TAG."
+    ),
+]
+TrustOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--trust-roots", help="PEM public keys (default: <data dir>/airgap/trust-roots.pem)."
+    ),
+]
+TufRootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tuf-root",
+        help="Trusted TUF root.json (default: <data dir>/airgap/root.json, else installed).",
+    ),
+]
+IdentityOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--identity", help="age identity file(s) to open encrypted bundles."),
+]
+KmsOpt = Annotated[
+    bool,
+    typer.Option("--kms", help="Try KMS recipients (kms://pkcs11/...; STELLA_PKCS11_* env)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(airgap_app, name="airgap")
+
+
+def _airgap_dir() -> Path:
+    return common.settings().data_dir / "airgap"
+
+
+def _options(
+    trust_roots: Path | None,
+    tuf_root: Path | None,
+    identity: list[Path] | None,
+    kms: bool,
+    *,
+    tenant: str | None = None,
+    force: bool = False,
+    reason: str | None = None,
+    by: str | None = None,
+) -> Any:
+    from export_center.importer.service import ImportOptions
+    from export_center.mirror.crypto import KeyMaterial, load_age_identities
+    from export_center.signing.interface import load_trust_roots
+
+    roots_path = trust_roots or _airgap_dir() / "trust-roots.pem"
+    try:
+        pem = roots_path.read_bytes()
+    except OSError as e:
+        raise BadInputError(
+            f"{roots_path}: cannot read trust roots: {e.strerror}",
+            hint="pass --trust-roots KEYS.pem (the exporter's `stella keys export-public`)",
+        ) from e
+    roots = load_trust_roots(pem, where=str(roots_path))
+    root_bytes = None
+    root_path = tuf_root or (_airgap_dir() / "root.json")
+    if tuf_root is not None or root_path.is_file():
+        try:
+            root_bytes = root_path.read_bytes()
+        except OSError as e:
+            raise BadInputError(f"{root_path}: cannot read the TUF root: {e.strerror}") from e
+    identities: tuple[str, ...] = ()
+    for ident in identity or ():
+        try:
+            text = ident.read_text(encoding="utf-8")
+        except OSError as e:
+            raise BadInputError(f"{ident}: cannot read the identity: {e.strerror}") from e
+        identities += load_age_identities(text, str(ident))
+    return ImportOptions(
+        trust_roots=roots,
+        tuf_root=root_bytes,
+        keys=KeyMaterial(age_identities=identities, use_kms=kms),
+        force=force,
+        reason=reason,
+        imported_by=by or os.environ.get("STELLA_USER") or getpass.getuser(),
+        tenant=tenant,
+    )
+
+
+_MARKS = {
+    "pass": "[green]PASS[/green]",
+    "fail": "[red]FAIL[/red]",
+    "skipped": "[yellow]SKIP[/yellow]",
+    "not run": "[dim]----[/dim]",
+}
+
+
+def _print_report(report: Any) -> None:
+    for c in report.checks:
+        common.console.print(f"{_MARKS[c.status]} {c.name:<20} {c.detail}", highlight=False)
+
+
+@airgap_app.command("verify-bundle")
+def verify_bundle_cmd(
+    bundle: BundleArg,
+    trust_roots: TrustOpt = None,
+    tuf_root: TufRootOpt = None,
+    identity: IdentityOpt = None,
+    kms: KmsOpt = False,
+    output: common.FormatOpt = "table",
+) -> None:
+    """Verify a mirror bundle offline (every check, in order); say what an import would do."""
+    import shutil
+    import tempfile
+
+    from export_center.errors import ConflictError
+    from export_center.importer import generations
+    from export_center.importer.service import state_check, verify_source
+
+    opts = _options(trust_roots, tuf_root, identity, kms)
+    cfg = common.settings()
+    store = common.open_store()
+    work_root = cfg.data_dir / "airgap" / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="verify-", dir=work_root))
+    try:
+        _, mv = verify_source(
+            store,
+            bundle,
+            cfg.data_dir,
+            opts,
+            require_plaintext=False,
+            now=datetime.now(UTC).replace(microsecond=0),
+            work=work,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = mv.report
+    state: str | None = None
+    code = report.exit_code
+    if report.ok and mv.manifest_digest:
+        latest = generations.installed(store, mv.tenant)
+        try:
+            what = state_check(latest, mv.manifest, mv.manifest_digest, force=False)
+            nxt = (latest.generation if latest else 0) + 1
+            state = (
+                f"replay of installed generation {latest.generation}: an import changes nothing"
+                if what == "replay" and latest
+                else f"importable as generation {nxt} of tenant {mv.tenant}"
+            )
+        except ConflictError as e:
+            state = f"not importable: {e.message}"
+            code = ExitCode.QUOTA_OR_CONFLICT
+    if output == "json":
+        common.print_json({**report.as_json(), "state": state})
+    else:
+        _print_report(report)
+        if report.ok:
+            common.console.print(
+                f"[green]verified[/green] {report.export_id}; root hash {report.root_hash}",
+                highlight=False,
+            )
+        else:
+            failed = report.failed
+            common.console.print(
+                f"[red]verification failed[/red] at {failed.name if failed else '?'}"
+            )
+        if state:
+            common.console.print(f"state: {state}", highlight=False)
+    raise typer.Exit(int(code))
+
+
+@airgap_app.command("import")
+def import_cmd(
+    bundle: BundleArg,
+    trust_roots: TrustOpt = None,
+    tuf_root: TufRootOpt = None,
+    identity: IdentityOpt = None,
+    kms: KmsOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Install an older generation (needs --reason).")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why it is forced.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who imports (default: $USER).")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Refuse bundles of any other tenant.")
+    ] = None,
+    output: common.FormatOpt = "table",
+) -> None:
+    """Verify a mirror bundle and apply it to the local store as the next generation."""
+    from export_center.importer.service import ImportRefused, import_bundle
+
+    opts = _options(
+        trust_roots, tuf_root, identity, kms, tenant=tenant, force=force, reason=reason, by=by
+    )
+    cfg = common.settings()
+    store = common.open_store()
+    try:
+        out = import_bundle(store, bundle, cfg.data_dir, opts)
+    except ImportRefused as e:
+        if e.report is not None and output != "json":
+            _print_report(e.report)
+        if output == "json":
+            common.print_json(
+                {
+                    "status": "refused",
+                    "reason": e.message,
+                    "quarantine": str(e.quarantine) if e.quarantine else None,
+                    "report": e.report.as_json() if e.report else None,
+                }
+            )
+        raise
+    g = out.generation
+    if output == "json":
+        common.print_json(
+            {
+                "status": out.status,
+                "generation": g.as_json(),
+                "report": out.report.as_json(),
+                "applied": (
+                    {
+                        "added": out.stats.added,
+                        "updated": out.stats.updated,
+                        "removed": out.stats.removed,
+                        "unchanged": out.stats.unchanged,
+                    }
+                    if out.stats
+                    else None
+                ),
+            }
+        )
+        return
+    _print_report(out.report)
+    if out.status == "replay":
+        common.console.print(
+            f"replay: {g.export_id} is already installed as generation {g.generation} of "
+            f"{g.tenant}; nothing changed",
+            highlight=False,
+        )
+        return
+    s = out.stats
+    assert s is not None
+    common.console.print(
+        f"[green]imported[/green] {g.export_id} ({g.kind}) as generation {g.generation} of "
+        f"{g.tenant}: +{s.added} ~{s.updated} -{s.removed} (unchanged {s.unchanged}); "
+        f"store sequence {g.store_seq}",
+        highlight=False,
+    )
+
+
+def _generation_table(rows: list[Any], title: str) -> Table:
+    table = Table(title=title)
+    for col in (
+        "tenant",
+        "gen",
+        "export id",
+        "kind",
+        "as of",
+        "imported",
+        "by",
+        "+/~/-",
+        "root hash",
+    ):
+        table.add_column(col)
+    for g in rows:
+        table.add_row(
+            g.tenant,
+            str(g.generation),
+            g.export_id,
+            g.kind + (" (forced)" if g.forced else ""),
+            str(g.source_seq),
+            f"{g.imported_at:%Y-%m-%d %H:%M:%SZ}",
+            g.imported_by,
+            f"{g.added}/{g.updated}/{g.removed}",
+            g.root_hash[:23],
+        )
+    return table
+
+
+@airgap_app.command("status")
+def status(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") -> None:
+    """The installed generation of each tenant (or of --tenant)."""
+    from export_center.importer import generations
+
+    store = common.open_store()
+    rows = generations.current(store)
+    if tenant is not None:
+        rows = [g for g in rows if g.tenant == tenant]
+        if not rows:
+            raise NotFoundError(f"tenant {tenant!r} has no imported generation")
+    if output == "json":
+        common.print_json(
+            {
+                "tenants": [
+                    {**g.as_json(), "storeCurrentSequence": store.current_sequence(g.tenant)}
+                    for g in rows
+                ]
+            }
+        )
+        return
+    if not rows:
+        common.console.print("nothing imported yet")
+        return
+    common.console.print(_generation_table(rows, "installed generations"))
+
+
+@airgap_app.command("list")
+def list_cmd(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") -> None:
+    """Every imported generation, oldest first."""
+    from export_center.importer import generations
+
+    rows = generations.history(common.open_store(), tenant)
+    if output == "json":
+        common.print_json({"generations": [g.as_json() for g in rows]})
+        return
+    common.console.print(_generation_table(rows, f"{len(rows)} generations"))

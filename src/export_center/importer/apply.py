@@ -1,0 +1,275 @@
+"""Applying a verified mirror bundle to the local evidence store, inside the caller's transaction.
+
+Records keep the exporter's observation ids, revisions, bytes, digests and normalized JSON; the
+local store gives them its own change sequence (one per applied change), so local as-of reads and
+onward mirror deltas keep working. A full bundle replaces the tenant's evidence of the types it
+carries (documents not in it are removed); a delta applies its records and tombstones on top of
+its base. Removal is a change of its own (``removal`` in the change log): the current revision
+gets ``superseded_seq`` and no successor, so it stays readable as of earlier sequences.
+
+Nothing here commits: the importer runs it in one transaction with the generation row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from export_center.errors import ConflictError
+from export_center.importer.records import ImportRecord
+from export_center.ingest.interface import ParsedRecord
+from export_center.store.models import ChangeLogEntry, RawRecord, Tenant
+from export_center.store.repository import EvidenceStore, TenantCursor
+
+
+@dataclass
+class ApplyStats:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class _Current:
+    id: int
+    observation_id: str
+    digest: str
+    withdrawn: bool
+    doc_type: str
+
+
+_Key = tuple[str, str]
+
+
+class _Applier:
+    def __init__(
+        self, store: EvidenceStore, conn: Connection, cursor: TenantCursor, now: datetime
+    ) -> None:
+        self.store = store
+        self.conn = conn
+        self.cursor = cursor
+        self.tenant = cursor.name
+        self.now = now
+        self.seq = cursor.last_seq
+        self.stats = ApplyStats()
+        # Every observation id the tenant has ever held (a re-shipped one is revived, not
+        # inserted twice: observation ids are unique).
+        self.known: dict[str, tuple[int, str]] = {
+            obs: (rid, digest)
+            for rid, obs, digest in conn.execute(
+                select(RawRecord.id, RawRecord.observation_id, RawRecord.digest).where(
+                    RawRecord.tenant == self.tenant
+                )
+            )
+        }
+
+    def current(self, doc_types: Sequence[str]) -> dict[_Key, _Current]:
+        rows = self.conn.execute(
+            select(
+                RawRecord.id,
+                RawRecord.source,
+                RawRecord.upstream_id,
+                RawRecord.observation_id,
+                RawRecord.digest,
+                RawRecord.withdrawn,
+                RawRecord.doc_type,
+            ).where(
+                RawRecord.tenant == self.tenant,
+                RawRecord.superseded_seq.is_(None),
+                RawRecord.doc_type.in_(list(doc_types)),
+            )
+        )
+        return {
+            (r.source, r.upstream_id): _Current(
+                r.id, r.observation_id, r.digest, r.withdrawn, r.doc_type
+            )
+            for r in rows
+        }
+
+    def current_one(self, key: _Key) -> _Current | None:
+        r = self.conn.execute(
+            select(
+                RawRecord.id,
+                RawRecord.observation_id,
+                RawRecord.digest,
+                RawRecord.withdrawn,
+                RawRecord.doc_type,
+            ).where(
+                RawRecord.tenant == self.tenant,
+                RawRecord.source == key[0],
+                RawRecord.upstream_id == key[1],
+                RawRecord.superseded_seq.is_(None),
+            )
+        ).one_or_none()
+        if r is None:
+            return None
+        return _Current(r.id, r.observation_id, r.digest, r.withdrawn, r.doc_type)
+
+    def _log(self, kind: str, raw_id: int, obs: str, previous: str | None, doc_type: str) -> None:
+        self.conn.execute(
+            insert(ChangeLogEntry).values(
+                tenant=self.tenant,
+                seq=self.seq,
+                kind=kind,
+                raw_id=raw_id,
+                observation_id=obs,
+                previous_observation_id=previous,
+                doc_type=doc_type,
+                at=self.now,
+            )
+        )
+
+    def _supersede(self, raw_id: int) -> None:
+        self.conn.execute(
+            update(RawRecord).where(RawRecord.id == raw_id).values(superseded_seq=self.seq)
+        )
+
+    def put(self, rec: ImportRecord, cur: _Current | None) -> None:
+        if cur is not None and cur.observation_id == rec.observation_id:
+            if cur.digest != rec.digest:
+                raise ConflictError(
+                    f"{rec.observation_id}: the local store holds other bytes under this "
+                    "observation id"
+                )
+            self.stats.unchanged += 1
+            return
+        self.seq += 1
+        if cur is not None:
+            self._supersede(cur.id)
+        known = self.known.get(rec.observation_id)
+        if known is not None:
+            raw_id, digest = known
+            if digest != rec.digest:
+                raise ConflictError(
+                    f"{rec.observation_id}: the local store holds other bytes under this "
+                    "observation id"
+                )
+            # Shipped again after a removal: the same revision becomes current again.
+            self.conn.execute(
+                update(RawRecord).where(RawRecord.id == raw_id).values(superseded_seq=None)
+            )
+        else:
+            raw_id = self.conn.execute(
+                insert(RawRecord)
+                .values(
+                    tenant=self.tenant,
+                    source=rec.source,
+                    upstream_id=rec.upstream_id,
+                    revision=rec.revision,
+                    observation_id=rec.observation_id,
+                    doc_type=rec.doc_type,
+                    format=rec.format,
+                    media_type=rec.media_type,
+                    digest=rec.digest,
+                    size=len(rec.content),
+                    content=rec.content,
+                    withdrawn=rec.withdrawn,
+                    ingested_at=self.now,
+                    seq=self.seq,
+                    superseded_seq=None,
+                    supersedes=rec.supersedes,
+                )
+                .returning(RawRecord.id)
+            ).scalar_one()
+            parsed = ParsedRecord(
+                upstream_id=rec.upstream_id,
+                doc_type=rec.doc_type,  # type: ignore[arg-type]
+                format=rec.format,
+                media_type=rec.media_type,
+                content=rec.content,
+                normalized=rec.normalized,
+                withdrawn=rec.withdrawn,
+            )
+            self.store._put_normalized(self.conn, self.tenant, raw_id, parsed, data=rec.data)
+            self.known[rec.observation_id] = (raw_id, rec.digest)
+        if cur is None:
+            kind = "insert"
+            self.stats.added += 1
+        else:
+            kind = "withdrawal" if rec.withdrawn and not cur.withdrawn else "revision"
+            self.stats.updated += 1
+        self._log(
+            kind, raw_id, rec.observation_id, cur.observation_id if cur else None, rec.doc_type
+        )
+
+    def remove(self, cur: _Current) -> None:
+        self.seq += 1
+        self._supersede(cur.id)
+        self._log("removal", cur.id, cur.observation_id, None, cur.doc_type)
+        self.stats.removed += 1
+
+    def finish(self) -> int:
+        if self.seq != self.cursor.last_seq:
+            self.conn.execute(
+                update(Tenant).where(Tenant.name == self.tenant).values(last_seq=self.seq)
+            )
+            self.cursor.last_seq = self.seq
+        return self.seq
+
+
+def apply_full(
+    store: EvidenceStore,
+    conn: Connection,
+    cursor: TenantCursor,
+    records: Iterable[ImportRecord],
+    doc_types: Sequence[str],
+    now: datetime,
+) -> tuple[ApplyStats, int]:
+    """Make the tenant's current evidence of ``doc_types`` exactly ``records``.
+
+    Returns the stats and the store sequence afterwards.
+
+    Raises:
+        ConflictError: the store holds other bytes under one of the observation ids, or the
+            bundle names one document twice.
+    """
+    ap = _Applier(store, conn, cursor, now)
+    current = ap.current(doc_types)
+    seen: set[_Key] = set()
+    for rec in records:
+        key = (rec.source, rec.upstream_id)
+        if key in seen:
+            raise ConflictError(f"the bundle holds {rec.source}/{rec.upstream_id} twice")
+        seen.add(key)
+        ap.put(rec, current.pop(key, None))
+    for _key, cur in sorted(current.items()):
+        ap.remove(cur)
+    return ap.stats, ap.finish()
+
+
+def apply_delta(
+    store: EvidenceStore,
+    conn: Connection,
+    cursor: TenantCursor,
+    records: Iterable[ImportRecord],
+    tombstones: Sequence[Mapping[str, str]],
+    now: datetime,
+) -> tuple[ApplyStats, int]:
+    """Apply a delta's tombstones, then its records, on top of the installed base.
+
+    Raises:
+        ConflictError: a tombstone names a revision that is not the current one (the store is
+            not at the delta's base), or as :func:`apply_full`.
+    """
+    ap = _Applier(store, conn, cursor, now)
+    for t in tombstones:
+        cur = ap.current_one((t["source"], t["upstreamId"]))
+        if cur is None or cur.observation_id != t["observationId"] or cur.digest != t["digest"]:
+            found = cur.observation_id if cur else "nothing"
+            raise ConflictError(
+                f"tombstone for {t['observationId']}: the store holds {found}; "
+                "it is not at this delta's base"
+            )
+        ap.remove(cur)
+    seen: set[_Key] = set()
+    for rec in records:
+        key = (rec.source, rec.upstream_id)
+        if key in seen:
+            raise ConflictError(f"the bundle holds {rec.source}/{rec.upstream_id} twice")
+        seen.add(key)
+        ap.put(rec, ap.current_one(key))
+    return ap.stats, ap.finish()

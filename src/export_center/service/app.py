@@ -1,0 +1,265 @@
+"""The FastAPI application: routes, error envelope, request context, OpenAPI.
+
+Routes only translate HTTP into calls on :class:`~export_center.service.container.Services`;
+this module owns the one mapping from the error tree to HTTP statuses, and the error body
+``{"code", "message", "details", "traceId", "timestamp"}`` of export-center.md §6.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from export_center import __version__
+from export_center.errors import (
+    BadInputError,
+    CancelledError,
+    ConflictError,
+    ExportCenterError,
+    NotFoundError,
+    QuotaExceededError,
+)
+from export_center.service._http import BASE
+from export_center.service.container import Services
+from export_center.service.errors import (
+    ArtifactExpiredError,
+    AuthenticationError,
+    ForbiddenError,
+    QuotaError,
+    ServiceUnavailableError,
+)
+from export_center.service.schemas import ErrorBody, timestamp
+from export_center.worker.runs import utcnow
+
+log = logging.getLogger("export_center.service.http")
+
+OPENAPI_URL = "/.well-known/openapi"
+_TRACE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+# (class, HTTP status), most specific first.
+_STATUS: tuple[tuple[type[ExportCenterError], int], ...] = (
+    (AuthenticationError, 401),
+    (ForbiddenError, 403),
+    (ArtifactExpiredError, 410),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (CancelledError, 409),
+    (QuotaExceededError, 429),
+    (BadInputError, 400),
+    (ServiceUnavailableError, 503),
+)
+
+_HTTP_CODES = {
+    400: "ERR_EXPORT_BAD_INPUT",
+    401: "ERR_EXPORT_UNAUTHENTICATED",
+    403: "ERR_EXPORT_FORBIDDEN",
+    404: "ERR_EXPORT_NOT_FOUND",
+    405: "ERR_EXPORT_METHOD_NOT_ALLOWED",
+    406: "ERR_EXPORT_NOT_ACCEPTABLE",
+    413: "ERR_EXPORT_TOO_LARGE",
+    415: "ERR_EXPORT_UNSUPPORTED_MEDIA_TYPE",
+    416: "ERR_EXPORT_RANGE_NOT_SATISFIABLE",
+}
+
+
+def http_status(error: ExportCenterError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def _trace_id(request: Request) -> str:
+    return str(getattr(request.state, "trace_id", "") or uuid.uuid4().hex)
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    details: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorBody(
+        code=code,
+        message=message,
+        details=details or [],
+        trace_id=_trace_id(request),
+        timestamp=timestamp(utcnow()),
+    )
+    return JSONResponse(
+        body.model_dump(by_alias=True), status_code=status, headers=dict(headers or {})
+    )
+
+
+async def _on_export_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ExportCenterError)
+    status = http_status(exc)
+    headers: dict[str, str] = {}
+    details: list[dict[str, Any]] = list(getattr(exc, "details", []) or [])
+    if exc.hint:
+        details.append({"hint": exc.hint})
+    if isinstance(exc, QuotaError):
+        headers = {
+            "Retry-After": str(exc.retry_after),
+            "X-Stella-Quota-Limit": str(exc.limit),
+            "X-Stella-Quota-Remaining": str(exc.remaining),
+            "X-Stella-Quota-Reset": str(exc.reset_seconds),
+        }
+        details.append({"quota": exc.quota, "limit": exc.limit, "retryAfter": exc.retry_after})
+    elif status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="stella-export"'}
+    if status >= 500:
+        log.error("request failed: %s", exc.message, exc_info=exc)
+    return error_response(request, status, exc.code, exc.message, details=details, headers=headers)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details = [
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "(request)",
+            "message": str(err.get("msg", "invalid")),
+        }
+        for err in exc.errors()
+    ]
+    first = details[0] if details else {"field": "(request)", "message": "invalid"}
+    return error_response(
+        request,
+        400,
+        BadInputError.code,
+        f"invalid request: {first['field']}: {first['message']}",
+        details=details,
+    )
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "ERR_EXPORT_INTERNAL")
+    return error_response(
+        request,
+        exc.status_code,
+        code,
+        str(exc.detail),
+        headers=dict(exc.headers or {}),
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error", exc_info=exc)
+    return error_response(
+        request, 500, "ERR_EXPORT_INTERNAL", "internal error; the trace id is in the logs"
+    )
+
+
+class RequestContext:
+    """Trace id, one structured log line and the HTTP metrics per request (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.metrics = services.metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        trace = incoming if _TRACE.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["trace_id"] = trace
+        started = time.perf_counter()
+        status = 500
+        first_byte: float | None = None
+
+        async def send_with_trace(message: Message) -> None:
+            nonlocal status, first_byte
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                first_byte = time.perf_counter()
+                MutableHeaders(scope=message)["X-Trace-Id"] = trace
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(trace_id=trace):
+            try:
+                await self.app(scope, receive, send_with_trace)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                elapsed = (first_byte or time.perf_counter()) - started
+                self.metrics.http_requests.labels(template, scope["method"], str(status)).inc()
+                self.metrics.http_latency.labels(template).observe(elapsed)
+                principal = scope.get("state", {}).get("principal")
+                path_params = scope.get("path_params") or {}
+                log.info(
+                    "%s %s -> %d",
+                    scope["method"],
+                    template,
+                    status,
+                    extra={
+                        "http_status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                        "tenant": getattr(principal, "tenant", None),
+                        "run_id": path_params.get("run_id"),
+                        "profile": path_params.get("name"),
+                    },
+                )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+    )
+    # Validation errors are answered with 400 and the error envelope, never FastAPI's 422.
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(services: Services) -> FastAPI:
+    """The API over ``services`` (which the caller opens and closes)."""
+    from export_center.service import routes_ops, routes_profiles, routes_runs
+
+    app = FastAPI(
+        title="Stella Export Center API",
+        version=__version__,
+        description="Export profiles, runs, their events and their signed bundles. "
+        "Errors use one envelope; the code table is in docs/api.md.",
+        openapi_url=OPENAPI_URL,
+        docs_url=f"{BASE}/docs",
+        redoc_url=None,
+    )
+    app.state.services = services
+    app.add_exception_handler(ExportCenterError, _on_export_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+    app.include_router(routes_profiles.router, prefix=BASE)
+    app.include_router(routes_runs.router, prefix=BASE)
+    app.include_router(routes_ops.router)
+    app.add_middleware(RequestContext, services=services)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

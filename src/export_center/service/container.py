@@ -1,0 +1,161 @@
+"""The objects a service or worker process shares, built once from the settings."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, text
+
+from export_center.planner.registry import ProfileRegistry
+from export_center.service.auth import Authenticator, JwtVerifier, TokenStore
+from export_center.service.config import ServiceSettings, load_service_settings
+from export_center.service.idempotency import IdempotencyStore
+from export_center.service.metrics import Metrics
+from export_center.service.runs import RunService
+from export_center.settings import Settings
+from export_center.store.db import make_engine, migrate
+from export_center.store.repository import EvidenceStore
+from export_center.worker.artifacts import ArtifactStore, FilesystemArtifactStore
+from export_center.worker.queue import JobQueue, open_queue
+from export_center.worker.runs import RunRepository
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_lock key serializing schema migrations of processes starting together.
+_MIGRATE_LOCK = int.from_bytes(b"stellamg", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@contextlib.contextmanager
+def _migration_lock(store: EvidenceStore) -> Iterator[None]:
+    if store.engine.dialect.name != "postgresql":
+        yield
+        return
+    with store.engine.connect() as conn:
+        conn.execute(select(func.pg_advisory_lock(_MIGRATE_LOCK)))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(select(func.pg_advisory_unlock(_MIGRATE_LOCK)))
+            conn.commit()
+
+
+def open_store(settings: Settings, *, run_migrations: bool = True) -> EvidenceStore:
+    """The store, migrated (one process at a time on PostgreSQL: workers start together)."""
+    store = EvidenceStore(make_engine(settings.database_url))
+    if run_migrations:
+        with _migration_lock(store):
+            migrate(store.engine)
+    return store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    service: ServiceSettings
+    store: EvidenceStore
+    repo: RunRepository
+    registry: ProfileRegistry
+    runs: RunService
+    tokens: TokenStore
+    auth: Authenticator
+    idempotency: IdempotencyStore
+    artifacts: ArtifactStore
+    metrics: Metrics
+    _queue: JobQueue | None = None
+    _queue_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        service: ServiceSettings | None = None,
+        *,
+        metrics: Metrics | None = None,
+        queue: JobQueue | None = None,
+        run_migrations: bool = True,
+    ) -> Services:
+        """Open the store (migrating it) and wire everything.
+
+        Raises:
+            ConfigError: invalid settings, an unreadable JWKS file, an unsupported database.
+        """
+        service = service or load_service_settings(settings)
+        store = open_store(settings, run_migrations=run_migrations)
+        repo = RunRepository(store)
+        registry = ProfileRegistry(store)
+        tokens = TokenStore(store)
+        jwt = (
+            JwtVerifier(service.jwks_file, issuer=service.jwt_issuer, audience=service.jwt_audience)
+            if service.jwks_file
+            else None
+        )
+        settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+        holder: list[Services] = []
+        runs = RunService(
+            store=store,
+            repo=repo,
+            registry=registry,
+            queue=lambda: holder[0].queue,
+            service=service,
+        )
+        out = cls(
+            settings=settings,
+            service=service,
+            store=store,
+            repo=repo,
+            registry=registry,
+            runs=runs,
+            tokens=tokens,
+            auth=Authenticator(tokens, jwt),
+            idempotency=IdempotencyStore(store),
+            artifacts=FilesystemArtifactStore(settings.artifact_dir),
+            metrics=metrics or Metrics(),
+            _queue=queue,
+        )
+        holder.append(out)
+        return out
+
+    @property
+    def queue(self) -> JobQueue:
+        """The job queue, opened on first use (commands that never enqueue never connect)."""
+        with self._queue_lock:
+            if self._queue is None:
+                self._queue = open_queue(
+                    self.settings.database_url,
+                    self.repo.due,
+                    heartbeat_seconds=self.service.heartbeat_seconds,
+                    stalled_seconds=self.service.lease_seconds,
+                )
+            return self._queue
+
+    def ready(self) -> dict[str, str]:
+        """Readiness checks by name: "ok" or what is wrong."""
+        checks: dict[str, str] = {}
+        try:
+            with self.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as e:  # reported, not raised: this is the health endpoint
+            checks["database"] = f"unreachable: {type(e).__name__}"
+        root = self.artifacts.root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / ".ready-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+            checks["artifacts"] = "ok"
+        except OSError as e:
+            checks["artifacts"] = f"not writable: {e.strerror}"
+        return checks
+
+    def close(self) -> None:
+        with self._queue_lock:
+            if self._queue is not None:
+                self._queue.close()
+                self._queue = None
+        self.store.engine.dispose()

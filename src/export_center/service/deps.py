@@ -1,0 +1,106 @@
+"""FastAPI dependencies: the shared services, the authenticated caller, idempotency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from export_center.service.auth import (
+    SCOPE_DOWNLOAD,
+    SCOPE_PROFILES,
+    SCOPE_READ,
+    SCOPE_RUN,
+    Principal,
+)
+from export_center.service.container import Services
+from export_center.service.idempotency import StoredResponse, fingerprint
+
+_bearer = HTTPBearer(auto_error=False, description="An API token (stl_…) or a JWT.")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_principal(
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    x_stella_tenant: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description="The tenant to act for, when the token carries several.",
+        ),
+    ] = None,
+) -> Principal:
+    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+    principal = services.auth.authenticate(header, x_stella_tenant)
+    request.state.principal = principal
+    return principal
+
+
+def _scoped(scope: str) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        principal.require(scope)
+        return principal
+
+    return check
+
+
+ProfileManager = Annotated[Principal, Depends(_scoped(SCOPE_PROFILES))]
+Runner = Annotated[Principal, Depends(_scoped(SCOPE_RUN))]
+Reader = Annotated[Principal, Depends(_scoped(SCOPE_READ))]
+Downloader = Annotated[Principal, Depends(_scoped(SCOPE_DOWNLOAD))]
+
+
+@dataclass(frozen=True)
+class Idempotent:
+    """Runs a POST handler once per ``Idempotency-Key`` and tenant."""
+
+    services: Services
+    key: str | None
+    fingerprint: str
+
+    def __call__(self, tenant: str, handler: Callable[[], StoredResponse]) -> Response:
+        stored, replayed = self.services.idempotency.run(
+            tenant, self.key, self.fingerprint, handler
+        )
+        headers = dict(stored.headers)
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(
+            content=stored.body,
+            status_code=stored.status_code,
+            headers=headers,
+            media_type="application/json",
+        )
+
+
+async def get_idempotent(
+    request: Request,
+    services: ServicesDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Replays the first response to the same request; 409 on another body.",
+        ),
+    ] = None,
+) -> Idempotent:
+    body = await request.body()
+    return Idempotent(
+        services, idempotency_key, fingerprint(request.method, request.url.path, body)
+    )
+
+
+IdempotentDep = Annotated[Idempotent, Depends(get_idempotent)]

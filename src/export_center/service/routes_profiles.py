@@ -1,0 +1,134 @@
+"""``/api/export/profiles``: list, create, get, new revision, archive."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from croniter import croniter
+from fastapi import APIRouter, Path, Query, Response
+
+from export_center.errors import BadInputError
+from export_center.planner.profiles import ProfileSpec
+from export_center.service._http import AUTHED, BASE, errors, next_link, stored
+from export_center.service.deps import IdempotentDep, ProfileManager, Reader, ServicesDep
+from export_center.service.idempotency import StoredResponse
+from export_center.service.schemas import (
+    ProfileCreate,
+    ProfilePage,
+    ProfilePublic,
+    ProfileRevisionCreate,
+)
+
+router = APIRouter(prefix="/profiles", tags=["profiles"])
+
+NamePath = Annotated[
+    str,
+    Path(min_length=3, max_length=64, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
+]
+
+
+def _check_schedule(spec: ProfileSpec) -> None:
+    if spec.schedule is not None and not croniter.is_valid(spec.schedule):
+        raise BadInputError(
+            f"schedule: {spec.schedule!r} is not a cron expression (five fields, UTC)"
+        )
+
+
+@router.get("", response_model=ProfilePage, responses=errors(*AUTHED))
+def list_profiles(
+    principal: Reader,
+    services: ServicesDep,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    include_archived: Annotated[bool, Query(alias="includeArchived")] = False,
+) -> ProfilePage:
+    """The tenant's profiles (newest revision of each), by name."""
+    items, total = services.registry.list(
+        principal.tenant, offset=offset, limit=limit, include_archived=include_archived
+    )
+    return ProfilePage(
+        items=[ProfilePublic.of(p) for p in items],
+        total=total,
+        offset=offset,
+        limit=limit,
+        next=next_link(
+            f"{BASE}/profiles", {"includeArchived": include_archived}, offset, limit, total
+        ),
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ProfilePublic,
+    responses=errors(*AUTHED, 409),
+)
+def create_profile(
+    body: ProfileCreate, principal: ProfileManager, services: ServicesDep, once: IdempotentDep
+) -> Response:
+    """Create a profile at revision 1 (409 when the name exists)."""
+
+    def handle() -> StoredResponse:
+        _check_schedule(body.spec)
+        p = services.registry.create(principal.tenant, body.name, body.spec)
+        return stored(ProfilePublic.of(p), 201, {"Location": f"{BASE}/profiles/{p.name}"})
+
+    return once(principal.tenant, handle)
+
+
+@router.get("/{name}", response_model=ProfilePublic, responses=errors(*AUTHED, 404))
+def get_profile(
+    name: NamePath,
+    principal: Reader,
+    services: ServicesDep,
+    revision: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> ProfilePublic:
+    """A revision of a profile (the newest by default)."""
+    return ProfilePublic.of(services.registry.get(principal.tenant, name, revision))
+
+
+@router.post(
+    "/{name}/revisions",
+    status_code=201,
+    response_model=ProfilePublic,
+    responses=errors(
+        *AUTHED,
+        404,
+        409,
+        also={200: {"model": ProfilePublic, "description": "Same body as the newest revision"}},
+    ),
+)
+def revise_profile(
+    name: NamePath,
+    body: ProfileRevisionCreate,
+    principal: ProfileManager,
+    services: ServicesDep,
+    once: IdempotentDep,
+) -> Response:
+    """Add a revision; 200 with the newest revision when the body is identical to it."""
+
+    def handle() -> StoredResponse:
+        _check_schedule(body.spec)
+        before = services.registry.get(principal.tenant, name).revision
+        p = services.registry.revise(principal.tenant, name, body.spec)
+        status = 201 if p.revision != before else 200
+        return stored(
+            ProfilePublic.of(p),
+            status,
+            {"Location": f"{BASE}/profiles/{p.name}?revision={p.revision}"},
+        )
+
+    return once(principal.tenant, handle)
+
+
+@router.post("/{name}/archive", response_model=ProfilePublic, responses=errors(*AUTHED, 404))
+def archive_profile(
+    name: NamePath, principal: ProfileManager, services: ServicesDep, once: IdempotentDep
+) -> Response:
+    """Archive a profile: no new revisions or runs; published bundles stay."""
+
+    def handle() -> StoredResponse:
+        services.registry.archive(principal.tenant, name)
+        return stored(ProfilePublic.of(services.registry.get(principal.tenant, name)), 200)
+
+    return once(principal.tenant, handle)

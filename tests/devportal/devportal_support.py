@@ -1,0 +1,99 @@
+"""Helpers for the devportal tests: unpacking and re-packing bundles, running the shell script."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from export_center.devportal.manifest import checksums_text
+from export_center.devportal.tarball import bytes_member, write_tgz
+from export_center.signing.keyfile import FileSigner
+
+
+@dataclass(frozen=True)
+class Key:
+    """A signer and the path of its public key (PEM)."""
+
+    signer: FileSigner
+    public_pem: Path
+
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "demo" / "devportal"
+ROOT_NON_CONTENT = ("checksums.txt",)
+
+
+def missing(what: str) -> None:
+    """Skip locally; in CI a missing tool is a broken environment, so fail."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI")
+    pytest.skip(f"{what} not installed")
+
+
+def unpack(tgz: bytes) -> dict[str, bytes]:
+    """Every regular file of a bundle, by path."""
+    out: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tar:
+        for info in tar:
+            if info.isfile():
+                fh = tar.extractfile(info)
+                assert fh is not None
+                out[info.name] = fh.read()
+    return out
+
+
+def repack(files: Mapping[str, bytes], *, fix_checksums: bool = False) -> bytes:
+    """A bundle of ``files`` (checksums.txt recomputed when asked), written deterministically."""
+    files = dict(files)
+    if fix_checksums:
+        import hashlib
+
+        files["checksums.txt"] = checksums_text(
+            (p, hashlib.sha256(d).hexdigest()) for p, d in files.items() if p != "checksums.txt"
+        )
+    out = io.BytesIO()
+    members = [
+        bytes_member(p, d, executable=p == "verify-offline.sh") for p, d in sorted(files.items())
+    ]
+    write_tgz(out, members, mtime=1735689600)
+    return out.getvalue()
+
+
+def extract(tgz: bytes, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(tgz), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def copy_tree(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("profile.json"))
+    return dest
+
+
+def run_script(
+    shell: list[str], bundle_dir: Path, *args: str, path: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": path or os.environ.get("PATH", "/usr/bin:/bin"),
+        "TMPDIR": str(bundle_dir.parent),
+    }
+    script = "verify-offline.sh" if cwd is None else str(bundle_dir / "verify-offline.sh")
+    return subprocess.run(
+        [*shell, script, *args],
+        cwd=cwd or bundle_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
