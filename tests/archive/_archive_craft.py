@@ -101,18 +101,48 @@ def zip_archive(
     for name, data in entries:
         crc = zlib.crc32(data)
         offsets.append((len(local), crc, len(data)))
-        local += struct.pack(
-            "<IHHHHHIIIHH", 0x04034B50, 20, flags, 0, 0, 0x21, crc, len(data), len(data),
-            len(name), 0,
-        ) + name + data
+        local += (
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                20,
+                flags,
+                0,
+                0,
+                0x21,
+                crc,
+                len(data),
+                len(data),
+                len(name),
+                0,
+            )
+            + name
+            + data
+        )
     targets = [(name, i) for i, (name, _) in enumerate(entries)]
     targets += [(name, i) for name, i, _ in (extra_central or [])]
     for name, i in targets:
         offset, crc, size = offsets[i]
         central_records.append(
             struct.pack(
-                "<IHHHHHHIIIHHHHHII", 0x02014B50, (3 << 8) | 20, 20, flags, 0, 0, 0x21, crc,
-                size, size, len(name), 0, 0, 0, 0, external_attr, offset,
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                (3 << 8) | 20,
+                20,
+                flags,
+                0,
+                0,
+                0x21,
+                crc,
+                size,
+                size,
+                len(name),
+                0,
+                0,
+                0,
+                0,
+                external_attr,
+                offset,
             )
             + name
         )

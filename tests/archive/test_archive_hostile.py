@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import lzma
 import os
@@ -10,6 +11,7 @@ import resource
 import stat
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -158,16 +160,22 @@ TAR_CASES: list[tuple[str, bytes, str]] = [
         tar(pax({"path": "a"}), pax({"path": "b"}), entry("c", b"x"), end()),
         r"two extended headers",
     ),
-    ("not-tar-magic", tar(entry("a", b"x", magic=b"ustar\x00\x00\x00")[:257] + bytes(255)),
-     r"not a ustar|not a tar"),
+    (
+        "not-tar-magic",
+        tar(entry("a", b"x", magic=b"ustar\x00\x00\x00")[:257] + bytes(255)),
+        r"not a ustar|not a tar",
+    ),
     ("truncated", tar(entry("a.txt", b"x" * 2000))[:1024], r"'a\.txt'.*truncated"),
     (
         "no-end-marker",
         entry("a.txt", b"x"),
         r"archive ends without an end-of-archive marker",
     ),
-    ("dir-with-data", tar(header("d/", typeflag=b"5", size=10), bytes(512), end()),
-     r"'d/'.*directory with 10 bytes"),
+    (
+        "dir-with-data",
+        tar(header("d/", typeflag=b"5", size=10), bytes(512), end()),
+        r"'d/'.*directory with 10 bytes",
+    ),
 ]
 
 
@@ -175,7 +183,9 @@ def _leftovers(parent: Path, archive: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if p != archive)
 
 
-def _assert_refused(archive: Path, pattern: str, tmp_path: Path, limits: Limits | None = None) -> None:
+def _assert_refused(
+    archive: Path, pattern: str, tmp_path: Path, limits: Limits | None = None
+) -> None:
     with pytest.raises(UnsafeArchiveError, match=pattern):
         for member in iter_members(archive, limits):
             if not member.is_dir:
@@ -192,7 +202,9 @@ def _assert_refused(archive: Path, pattern: str, tmp_path: Path, limits: Limits 
     assert not Path("/tmp/evil.txt").exists()
 
 
-@pytest.mark.parametrize(("data", "pattern"), [c[1:] for c in TAR_CASES], ids=[c[0] for c in TAR_CASES])
+@pytest.mark.parametrize(
+    ("data", "pattern"), [c[1:] for c in TAR_CASES], ids=[c[0] for c in TAR_CASES]
+)
 def test_hostile_tar_is_refused(tmp_path: Path, data: bytes, pattern: str) -> None:
     archive = tmp_path / "hostile.bin"
     archive.write_bytes(data)
@@ -202,11 +214,12 @@ def test_hostile_tar_is_refused(tmp_path: Path, data: bytes, pattern: str) -> No
 @pytest.mark.parametrize("compress", ["zstd", "gzip", "xz"])
 def test_hostile_tar_is_refused_inside_compression(tmp_path: Path, compress: str) -> None:
     data = tar(entry("../evil.txt", b"pwned"), end())
-    packed = {
-        "zstd": lambda d: zstandard.ZstdCompressor().compress(d),
-        "gzip": lambda d: __import__("gzip").compress(d),
-        "xz": lambda d: lzma.compress(d),
-    }[compress](data)
+    packers: dict[str, Callable[[bytes], bytes]] = {
+        "zstd": zstandard.ZstdCompressor().compress,
+        "gzip": gzip.compress,
+        "xz": lzma.compress,
+    }
+    packed = packers[compress](data)
     archive = tmp_path / "innocent-name.zip"  # the name lies; magic bytes decide
     archive.write_bytes(packed)
     _assert_refused(archive, r"'\.\./evil\.txt'.*'\.\.' path component", tmp_path)
@@ -225,17 +238,28 @@ def test_huge_pax_header_is_refused_without_reading_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("limits", "data", "pattern"),
     [
-        (Limits(max_members=2), tar(entry("a", b""), entry("b", b""), entry("c", b""), end()),
-         r"'c'.*more than max_members \(2\)"),
+        (
+            Limits(max_members=2),
+            tar(entry("a", b""), entry("b", b""), entry("c", b""), end()),
+            r"'c'.*more than max_members \(2\)",
+        ),
         (Limits(max_name_length=10), tar(entry("a" * 11, b""), end()), r"max_name_length"),
         (Limits(max_path_depth=2), tar(entry("a/b/c", b""), end()), r"'a/b/c'.*max_path_depth"),
-        (Limits(max_member_bytes=10), tar(header("big", size=1 << 30), end()),
-         r"'big'.*size 1073741824 exceeds max_member_bytes \(10\)"),
-        (Limits(max_total_bytes=10_000),
-         tar(entry("a", b"x" * 6000), entry("b", b"y" * 6000), end()),
-         r"'b'.*members add up to more than max_total_bytes"),
-        (Limits(max_pax_header_bytes=20), tar(pax({"path": "x" * 30}), entry("f", b""), end()),
-         r"max_pax_header_bytes \(20\)"),
+        (
+            Limits(max_member_bytes=10),
+            tar(header("big", size=1 << 30), end()),
+            r"'big'.*size 1073741824 exceeds max_member_bytes \(10\)",
+        ),
+        (
+            Limits(max_total_bytes=10_000),
+            tar(entry("a", b"x" * 6000), entry("b", b"y" * 6000), end()),
+            r"'b'.*members add up to more than max_total_bytes",
+        ),
+        (
+            Limits(max_pax_header_bytes=20),
+            tar(pax({"path": "x" * 30}), entry("f", b""), end()),
+            r"max_pax_header_bytes \(20\)",
+        ),
     ],
     ids=["members", "name-length", "depth", "member-size", "total-size", "pax-size"],
 )
@@ -270,8 +294,9 @@ def zstd_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_zstd_bomb_refused_by_ratio_quickly(zstd_bomb: Path, tmp_path: Path) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.monotonic()
-    _assert_refused(zstd_bomb, r"member 'zeros\.bin'.*max_compression_ratio \(compression bomb\)",
-                    tmp_path)
+    _assert_refused(
+        zstd_bomb, r"member 'zeros\.bin'.*max_compression_ratio \(compression bomb\)", tmp_path
+    )
     assert time.monotonic() - start < 10
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 100, f"peak RSS grew by {grown_mib:.0f} MiB reading a bomb"
@@ -279,7 +304,9 @@ def test_zstd_bomb_refused_by_ratio_quickly(zstd_bomb: Path, tmp_path: Path) -> 
 
 def test_zstd_frame_declaring_too_much_is_refused_up_front(zstd_bomb: Path, tmp_path: Path) -> None:
     _assert_refused(
-        zstd_bomb, r"zstd frames declare \d+ bytes, over max_total_bytes", tmp_path,
+        zstd_bomb,
+        r"zstd frames declare \d+ bytes, over max_total_bytes",
+        tmp_path,
         Limits(max_total_bytes=1 << 30),
     )
 
@@ -368,8 +395,9 @@ def test_zip_duplicate_refused(tmp_path: Path) -> None:
 def test_zip_member_over_size_limit_refused(tmp_path: Path) -> None:
     archive = tmp_path / "big.zip"
     archive.write_bytes(zip_archive([(b"big.bin", b"x" * 5000)]))
-    _assert_refused(archive, r"'big\.bin'.*exceeds max_member_bytes", tmp_path,
-                    Limits(max_member_bytes=4096))
+    _assert_refused(
+        archive, r"'big\.bin'.*exceeds max_member_bytes", tmp_path, Limits(max_member_bytes=4096)
+    )
 
 
 # -- corrupt streams ----------------------------------------------------------------------------
@@ -384,19 +412,31 @@ def _good_tar() -> bytes:
 @pytest.mark.parametrize(
     ("make", "pattern"),
     [
-        (lambda t: zstandard.ZstdCompressor(write_checksum=True).compress(t)[:-2],
-         r"zstd stream is truncated"),
-        (lambda t: zstandard.ZstdCompressor().compress(t) + b"garbage!",
-         r"data after the last zstd frame|corrupt zstd"),
-        (lambda t: __import__("gzip").compress(t)[:-4], r"gzip stream is truncated"),
-        (lambda t: __import__("gzip").compress(t) + b"garbage!", r"corrupt gzip data"),
+        (
+            lambda t: zstandard.ZstdCompressor(write_checksum=True).compress(t)[:-2],
+            r"zstd stream is truncated",
+        ),
+        (
+            lambda t: zstandard.ZstdCompressor().compress(t) + b"garbage!",
+            r"data after the last zstd frame|corrupt zstd",
+        ),
+        (lambda t: gzip.compress(t)[:-4], r"gzip stream is truncated"),
+        (lambda t: gzip.compress(t) + b"garbage!", r"corrupt gzip data"),
         (lambda t: lzma.compress(t)[:-10], r"xz stream is truncated|corrupt xz"),
         (lambda t: b"just some text, not an archive" * 30, r"not a tar .* or zip archive"),
     ],
-    ids=["zstd-truncated", "zstd-trailing", "gzip-truncated", "gzip-trailing", "xz-truncated",
-         "not-an-archive"],
+    ids=[
+        "zstd-truncated",
+        "zstd-trailing",
+        "gzip-truncated",
+        "gzip-trailing",
+        "xz-truncated",
+        "not-an-archive",
+    ],
 )
-def test_corrupt_streams_refused(tmp_path: Path, make, pattern: str) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_streams_refused(
+    tmp_path: Path, make: Callable[[bytes], bytes], pattern: str
+) -> None:
     archive = tmp_path / "corrupt.bin"
     archive.write_bytes(make(_good_tar()))
     _assert_refused(archive, pattern, tmp_path)

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,15 +55,27 @@ def _files(source: Path | io.BytesIO, limits: Limits | None = None) -> dict[str,
         lambda: gzip.compress(_archive()[:4096]) + gzip.compress(_archive()[4096:]),
         lambda: lzma.compress(_archive()[:4096]) + bytes(8) + lzma.compress(_archive()[4096:]),
         lambda: bz2.compress(_archive()[:4096]) + bz2.compress(_archive()[4096:]),
-        lambda: (zstandard.ZstdCompressor().compress(_archive()[:4096])
-                 + zstandard.ZstdCompressor(write_checksum=True).compress(_archive()[4096:])),
+        lambda: (
+            zstandard.ZstdCompressor().compress(_archive()[:4096])
+            + zstandard.ZstdCompressor(write_checksum=True).compress(_archive()[4096:])
+        ),
         # tape-style zero padding after the compressed stream
         lambda: gzip.compress(_archive()) + bytes(1024),
     ],
-    ids=["tar", "zstd", "gzip", "xz", "bzip2", "gzip-multi", "xz-multi-padded", "bzip2-multi",
-         "zstd-two-frames", "gzip-zero-padded"],
+    ids=[
+        "tar",
+        "zstd",
+        "gzip",
+        "xz",
+        "bzip2",
+        "gzip-multi",
+        "xz-multi-padded",
+        "bzip2-multi",
+        "zstd-two-frames",
+        "gzip-zero-padded",
+    ],
 )
-def test_formats_detected_by_magic(tmp_path: Path, pack) -> None:  # type: ignore[no-untyped-def]
+def test_formats_detected_by_magic(tmp_path: Path, pack: Callable[[], bytes]) -> None:
     archive = tmp_path / "misnamed.json"  # extension is ignored
     archive.write_bytes(pack())
     assert _files(archive) == FILES
@@ -87,7 +100,12 @@ def _python_tar(fmt: int, names: list[str]) -> bytes:
 @pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
 def test_tarfile_written_archives(fmt: int) -> None:
     long_name = "d/" + "x" * 98 if fmt == tarfile.USTAR_FORMAT else "d/" + "x" * 200
-    names = ["./", "./d/", f"./{long_name}", "./d/é.txt" if fmt != tarfile.USTAR_FORMAT else "./d/e"]
+    names = [
+        "./",
+        "./d/",
+        f"./{long_name}",
+        "./d/é.txt" if fmt != tarfile.USTAR_FORMAT else "./d/e",
+    ]
     members = list(iter_members(io.BytesIO(_python_tar(fmt, names))))
     # "./" (the root) is not a member; the leading "./" is dropped from the others
     assert [m.name for m in members] == ["d", long_name, names[3][2:]]
@@ -107,7 +125,7 @@ def test_gnu_tar_written_archives(tmp_path: Path) -> None:
         subprocess.run([tar, *flags, str(archive), "-C", str(src), "."], check=True)
         assert _files(archive) == {
             "sub/" + "n" * 120: b"long",
-            "sub/é.txt": "utf-8 name".encode(),
+            "sub/é.txt": b"utf-8 name",
             "top.txt": b"top",
         }
 
@@ -120,10 +138,10 @@ def test_zip_archives(tmp_path: Path) -> None:
         info = zipfile.ZipInfo("dir/run.sh")
         info.external_attr = (stat.S_IFREG | 0o755) << 16
         zf.writestr(info, b"#!/bin/sh\n")
-        zf.writestr("ü.txt", "unicode".encode())
+        zf.writestr("ü.txt", b"unicode")
     members = list(iter_members(archive))
     assert [(m.name, m.is_dir, m.mode) for m in members] == [
-        ("dir", True, 0o755),
+        ("dir", True, 0o775),  # zipfile.writestr's default for a directory
         ("dir/a.txt", False, 0o600),  # zipfile.writestr's default for a name
         ("dir/run.sh", False, 0o755),
         ("ü.txt", False, 0o600),
@@ -153,7 +171,7 @@ def test_non_seekable_streams() -> None:
         def readable(self) -> bool:
             return True
 
-        def readinto(self, b) -> int:  # type: ignore[no-untyped-def,override]
+        def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
             chunk = self._buf.read(min(len(b), 777))  # short reads, like a pipe
             b[: len(chunk)] = chunk
             return len(chunk)
@@ -233,9 +251,9 @@ def test_safe_extract_only_allowed_paths(tmp_path: Path) -> None:
     archive.write_bytes(_archive())
     dest = tmp_path / "out"
     allowed = set(FILES) - {"run.sh"}
-    with pytest.raises(UnsafeArchiveError, match="member 'run.sh': not a path the manifest lists"):
+    with pytest.raises(UnsafeArchiveError, match=r"'run\.sh': not a path the manifest"):
         safe_extract(archive, dest, allowed=allowed)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar"]
     assert sorted(safe_extract(archive, dest, allowed=set(FILES) | {"absent.txt"})) == sorted(FILES)
-    with pytest.raises(BadInputError, match="allowed path '../x'"):
+    with pytest.raises(BadInputError, match=r"allowed path '\.\./x'"):
         safe_extract(archive, tmp_path / "other", allowed={"../x"})

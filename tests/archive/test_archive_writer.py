@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from export_center.archive.reader import Limits, iter_members
+from export_center.archive.reader import iter_members
 from export_center.archive.writer import (
     DEFAULT_MTIME,
     DeterministicTarWriter,
@@ -265,8 +265,9 @@ _SCRIPT = textwrap.dedent(
         buf = io.BytesIO()
         # a set, so PYTHONHASHSEED changes the input order
         items = set((p, d.encode("utf-8", "surrogateescape")) for p, d in entries)
-        write_tree(buf, [TreeEntry(p, d) for p, d in items] + [TreeEntry("bin/run.sh", b"#!/bin/sh\\n", 0o755)],
-                   compression=comp, threads=int(sys.argv[1]))
+        tree = [TreeEntry(p, d) for p, d in items]
+        tree.append(TreeEntry("bin/run.sh", b"#!/bin/sh\\n", 0o755))
+        write_tree(buf, tree, compression=comp, threads=int(sys.argv[1]))
         out[comp] = hashlib.sha256(buf.getvalue()).hexdigest()
     print(json.dumps(out))
     """
@@ -274,23 +275,50 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_identical_bytes_across_tz_umask_locale_hashseed_and_threads(tmp_path: Path) -> None:
-    entries = [("data/a.json", "{}"), ("data/é.json", "[]"), ("z/" + "n" * 120, "long"),
-               ("Ärger/ß.txt", "x")]
+    entries = [
+        ("data/a.json", "{}"),
+        ("data/é.json", "[]"),
+        ("z/" + "n" * 120, "long"),
+        ("Ärger/ß.txt", "x"),
+    ]
     script = tmp_path / "gen.py"
     script.write_text(_SCRIPT.format(entries=repr(entries)))
     env_base = {k: v for k, v in os.environ.items() if k not in ("SOURCE_DATE_EPOCH",)}
     variants = [
         ({"TZ": "UTC", "LANG": "C", "LC_ALL": "C", "PYTHONHASHSEED": "0"}, "022", 1),
-        ({"TZ": "Asia/Kathmandu", "LANG": "tr_TR.UTF-8", "LC_ALL": "tr_TR.UTF-8",
-          "PYTHONHASHSEED": "1"}, "077", 2),
-        ({"TZ": "America/St_Johns", "LANG": "de_DE.ISO-8859-1", "LC_ALL": "",
-          "PYTHONHASHSEED": "12345", "PYTHONUTF8": "0"}, "000", 3),
+        (
+            {
+                "TZ": "Asia/Kathmandu",
+                "LANG": "tr_TR.UTF-8",
+                "LC_ALL": "tr_TR.UTF-8",
+                "PYTHONHASHSEED": "1",
+            },
+            "077",
+            2,
+        ),
+        (
+            {
+                "TZ": "America/St_Johns",
+                "LANG": "de_DE.ISO-8859-1",
+                "LC_ALL": "",
+                "PYTHONHASHSEED": "12345",
+                "PYTHONUTF8": "0",
+            },
+            "000",
+            3,
+        ),
     ]
     results = []
     for env, umask, threads in variants:
         proc = subprocess.run(
-            ["/bin/sh", "-c", f'umask {umask} && exec "$0" "$1" "$2"', sys.executable,
-             str(script), str(threads)],
+            [
+                "/bin/sh",
+                "-c",
+                f'umask {umask} && exec "$0" "$1" "$2"',
+                sys.executable,
+                str(script),
+                str(threads),
+            ],
             env={**env_base, **env},
             capture_output=True,
             text=True,
@@ -313,8 +341,9 @@ def _need(tool: str) -> str:
     return path
 
 
-@pytest.mark.parametrize(("compression", "suffix"), [("zstd", ".tar.zst"), ("gzip", ".tar.gz"),
-                                                      ("none", ".tar")])
+@pytest.mark.parametrize(
+    ("compression", "suffix"), [("zstd", ".tar.zst"), ("gzip", ".tar.gz"), ("none", ".tar")]
+)
 def test_gnu_tar_lists_and_extracts(tmp_path: Path, compression: str, suffix: str) -> None:
     tar = _need("tar")
     if compression == "zstd":
@@ -323,18 +352,24 @@ def test_gnu_tar_lists_and_extracts(tmp_path: Path, compression: str, suffix: st
     with archive.open("wb") as f:
         write_tree(f, ENTRIES, compression=compression)  # type: ignore[arg-type]
     env = {**os.environ, "TZ": "UTC", "LC_ALL": "C"}
-    listing = subprocess.run([tar, "-tvf", str(archive)], env=env, capture_output=True,
-                             text=True, check=True).stdout.splitlines()
+    listing = subprocess.run(
+        [tar, "-tvf", str(archive)], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert len(listing) == len(list(iter_members(archive)))
     for line in listing:
         perms, owner, _size, date, time_, _name = line.split(maxsplit=5)
         assert owner == "0/0"
         assert (date, time_) == ("2025-01-01", "00:00")
         assert perms in ("-rw-r--r--", "drwxr-xr-x", "-rwxr-xr-x")
-    assert any(line.startswith("-rwxr-xr-x") and line.endswith("verify-offline.sh")
-               for line in listing)
-    names = subprocess.run([tar, "--quoting-style=literal", "-tf", str(archive)], env=env,
-                           capture_output=True, check=True).stdout
+    assert any(
+        line.startswith("-rwxr-xr-x") and line.endswith("verify-offline.sh") for line in listing
+    )
+    names = subprocess.run(
+        [tar, "--quoting-style=literal", "-tf", str(archive)],
+        env=env,
+        capture_output=True,
+        check=True,
+    ).stdout
     subprocess.run(["sort", "-c"], input=names, env=env, check=True)  # bytewise order
     out = tmp_path / "x"
     out.mkdir()
@@ -353,8 +388,9 @@ def test_command_line_decompressors_agree(tmp_path: Path, tool: str, compression
     plain = subprocess.run([exe, "-dc", str(archive)], check=True, capture_output=True).stdout
     assert plain == _plain_tar()
     if tool == "zstd":
-        info = subprocess.run([exe, "-lv", str(archive)], check=True, capture_output=True,
-                              text=True).stdout
+        info = subprocess.run(
+            [exe, "-lv", str(archive)], check=True, capture_output=True, text=True
+        ).stdout
         assert "Check: XXH64" in info
         assert f"Decompressed Size: {len(plain) // 1024}.0 KiB ({len(plain)} B)" in info
 
@@ -402,7 +438,8 @@ _MEM_SCRIPT = textwrap.dedent(
     # fork time (it survives exec), so prefer VmHWM, which belongs to this image alone.
     try:
         status = Path("/proc/self/status").read_text()
-        print(int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1]) // 1024)
+        hwm = next(l for l in status.splitlines() if l.startswith("VmHWM:"))
+        print(int(hwm.split()[1]) // 1024)
     except (OSError, StopIteration):
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     """
@@ -410,8 +447,12 @@ _MEM_SCRIPT = textwrap.dedent(
 
 
 def _peak_rss_mib(script: Path, mode: str, size_mib: int, target: Path) -> int:
-    proc = subprocess.run([sys.executable, str(script), mode, str(size_mib), str(target)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, str(script), mode, str(size_mib), str(target)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(proc.stdout.strip())
 
 

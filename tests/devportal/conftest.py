@@ -44,8 +44,9 @@ def demo_input(tmp_path: Path) -> Path:
 def demo_bundle(tmp_path_factory: pytest.TempPathFactory, ed25519_key: Key) -> bytes:
     """The demo bundle's bytes, signed with the session Ed25519 key."""
     base = tmp_path_factory.mktemp("demo-bundle")
-    result = build_bundle(copy_tree(DEMO, base / "input"), base / "out", ed25519_key.signer,
-                          BuildOptions(metadata={"purpose": "tests"}))  # fmt: skip
+    source = copy_tree(DEMO, base / "input")
+    options = BuildOptions(metadata={"purpose": "tests"})
+    result = build_bundle(source, base / "out", ed25519_key.signer, options)
     return result.path.read_bytes()
 
 

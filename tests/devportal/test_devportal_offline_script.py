@@ -20,8 +20,8 @@ from devportal_support import Key, extract, missing, repack, run_script, unpack
 
 from export_center.devportal import BuildOptions, build_bundle
 
-_BUSYBOX_TOOLS = ("awk", "cat", "cmp", "find", "grep", "head", "mkdir", "rm", "sed", "sort",
-                  "tr", "wc", "sha256sum")  # fmt: skip
+# Every tool verify-offline.sh calls, taken from busybox (openssl is added separately).
+_BUSYBOX_TOOLS = "awk cat cmp find grep head mkdir rm sed sort tr wc sha256sum".split()  # noqa: SIM905
 
 
 def _dash() -> list[str]:
@@ -256,3 +256,19 @@ def test_script_passes_checkbashisms(demo_bundle: bytes, tmp_path: Path) -> None
         [tool, "--posix", "--extra", str(script)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unusual_but_allowed_file_names(
+    shell: Shell, demo_input: Path, tmp_path: Path, ed25519_key: Key, openssl: str
+) -> None:
+    odd = demo_input / "portal" / "docs" / "Guide d'été (v2) [draft].html"
+    odd.parent.mkdir()
+    odd.write_text("<p>été</p>\n")
+    (demo_input / "sdks" / "go-1.2").mkdir()
+    (demo_input / "sdks" / "go-1.2" / "a b.txt").write_text("x\n")
+    result = build_bundle(demo_input, tmp_path / "out", ed25519_key.signer)
+    bundle_dir = extract(result.path.read_bytes(), tmp_path / "b")
+    ok = _run(shell, bundle_dir, str(ed25519_key.public_pem))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (bundle_dir / "portal" / "docs" / odd.name).write_text("<p>changed</p>\n")
+    assert _run(shell, bundle_dir, str(ed25519_key.public_pem)).returncode == 2

@@ -704,7 +704,9 @@ class _TarReader:
                 self._refuse(e.reason, f"header of {shown!r} at offset {offset}")
             shown = header.name.decode("utf-8", "replace")
             if header.typeflag in (b"g", b"K"):
-                self._refuse(_REFUSED_TYPES[header.typeflag], f"header {shown!r} at offset {offset}")
+                self._refuse(
+                    _REFUSED_TYPES[header.typeflag], f"header {shown!r} at offset {offset}"
+                )
             if header.typeflag in (b"x", b"L"):
                 self._where = f"extended header {shown!r} at offset {offset}"
                 if pax is not None or long_name is not None:
@@ -1146,8 +1148,10 @@ def safe_extract(
             label = os.fspath(archive) if isinstance(archive, str | os.PathLike) else "archive"
             for member in iter_members(archive, limits):
                 if allowed_files is not None:
-                    ok = member.name in allowed_dirs if member.is_dir else (
-                        member.name in allowed_files
+                    ok = (
+                        member.name in allowed_dirs
+                        if member.is_dir
+                        else (member.name in allowed_files)
                     )
                     if not ok:
                         raise UnsafeArchiveError(

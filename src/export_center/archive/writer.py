@@ -291,9 +291,7 @@ class _ZstdStage:
 class _SpoolStage:
     """Holds the uncompressed tar in an unnamed temporary file until its size is known."""
 
-    def __init__(
-        self, sink: _Hasher, *, level: int, threads: int, spool_dir: Path | None
-    ) -> None:
+    def __init__(self, sink: _Hasher, *, level: int, threads: int, spool_dir: Path | None) -> None:
         self._sink = sink
         self._level = level
         self._threads = threads

@@ -48,6 +48,7 @@ from export_center.devportal.manifest import (
 from export_center.devportal.specs import SPEC_SUFFIXES, SpecFile, validate_specs
 from export_center.devportal.tarball import (
     DEFAULT_SOURCE_DATE_EPOCH,
+    InputChangedError,
     Member,
     bytes_member,
     file_member,
@@ -200,7 +201,7 @@ def write_bundle(
     members = [*root, *content, bytes_member(CHECKSUMS, checksums)]
     try:
         write_tgz(out, members, mtime=options.source_date_epoch)
-    except RuntimeError as e:
+    except InputChangedError as e:
         raise DevportalInputError(f"input changed during the build: {e}") from e
     return WrittenBundle(
         bundle_id=manifest.bundle_id,

@@ -32,6 +32,7 @@ from export_center.errors import UnsafeArchiveError
 
 __all__ = [
     "DEFAULT_SOURCE_DATE_EPOCH",
+    "InputChangedError",
     "Limits",
     "Member",
     "ReadMember",
@@ -104,6 +105,14 @@ def _info(name: str, *, directory: bool, size: int, mode: int, mtime: int) -> ta
     return info
 
 
+class InputChangedError(Exception):
+    """A member's source could not be read, or differs from its declared size or sha256."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
 class _Checked(io.RawIOBase):
     """Streams a member's source, hashing it; ``finish`` checks size and digest."""
 
@@ -117,7 +126,12 @@ class _Checked(io.RawIOBase):
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer))
+        try:
+            data = self._raw.read(len(buffer))
+        except OSError as e:
+            raise InputChangedError(self._member.path, f"cannot read: {e}") from e
+        if not data and self._count < self._member.size:
+            raise InputChangedError(self._member.path, "shrank while being archived")
         self._hash.update(data)
         self._count += len(data)
         buffer[: len(data)] = data
@@ -126,15 +140,9 @@ class _Checked(io.RawIOBase):
     def finish(self) -> None:
         rest = self._raw.read(1)
         if rest or self._count != self._member.size:
-            raise _ChangedError(self._member.path)
+            raise InputChangedError(self._member.path, "grew while being archived")
         if self._hash.hexdigest() != self._member.sha256:
-            raise _ChangedError(self._member.path)
-
-
-class _ChangedError(Exception):
-    def __init__(self, path: str) -> None:
-        super().__init__(f"{path} changed while the bundle was being written")
-        self.path = path
+            raise InputChangedError(self._member.path, "changed while being archived")
 
 
 def write_tgz(out: BinaryIO, members: Iterable[Member], *, mtime: int) -> None:
@@ -142,12 +150,17 @@ def write_tgz(out: BinaryIO, members: Iterable[Member], *, mtime: int) -> None:
 
     Raises:
         ValueError: duplicate paths, a path that is also a directory, or ``mtime`` < 0.
-        RuntimeError: a member's bytes differ from its declared size or sha256 (the input
-            changed while being archived).
+        InputChangedError: a member's source is unreadable or its bytes differ from its
+            declared size or sha256 (the input changed while being archived).
+        OSError: writing to ``out`` failed.
     """
     if mtime < 0:
         raise ValueError(f"mtime must not be negative, got {mtime}")
-    files = {m.path: m for m in members}
+    files: dict[str, Member] = {}
+    for m in members:
+        if m.path in files:
+            raise ValueError(f"{m.path} is given twice")
+        files[m.path] = m
     directories = {d for path in files for d in _parents(path)}
     clash = sorted(directories & files.keys())
     if clash:
@@ -165,13 +178,14 @@ def write_tgz(out: BinaryIO, members: Iterable[Member], *, mtime: int) -> None:
             member = files[name]
             mode = EXEC_MODE if member.executable else FILE_MODE
             info = _info(name, directory=False, size=member.size, mode=mode, mtime=mtime)
-            with member.open() as raw:
+            try:
+                raw = member.open()
+            except OSError as e:
+                raise InputChangedError(name, f"cannot open: {e}") from e
+            with raw:
                 checked = _Checked(member, raw)
-                try:
-                    tar.addfile(info, io.BufferedReader(checked, _CHUNK))
-                    checked.finish()
-                except (_ChangedError, tarfile.TarError, OSError) as e:
-                    raise RuntimeError(f"{name}: {e}") from e
+                tar.addfile(info, io.BufferedReader(checked, _CHUNK))
+                checked.finish()
 
 
 # -- reading -------------------------------------------------------------------------------

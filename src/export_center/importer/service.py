@@ -68,7 +68,7 @@ class ImportRefused(ExportCenterError):
         if quarantine is not None:
             hint = f"{hint + '; ' if hint else ''}bundle quarantined in {quarantine}"
         super().__init__(message, hint=hint)
-        self.exit_code = exit_code  # type: ignore[misc]  # per instance, not per class
+        self.exit_code = exit_code  # per instance, not per class
         self.report = report
         self.quarantine = quarantine
 

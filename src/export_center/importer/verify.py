@@ -105,6 +105,7 @@ def verify_mirror_bundle(
         VerificationError: ``trust_roots`` is empty (fail closed, before reading anything).
     """
     keys = keys or crypto.KeyMaterial()
+    work.mkdir(parents=True, exist_ok=True)
     out = MirrorVerification(report=VerifyReport(bundle=str(bundle)))
     state: dict[str, Any] = {}
 
@@ -201,7 +202,9 @@ def verify_mirror_bundle(
         recipients = enc.get("recipients")
         if not isinstance(files, list) or not isinstance(recipients, list) or not recipients:
             raise VerificationError("decrypt", "encryption section lacks files or recipients")
-        listed = {f.get("path"): f for f in files if isinstance(f, dict)}
+        listed: dict[str, dict[str, Any]] = {
+            f["path"]: f for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)
+        }
         if sorted(listed) != out.data_paths:
             raise VerificationError("decrypt", "encrypted files differ from the files under data/")
         if keys.empty:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, null, or_, select
 
 from export_center.planner.profiles import Selectors
 from export_center.planner.selectors import matches
@@ -147,8 +147,7 @@ def plan_delta(
         RawRecord.seq,
         RawRecord.superseded_seq,
     ]
-    if with_data:
-        cols.append(NormalizedRecord.data)
+    cols.append(NormalizedRecord.data if with_data else null())
     stmt = select(*cols)
     if with_data:
         stmt = stmt.join(NormalizedRecord, NormalizedRecord.raw_id == RawRecord.id)
@@ -167,7 +166,7 @@ def plan_delta(
     at_new: dict[tuple[str, str], _Row] = {}
     with store.session() as s:
         for r in s.execute(stmt.execution_options(yield_per=_BATCH)):
-            row = _Row(*r) if with_data else _Row(*r, None)
+            row = _Row(*r)
             key = (row.source, row.upstream_id)
             if row.visible_at(base_seq):
                 at_base[key] = row

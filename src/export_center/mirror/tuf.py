@@ -25,10 +25,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from securesystemslib.signer import Key, Signature, SSlibKey
-from securesystemslib.signer import Signer as SslibSigner
+# Both libraries re-export these names without __all__; mypy --strict wants explicit exports.
+from securesystemslib.signer import Key, Signature, SSlibKey  # type: ignore[attr-defined]
+from securesystemslib.signer import Signer as SslibSigner  # type: ignore[attr-defined]
 from tuf.api.exceptions import LengthOrHashMismatchError, UnsignedMetadataError
-from tuf.api.metadata import (
+from tuf.api.metadata import (  # type: ignore[attr-defined]
     Metadata,
     MetaFile,
     Role,
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 _CHECK = "tuf"
-ROLE_FILES = {role: f"tuf/{role}.json" for role in TUF_ROLES}
+ROLE_FILES: dict[str, str] = {role: f"tuf/{role}.json" for role in TUF_ROLES}
 
 
 def tuf_key(public_key: PublicKey) -> SSlibKey:

@@ -167,7 +167,7 @@ def write_oci_layout(bundle: Path, out_dir: Path, *, tag: str | None = None) -> 
         manifest = build_manifest(layers, export_id)
         manifest_digest, _ = _put_blob(blobs, iter([manifest]))
         _put_blob(blobs, iter([CONFIG_BYTES]))
-        index = {
+        index: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": INDEX_TYPE,
             "manifests": [

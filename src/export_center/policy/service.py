@@ -12,7 +12,6 @@ never loaded); SBOMs and VEX statements are read whole, since evaluation needs t
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +19,8 @@ from typing import Any
 import orjson
 
 from export_center.errors import BadInputError, DocumentRefused, NotFoundError
+from export_center.ingest.detect import detect, parse_document
+from export_center.ingest.interface import ParsedRecord, RecordRefused
 from export_center.model import (
     Sbom,
     VexStatement,
@@ -126,16 +127,20 @@ def parse_sbom_file(content: bytes, where: str) -> list[Sbom]:
     Raises:
         BadInputError: the file is not an SBOM we can read (the reason says why).
     """
-    detect_mod: Any = importlib.import_module("export_center.ingest.detect")
     try:
-        doc = detect_mod.parse_document(content, where)
-        reader = detect_mod.detect(doc, where)
-        records = list(reader.read(doc, content, where))
+        doc = parse_document(content, where)
+        records = list(detect(doc, where).read(doc, content, where))
     except DocumentRefused as e:
         raise BadInputError(f"{e.where}: {e.reason}") from e
-    sboms = [r.normalized for r in records if isinstance(getattr(r, "normalized", None), Sbom)]
+    sboms = [
+        r.normalized
+        for r in records
+        if isinstance(r, ParsedRecord) and isinstance(r.normalized, Sbom)
+    ]
     if not sboms:
-        reasons = "; ".join(f"{r.where}: {r.reason}" for r in records if hasattr(r, "reason"))
+        reasons = "; ".join(
+            f"{r.where}: {r.reason}" for r in records if isinstance(r, RecordRefused)
+        )
         raise BadInputError(
             f"{where}: not an SBOM" + (f" ({reasons})" if reasons else ""),
             hint="give a CycloneDX or SPDX JSON SBOM, or the subject of a stored SBOM",

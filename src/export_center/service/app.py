@@ -199,6 +199,8 @@ class RequestContext:
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
+                if route is not None and scope["path"].startswith(BASE + "/"):
+                    template = BASE + template
                 elapsed = (first_byte or time.perf_counter()) - started
                 self.metrics.http_requests.labels(template, scope["method"], str(status)).inc()
                 self.metrics.http_latency.labels(template).observe(elapsed)
@@ -253,6 +255,7 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    services.metrics.watch_queue(services.repo.queue_stats)
     app.add_exception_handler(ExportCenterError, _on_export_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)

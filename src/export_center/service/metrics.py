@@ -48,6 +48,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._watching = False
         r = self.registry
         self.runs_total = Counter(
             "export_runs",
@@ -89,5 +90,7 @@ class Metrics:
         )
 
     def watch_queue(self, read: Callable[[], Mapping[str, float]]) -> None:
-        """Report queue gauges, computed by ``read`` on every scrape."""
-        self.registry.register(_QueueCollector(read))
+        """Report queue gauges, computed by ``read`` on every scrape (once per registry)."""
+        if not self._watching:
+            self.registry.register(_QueueCollector(read))
+            self._watching = True

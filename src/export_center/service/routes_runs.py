@@ -272,9 +272,9 @@ def run_provenance(run_id: RunIdPath, principal: Reader, services: ServicesDep) 
     return _bundle_file(services, principal.tenant, run_id, PROVENANCE)
 
 
-@router.api_route(
+@router.head("/runs/{run_id}/download", include_in_schema=False)
+@router.get(
     "/runs/{run_id}/download",
-    methods=["GET", "HEAD"],
     response_class=FileResponse,
     responses=errors(
         *AUTHED,

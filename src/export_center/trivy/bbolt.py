@@ -7,7 +7,7 @@ written only after all of its children. No page is ever rewritten; the two meta 
 point at the root, are filled in last. Memory stays bounded by the page being filled on each
 level of each open bucket, whatever the number of keys.
 
-Layout of the file (see docs/spec trivy-db.md, "bbolt on-disk format"):
+Layout of the file (see the shared spec trivy-db.md, "bbolt on-disk format"):
 
 * page 0 and 1: meta pages (identical but for the page id and txid 0/1, so the second wins);
 * page 2: an empty freelist page;
@@ -150,10 +150,11 @@ class _PageSink:
 class _TreeBuilder:
     """Builds one bucket's B+tree bottom-up from entries in sorted order.
 
-    Level 0 is the leaf level. Each level holds the entries of the one page being filled; when
-    the next entry would not fit, the page is written and ``(first key, pgid)`` is added to the
-    level above (created on demand). A page only grows past one page size when it holds a
-    single entry too big for a page: that entry gets overflow pages of its own.
+    Each level (the leaves, then ``_branches[0]``, ``_branches[1]``… upwards) holds only the
+    entries of the one page being filled; when the next entry would not fit, the page is
+    written and its ``(first key, pgid)`` is added to the level above (created on demand). A
+    page only grows past one page size when it holds a single entry too big for a page: that
+    entry gets overflow pages of its own.
     """
 
     def __init__(self, sink: _PageSink) -> None:
@@ -161,7 +162,7 @@ class _TreeBuilder:
         self._page_size = sink.page_size
         self._leaf: list[tuple[bytes, bytes, int]] = []
         self._leaf_size = _HEADER_SIZE
-        # Branch levels 1..n: pending (key, pgid) entries and their encoded size.
+        # Branch levels, lowest first: pending (key, pgid) entries and their encoded size.
         self._branches: list[list[tuple[bytes, int]]] = []
         self._branch_sizes: list[int] = []
 

@@ -1,6 +1,6 @@
 """Normalized advisories → Trivy DB entries (pure functions, no I/O).
 
-Facts about what Trivy reads are in docs/spec trivy-db.md; where upstream trivy-db (its OSV
+Facts about what Trivy reads are in the shared spec trivy-db.md; where upstream trivy-db (its OSV
 source, ``pkg/vulnsrc/osv``) made a choice, we follow it unless noted:
 
 - one advisory bucket per feed and ecosystem, ``<ecosystem>::<feed name>``; OS advisories go to

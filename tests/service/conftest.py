@@ -1,0 +1,94 @@
+"""Fixtures of the API tests: a SQLite data directory, the app, tokens, evidence, a worker."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from service_support import (
+    ALL_SCOPES,
+    fast_service,
+    generate_key,
+    make_settings,
+    put_advisories,
+    tenant_token,
+)
+
+from export_center.planner.profiles import parse_profile_spec
+from export_center.service.app import create_app
+from export_center.service.auth import SCOPE_READ
+from export_center.service.container import Services
+from export_center.service.metrics import Metrics
+from export_center.settings import Settings
+from export_center.worker.runtime import WorkerRuntime
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fastapi.testclient import TestClient
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Starlette's notice that its TestClient will move to httpx2: not ours to act on.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:Using `httpx` with `starlette.testclient`:DeprecationWarning"
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    s = make_settings(tmp_path / "data")
+    generate_key(s)
+    return s
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    svc = Services.open(settings, fast_service(settings), metrics=Metrics())
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def app(services: Services) -> FastAPI:
+    return create_app(services)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@dataclass(frozen=True)
+class World:
+    acme: str  # every scope, tenant acme
+    zeta: str  # every scope, tenant zeta
+    reader: str  # export:read only, acme
+    multi: str  # every scope, acme and zeta
+
+
+@pytest.fixture
+def world(services: Services) -> World:
+    put_advisories(services.store, "acme", 30)
+    put_advisories(services.store, "zeta", 5)
+    spec = parse_profile_spec({"kind": "json", "variant": "raw"})
+    services.registry.create("acme", "acme-json", spec)
+    services.registry.create("zeta", "zeta-json", spec)
+    return World(
+        acme=tenant_token(services, ["acme"]),
+        zeta=tenant_token(services, ["zeta"]),
+        reader=tenant_token(services, ["acme"], [SCOPE_READ]),
+        multi=tenant_token(services, ["acme", "zeta"], ALL_SCOPES),
+    )
+
+
+@pytest.fixture
+def worker(services: Services) -> Iterator[WorkerRuntime]:
+    rt = WorkerRuntime(services)
+    rt.start()
+    yield rt
+    rt.stop(drain_seconds=5)
