@@ -357,3 +357,60 @@ def test_manifest_counts_and_shards(env: Env) -> None:
     assert hashlib.sha256(first["content"].encode()).hexdigest() == first["digest"].split(":")[1]
     by_path = {c["path"]: c for c in manifest["contents"]}
     assert by_path["data/raw/advisories/feed-a.jsonl"]["records"] == 30
+
+
+def _tar_with(entries: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for info, data in entries:
+            tf.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("attack", ["dotdot", "absolute", "symlink", "hardlink", "device", "dup"])
+def test_hostile_bundle_is_refused_without_writing(env: Env, tmp_path: Path, attack: str) -> None:
+    env.profile()
+    members = _members(_export(env).bundle.archive_path)
+    entries = []
+    for name in sorted(members):
+        info = tarfile.TarInfo(name)
+        info.size = len(members[name])
+        entries.append((info, members[name]))
+    evil = tarfile.TarInfo(
+        {"dotdot": "../../evil.txt", "absolute": "/tmp/evil.txt"}.get(attack, "x")
+    )
+    if attack in {"dotdot", "absolute", "dup"}:
+        evil.size = 4
+        if attack == "dup":
+            evil.name = "README.txt"
+    elif attack == "symlink":
+        evil.type, evil.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    elif attack == "hardlink":
+        evil.type, evil.linkname = tarfile.LNKTYPE, "/etc/passwd"
+    else:
+        evil.type, evil.devmajor, evil.devminor = tarfile.CHRTYPE, 1, 3
+    bad = tmp_path / "hostile" / "bundle.tar"
+    bad.parent.mkdir()
+    bad.write_bytes(_tar_with([*entries, (evil, b"evil")]))
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    report = verify_bundle(bad, _roots(env))
+    assert report.failed is not None and report.failed.name == "safe-read", report.as_json()
+    assert int(report.exit_code) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert not Path("/tmp/evil.txt").exists()
+
+
+def test_zstd_bomb_is_refused(env: Env, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.tar.zst"
+    cctx = zstandard.ZstdCompressor(level=3)
+    with bomb.open("wb") as fh, cctx.stream_writer(fh) as w:
+        header = tarfile.TarInfo("data/zeros.bin")
+        header.size = (1 << 31) - 1024
+        w.write(header.tobuf(format=tarfile.PAX_FORMAT))
+        zero = bytes(1 << 20)
+        for _ in range(256):  # 256 MiB of zeros is enough to cross the ratio limit
+            w.write(zero)
+    assert bomb.stat().st_size < 1 << 20
+    report = verify_bundle(bomb, _roots(env))
+    assert report.failed is not None and report.failed.name == "safe-read"
+    assert "ratio" in report.failed.detail or "limit" in report.failed.detail

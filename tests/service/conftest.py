@@ -27,14 +27,14 @@ from export_center.settings import Settings
 from export_center.worker.runtime import WorkerRuntime
 
 with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", UserWarning)  # StarletteDeprecationWarning
     from fastapi.testclient import TestClient
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Starlette's notice that its TestClient will move to httpx2: not ours to act on.
     config.addinivalue_line(
-        "filterwarnings", "ignore:Using `httpx` with `starlette.testclient`:DeprecationWarning"
+        "filterwarnings", "ignore:Using `httpx` with `starlette.testclient`:UserWarning"
     )
 
 

@@ -563,7 +563,6 @@ _REFUSED_TYPES = {
     b"K": "GNU long link name (links are not allowed)",
     b"g": "global PAX header (it would apply to every later member)",
 }
-_PAX_IGNORED = {"atime", "ctime", "mtime", "uid", "gid", "uname", "gname", "comment", "charset"}
 _UTF8_HDRCHARSET = b"ISO-IR 10646 2000 UTF-8"
 
 

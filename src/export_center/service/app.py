@@ -39,6 +39,7 @@ from export_center.service.errors import (
     AuthenticationError,
     ForbiddenError,
     QuotaError,
+    RangeNotSatisfiableError,
     ServiceUnavailableError,
 )
 from export_center.service.schemas import ErrorBody, timestamp
@@ -58,6 +59,7 @@ _STATUS: tuple[tuple[type[ExportCenterError], int], ...] = (
     (ConflictError, 409),
     (CancelledError, 409),
     (QuotaExceededError, 429),
+    (RangeNotSatisfiableError, 416),
     (BadInputError, 400),
     (ServiceUnavailableError, 503),
 )
@@ -122,6 +124,8 @@ async def _on_export_error(request: Request, exc: Exception) -> JSONResponse:
             "X-Stella-Quota-Reset": str(exc.reset_seconds),
         }
         details.append({"quota": exc.quota, "limit": exc.limit, "retryAfter": exc.retry_after})
+    elif isinstance(exc, RangeNotSatisfiableError):
+        headers = {"Content-Range": f"bytes */{exc.size}"}
     elif status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="stella-export"'}
     if status >= 500:

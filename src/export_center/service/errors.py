@@ -57,6 +57,16 @@ class ServiceUnavailableError(ExportCenterError):
     code = "ERR_EXPORT_UNAVAILABLE"
 
 
+class RangeNotSatisfiableError(BadInputError):
+    """A download ``Range`` starts at or past the end of the archive."""
+
+    code = "ERR_EXPORT_RANGE_NOT_SATISFIABLE"
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 class QuotaError(QuotaExceededError):
     """A quota refusal with the numbers the HTTP layer turns into headers."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -19,7 +20,11 @@ from export_center.errors import BadInputError
 from export_center.service._http import AUTHED, BASE, errors, next_link, stored
 from export_center.service.container import Services
 from export_center.service.deps import Downloader, IdempotentDep, Reader, Runner, ServicesDep
-from export_center.service.errors import ArtifactExpiredError, RunNotReadyError
+from export_center.service.errors import (
+    ArtifactExpiredError,
+    RangeNotSatisfiableError,
+    RunNotReadyError,
+)
 from export_center.service.idempotency import StoredResponse
 from export_center.service.quotas import QuotaStatus
 from export_center.service.schemas import (
@@ -272,6 +277,21 @@ def run_provenance(run_id: RunIdPath, principal: Reader, services: ServicesDep) 
     return _bundle_file(services, principal.tenant, run_id, PROVENANCE)
 
 
+_RANGE_START = re.compile(r"^\s*(\d+)\s*-")
+
+
+def _check_range(header: str | None, size: int) -> None:
+    """Answer a range that starts past the end with our 416 (the file response does the rest:
+    single and multiple ranges, suffix ranges, ``If-Range``)."""
+    if not header or not header.strip().lower().startswith("bytes="):
+        return
+    starts = [_RANGE_START.match(part) for part in header.split("=", 1)[1].split(",")]
+    if starts and all(m is not None and int(m.group(1)) >= size for m in starts):
+        raise RangeNotSatisfiableError(
+            f"range {header!r} starts past the end ({size} bytes)", size=size
+        )
+
+
 @router.head("/runs/{run_id}/download", include_in_schema=False)
 @router.get(
     "/runs/{run_id}/download",
@@ -299,6 +319,9 @@ def download_run(
     principal: Downloader,
     services: ServicesDep,
     if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+    range_: Annotated[
+        str | None, Header(alias="Range", max_length=1000, description="bytes=START-[END]")
+    ] = None,
 ) -> Response:
     """The published archive, with byte ranges (``Range``, ``If-Range``) for resuming."""
     run = _published(services, principal.tenant, run_id)
@@ -316,6 +339,7 @@ def download_run(
     }
     if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
+    _check_range(range_, path.stat().st_size)
     return FileResponse(
         path,
         media_type=_MEDIA_TYPES.get(path.suffix, "application/octet-stream"),
