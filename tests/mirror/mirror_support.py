@@ -29,6 +29,7 @@ from export_center.bundle.manifest import (
     build_checksums,
     rerun_hash,
 )
+from export_center.errors import ConflictError
 from export_center.exporter import run_export
 from export_center.importer.service import ImportOptions, ImportOutcome, import_bundle
 from export_center.ingest.interface import ParsedRecord
@@ -116,7 +117,7 @@ class Instance:
         spec = parse_profile_spec(body)
         try:
             return reg.create(TENANT, name, spec)
-        except Exception:  # noqa: BLE001 - exists already: add a revision
+        except ConflictError:  # exists already: add a revision
             return reg.revise(TENANT, name, spec)
 
     def export(
@@ -130,7 +131,9 @@ class Instance:
         return import_bundle(self.store, str(bundle), self.data_dir, opts, **kw)
 
     def ingest(self, source: str, *paths: Path) -> None:
-        rep = ingest_paths(self.store, list(paths), source=source, tenant=TENANT, max_bytes=64 << 20)
+        rep = ingest_paths(
+            self.store, list(paths), source=source, tenant=TENANT, max_bytes=64 << 20
+        )
         assert rep.stored or rep.unchanged, f"nothing ingested from {paths}"
 
     def put(self, source: str, *records: ParsedRecord, now: datetime | None = None) -> None:
@@ -216,16 +219,19 @@ def evidence(store: EvidenceStore, tenant: str = TENANT) -> dict[str, Any]:
             ("sbom_components", "i.purl, i.name, i.version, i.sha1"),
         ):
             out[table] = sorted(
-                tuple(row)
-                for row in c.execute(
-                    text(
-                        f"SELECT r.observation_id, {cols} FROM {table} i "  # noqa: S608
-                        "JOIN normalized_records n ON n.id = i.normalized_id "
-                        "JOIN raw_records r ON r.id = n.raw_id "
-                        "WHERE r.tenant = :t AND r.superseded_seq IS NULL"
-                    ),
-                    {"t": tenant},
-                )
+                (
+                    tuple(row)
+                    for row in c.execute(
+                        text(
+                            f"SELECT r.observation_id, {cols} FROM {table} i "  # noqa: S608
+                            "JOIN normalized_records n ON n.id = i.normalized_id "
+                            "JOIN raw_records r ON r.id = n.raw_id "
+                            "WHERE r.tenant = :t AND r.superseded_seq IS NULL"
+                        ),
+                        {"t": tenant},
+                    )
+                ),
+                key=repr,
             )
     return out
 

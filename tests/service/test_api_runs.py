@@ -30,8 +30,11 @@ def _finished(client: TestClient, token: str, run_id: str, timeout: float = 30) 
     return result
 
 
-def _events(client: TestClient, token: str, run_id: str) -> list[tuple[int, str, dict[str, object]]]:
-    with client.stream("GET", f"{RUNS}/{run_id}/events", headers=auth(token)) as r:
+def _events(
+    client: TestClient, token: str, run_id: str, after: int | None = None
+) -> list[tuple[int, str, dict[str, object]]]:
+    extra = {"Last-Event-ID": str(after)} if after is not None else {}
+    with client.stream("GET", f"{RUNS}/{run_id}/events", headers=auth(token) | extra) as r:
         assert r.status_code == 200
         text = r.read().decode()
     out = []
@@ -226,10 +229,15 @@ def test_retention_expires_old_bundles(
     assert worker.maintenance is not None
     wait_for(lambda: client.get(f"{RUNS}/{first}", headers=h).json()["status"] == "expired")
     report = Maintenance.sweep(worker.maintenance)
-    assert report.expired == [] or report.skipped
+    assert report.expired == [] or report.skipped  # nothing left to expire
     assert client.get(f"{RUNS}/{second}", headers=h).json()["status"] == "succeeded"
     r = client.get(f"{RUNS}/{first}/download", headers=h)
     assert r.status_code == 410
     assert r.json()["code"] == "ERR_EXPORT_EXPIRED"
     assert not (services.settings.artifact_dir / "acme" / first).exists()
-    assert [t for _, t, _ in _events(client, world.acme, first)][-1] == "expired"
+    # A stream ends with the first final event; expiry follows it for whoever resumes.
+    history = _events(client, world.acme, first)
+    assert history[-1][1] == "succeeded"
+    later = _events(client, world.acme, first, after=history[-1][0])
+    assert [t for _, t, _ in later] == ["expired"]
+    assert later[0][0] == history[-1][0] + 1

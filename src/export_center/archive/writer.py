@@ -365,7 +365,8 @@ class DeterministicTarWriter:
         spool_dir: Path | None = None,
     ) -> None:
         self._level = _check_level(compression, level)
-        workers = (os.cpu_count() or 1) if threads is None else threads
+        # Capped: each zstd worker needs ~50-70 MiB at level 10; the bytes do not depend on it.
+        workers = min(os.cpu_count() or 1, 8) if threads is None else threads
         if workers < 1:
             raise BadInputError(
                 f"zstd threads must be 1 or more, not {workers}",
