@@ -14,8 +14,8 @@ from export_center.settings import Settings, load_settings
 if TYPE_CHECKING:
     from export_center.store.repository import EvidenceStore
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 TenantOpt = Annotated[
     str | None, typer.Option("--tenant", help="Tenant (default: STELLA_DEFAULT_TENANT).")

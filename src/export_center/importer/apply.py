@@ -16,13 +16,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from export_center.errors import ConflictError
 from export_center.importer.records import ImportRecord
 from export_center.ingest.interface import ParsedRecord
-from export_center.store.models import ChangeLogEntry, RawRecord, Tenant
+from export_center.store.models import Base, RawRecord, Tenant
 from export_center.store.repository import EvidenceStore, TenantCursor
+
+
+# Prepared once: building a statement per record costs more than running it.
+_RAW = Base.metadata.tables["raw_records"]
+_INSERT_RAW = insert(_RAW).returning(_RAW.c.id)
+_INSERT_CHANGE = insert(Base.metadata.tables["change_log"])
+_SET_SUPERSEDED = (
+    update(_RAW).where(_RAW.c.id == bindparam("rid")).values(superseded_seq=bindparam("s"))
+)
 
 
 @dataclass
@@ -111,22 +120,21 @@ class _Applier:
 
     def _log(self, kind: str, raw_id: int, obs: str, previous: str | None, doc_type: str) -> None:
         self.conn.execute(
-            insert(ChangeLogEntry).values(
-                tenant=self.tenant,
-                seq=self.seq,
-                kind=kind,
-                raw_id=raw_id,
-                observation_id=obs,
-                previous_observation_id=previous,
-                doc_type=doc_type,
-                at=self.now,
-            )
+            _INSERT_CHANGE,
+            {
+                "tenant": self.tenant,
+                "seq": self.seq,
+                "kind": kind,
+                "raw_id": raw_id,
+                "observation_id": obs,
+                "previous_observation_id": previous,
+                "doc_type": doc_type,
+                "at": self.now,
+            },
         )
 
     def _supersede(self, raw_id: int) -> None:
-        self.conn.execute(
-            update(RawRecord).where(RawRecord.id == raw_id).values(superseded_seq=self.seq)
-        )
+        self.conn.execute(_SET_SUPERSEDED, {"rid": raw_id, "s": self.seq})
 
     def put(self, rec: ImportRecord, cur: _Current | None) -> None:
         if cur is not None and cur.observation_id == rec.observation_id:
@@ -149,31 +157,28 @@ class _Applier:
                     "observation id"
                 )
             # Shipped again after a removal: the same revision becomes current again.
-            self.conn.execute(
-                update(RawRecord).where(RawRecord.id == raw_id).values(superseded_seq=None)
-            )
+            self.conn.execute(_SET_SUPERSEDED, {"rid": raw_id, "s": None})
         else:
             raw_id = self.conn.execute(
-                insert(RawRecord)
-                .values(
-                    tenant=self.tenant,
-                    source=rec.source,
-                    upstream_id=rec.upstream_id,
-                    revision=rec.revision,
-                    observation_id=rec.observation_id,
-                    doc_type=rec.doc_type,
-                    format=rec.format,
-                    media_type=rec.media_type,
-                    digest=rec.digest,
-                    size=len(rec.content),
-                    content=rec.content,
-                    withdrawn=rec.withdrawn,
-                    ingested_at=self.now,
-                    seq=self.seq,
-                    superseded_seq=None,
-                    supersedes=rec.supersedes,
-                )
-                .returning(RawRecord.id)
+                _INSERT_RAW,
+                {
+                    "tenant": self.tenant,
+                    "source": rec.source,
+                    "upstream_id": rec.upstream_id,
+                    "revision": rec.revision,
+                    "observation_id": rec.observation_id,
+                    "doc_type": rec.doc_type,
+                    "format": rec.format,
+                    "media_type": rec.media_type,
+                    "digest": rec.digest,
+                    "size": len(rec.content),
+                    "content": rec.content,
+                    "withdrawn": rec.withdrawn,
+                    "ingested_at": self.now,
+                    "seq": self.seq,
+                    "superseded_seq": None,
+                    "supersedes": rec.supersedes,
+                },
             ).scalar_one()
             parsed = ParsedRecord(
                 upstream_id=rec.upstream_id,

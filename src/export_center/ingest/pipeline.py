@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from export_center.errors import DocumentRefused, UnsafeArchiveError
+from export_center.errors import BadInputError, DocumentRefused, UnsafeArchiveError
 from export_center.ingest.detect import detect, parse_document
 from export_center.ingest.interface import ParsedRecord, RecordRefused
 from export_center.store.repository import EvidenceStore, check_source, check_tenant
@@ -96,6 +96,8 @@ def iter_documents(
                     yield InputDocument(inner, member.read())
             except UnsafeArchiveError as e:
                 yield RecordRefused(where, f"unsafe archive: {e.message}")
+            except BadInputError as e:
+                yield RecordRefused(where, f"cannot read archive: {e.message}")
             except OSError as e:
                 yield RecordRefused(where, f"cannot read archive: {e}")
             continue
