@@ -31,6 +31,7 @@ def load_templates(corpora: Path) -> list[dict[str, Any]]:
     for folder, pattern in TEMPLATE_DIRS:
         for path in sorted((corpora / folder).rglob(pattern)):
             data = path.read_bytes()
+            # CSafeLoader is a safe loader (S506 is about yaml.Loader).
             doc = yaml.load(data, Loader=loader) if path.suffix == ".yaml" else orjson.loads(data)  # noqa: S506
             if isinstance(doc, dict) and "id" in doc:
                 out.append(doc)
@@ -66,18 +67,15 @@ def synthesize(templates: list[dict[str, Any]], n: int, seed: int = 42) -> Itera
                 pkg["name"] = _rename(pkg["name"], suffix)
             pkg.pop("purl", None)
         for key in ("modified", "published"):
-            if isinstance(doc.get(key), str) and not doc[key].startswith("0001"):
-                continue
-            doc[key] = f"{year}-01-01T00:00:00Z"
-        if isinstance(doc.get("modified"), object) and not isinstance(doc.get("modified"), str):
-            doc["modified"] = str(doc["modified"])
-        if not isinstance(doc.get("published"), str):
-            doc["published"] = str(doc.get("published"))
+            value = doc.get(key)
+            # libyaml turns pypa's dates into datetimes; Go has placeholder dates.
+            if not isinstance(value, str) or value.startswith("0001"):
+                doc[key] = f"{year}-01-01T00:00:00Z"
         yield doc
 
 
 def write_corpus(corpora: Path, out_dir: Path, n: int, seed: int = 42, per_file: int = 5000) -> int:
-    """Write ``n`` synthetic advisories as OSV ``{"vulns": [...]}`` files; returns the file count."""
+    """Write ``n`` synthetic advisories as OSV ``{"vulns": [...]}`` files; return the count."""
     out_dir.mkdir(parents=True, exist_ok=True)
     templates = load_templates(corpora)
     batch: list[dict[str, Any]] = []

@@ -3,7 +3,7 @@
 # Go + bbolt sources (bbolt's own consistency check on our trivy.db), docker-registry + skopeo
 # (OCI push and interop), dash + busybox (POSIX verify script), zstd + openssl (independent tools).
 set -euo pipefail
-PKGS="postgresql softhsm2 golang-go golang-github-coreos-bbolt-dev docker-registry skopeo dash busybox zstd openssl"
+PKGS="postgresql softhsm2 golang-go golang-github-coreos-bbolt-dev docker-registry skopeo dash busybox zstd openssl devscripts"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

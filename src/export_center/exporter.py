@@ -13,7 +13,7 @@ from export_center.bundle.builder import BundleResult, build_bundle
 from export_center.planner.plan import ExportPlan, make_plan
 from export_center.planner.registry import ProfileRevisionView
 from export_center.settings import Settings
-from export_center.signing.interface import Signer
+from export_center.signing.interface import Signer, create_signer
 from export_center.signing.keystore import KeyStore
 from export_center.store.repository import EvidenceStore
 
@@ -27,10 +27,17 @@ class ExportOutcome:
 def resolve_signer(settings: Settings, profile: ProfileRevisionView) -> Signer:
     """The profile's named key, else the newest key in the key store.
 
+    A key named ``pkcs11:token=...;object=...?module-path=...`` is used on its HSM token
+    (PIN from ``STELLA_PKCS11_PIN``); anything else is a keyid (or prefix) in the key store.
+
     Raises:
         NotFoundError: no such key / no key at all (hint: ``stella keys generate``).
+        SigningError: the key cannot be used (passphrase, PIN, token).
     """
-    return KeyStore.from_settings(settings).signer(profile.spec.signing.key)
+    key = profile.spec.signing.key
+    if key is not None and key.startswith("pkcs11:"):
+        return create_signer("pkcs11", {"uri": key})
+    return KeyStore.from_settings(settings).signer(key)
 
 
 def run_export(

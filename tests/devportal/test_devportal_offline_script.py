@@ -20,8 +20,8 @@ from devportal_support import Key, extract, missing, repack, run_script, unpack
 
 from export_center.devportal import BuildOptions, build_bundle
 
-# Every tool verify-offline.sh calls, taken from busybox (openssl is added separately).
-_BUSYBOX_TOOLS = "awk cat cmp find grep head mkdir rm sed sort tr wc sha256sum".split()  # noqa: SIM905
+# Every external tool verify-offline.sh calls, besides openssl.
+_TOOLS = "awk cat cmp find grep head mkdir rm sed sort tr wc sha256sum".split()  # noqa: SIM905
 
 
 def _dash() -> list[str]:
@@ -46,22 +46,32 @@ class Shell:
     path: str | None  # PATH for the script's tools; None = the test's PATH
 
 
-@pytest.fixture(params=["dash", "busybox-sh", "busybox-userland"])
+def _tool_dir(tmp_path_factory: pytest.TempPathFactory, tools: dict[str, str]) -> str:
+    bin_dir = tmp_path_factory.mktemp("bin")
+    for name, target in tools.items():
+        (bin_dir / name).symlink_to(target)
+    return str(bin_dir)
+
+
+@pytest.fixture(params=["dash", "dash-shasum", "busybox-sh", "busybox-userland"])
 def shell(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Shell:
     """How to run the script: the shell, and the PATH its tools come from."""
+    openssl = shutil.which("openssl")
+    extra = {"openssl": openssl} if openssl else {}
     if request.param == "dash":
         return Shell(_dash(), None)
+    if request.param == "dash-shasum":
+        # no sha256sum on PATH (as on macOS): the script must fall back to shasum -a 256
+        shasum = shutil.which("shasum")
+        if shasum is None:
+            pytest.skip("shasum not installed")
+        tools = {t: shutil.which(t) or f"/usr/bin/{t}" for t in _TOOLS if t != "sha256sum"}
+        return Shell(_dash(), _tool_dir(tmp_path_factory, {**tools, "shasum": shasum, **extra}))
     busybox = _busybox()
     if request.param == "busybox-sh":
         return Shell([busybox, "sh"], None)
     # busybox sh with busybox's own awk, sed, sort, sha256sum ... and only openssl besides
-    bin_dir = tmp_path_factory.mktemp("busybox-bin")
-    for tool in _BUSYBOX_TOOLS:
-        (bin_dir / tool).symlink_to(busybox)
-    openssl = shutil.which("openssl")
-    if openssl is not None:
-        (bin_dir / "openssl").symlink_to(openssl)
-    return Shell([busybox, "sh"], str(bin_dir))
+    return Shell([busybox, "sh"], _tool_dir(tmp_path_factory, {t: busybox for t in _TOOLS} | extra))
 
 
 def _run(

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 from export_center.devportal.assets import CHECKED_SUFFIXES, check_portal_assets
 from export_center.devportal.errors import DevportalInputError
-from export_center.devportal.inputs import InputTree, Skipped, scan_input
+from export_center.devportal.inputs import InputFile, InputTree, Skipped, scan_input
 from export_center.devportal.layout import (
     BUNDLE_NAME,
     CHECKSUMS,
@@ -130,13 +130,17 @@ class WrittenBundle:
     openapi_documents: tuple[str, ...]
 
 
-def _read_small(path: Path, rel: str) -> bytes:
+def _read_checked(f: InputFile) -> bytes:
+    # The checks must see the bytes that get archived: same digest as when the tree was hashed.
     try:
-        if path.stat().st_size > _MAX_CHECKED_BYTES:
-            raise DevportalInputError(f"{rel}: larger than {_MAX_CHECKED_BYTES} bytes")
-        return path.read_bytes()
+        if f.source.stat().st_size > _MAX_CHECKED_BYTES:
+            raise DevportalInputError(f"{f.path}: larger than {_MAX_CHECKED_BYTES} bytes")
+        data = f.source.read_bytes()
     except OSError as e:
-        raise DevportalInputError(f"{rel}: cannot read: {e.strerror}") from e
+        raise DevportalInputError(f"{f.path}: cannot read: {e.strerror}") from e
+    if hashlib.sha256(data).hexdigest() != f.sha256:
+        raise DevportalInputError(f"input changed during the build: {f.path}")
+    return data
 
 
 def _suffix(path: str) -> str:
@@ -147,13 +151,13 @@ def _suffix(path: str) -> str:
 
 def _check_content(tree: InputTree) -> tuple[str, ...]:
     portal = [
-        (f.path, _read_small(f.source, f.path))
+        (f.path, _read_checked(f))
         for f in tree.files
         if f.category is Category.PORTAL and _suffix(f.path) in CHECKED_SUFFIXES
     ]
     check_portal_assets(portal)
     specs = [
-        SpecFile(f.path, _read_small(f.source, f.path))
+        SpecFile(f.path, _read_checked(f))
         for f in tree.files
         if f.category is Category.SPECS and _suffix(f.path) in SPEC_SUFFIXES
     ]

@@ -120,11 +120,8 @@ def content_type_for(path: str) -> str:
     """Media type by file suffix (``application/octet-stream`` when unknown)."""
     name = path.rsplit("/", 1)[-1].lower()
     dot = name.rfind(".")
-    return (
-        _CONTENT_TYPES.get(name[dot:], "application/octet-stream")
-        if dot > 0
-        else ("application/octet-stream")
-    )
+    suffix = name[dot:] if dot > 0 else ""  # ".htaccess" has no suffix
+    return _CONTENT_TYPES.get(suffix, "application/octet-stream")
 
 
 class _Model(BaseModel):

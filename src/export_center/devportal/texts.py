@@ -84,8 +84,14 @@ for tool in awk cat cmp find grep head mkdir rm sed sort tr wc; do
     command -v "$tool" >/dev/null 2>&1 || fail 4 "$tool is not installed"
 done
 
-tmp=${TMPDIR:-/tmp}/devportal-verify.$$
-mkdir "$tmp" || fail 4 "cannot create the temporary directory $tmp"
+# A private scratch directory (mkdir fails rather than reuse an existing one; umask 077).
+n=0
+while :; do
+    tmp=${TMPDIR:-/tmp}/devportal-verify.$$.$n
+    mkdir "$tmp" 2>/dev/null && break
+    n=$((n + 1))
+    [ "$n" -lt 100 ] || fail 4 "cannot create a temporary directory in ${TMPDIR:-/tmp}"
+done
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 4' HUP INT TERM
 

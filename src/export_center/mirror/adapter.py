@@ -336,12 +336,15 @@ class MirrorAdapter:
         targets = {
             f.path: (f.sha256, f.size) for f in ctx.staging.files() if f.path.startswith(DATA)
         }
+        # Root versions count from the tenant's first change: the same chain for every export.
+        anchor = ctx.store.sequence_time(plan.tenant, 1) if plan.as_of_seq else None
         for path, data in build_tuf_metadata(
             targets,
             signer,
             as_of=plan.as_of_time,
             version=plan.as_of_seq,
             options=opts.tuf,
+            root_anchor=anchor.replace(microsecond=0) if anchor else None,
         ).items():
             ctx.staging.add_bytes(path, data, JSON_TYPE)
         delta = ctx.manifest_extra.get("delta")

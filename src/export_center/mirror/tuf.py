@@ -4,9 +4,10 @@ through our :class:`~export_center.signing.interface.Signer`, and verified on by
 Writing (:func:`build_tuf_metadata`): one key (the export's signing key) holds every top-level
 role with threshold 1; ``consistent_snapshot`` is off, so a plain static copy of the bundle is a
 valid TUF repository (``tuf/`` is the metadata URL, the bundle root the target URL). Versions of
-targets, snapshot and timestamp are the export's as-of sequence (monotonic, deterministic); the
-root is version 1 until the key changes. Expiry comes from the profile, relative to the as-of
-time, never from the wall clock, so the metadata is byte-identical on a rerun (Ed25519).
+targets, snapshot and timestamp are the export's as-of sequence (monotonic, deterministic); root
+versions follow a fixed schedule from the tenant's first change (:func:`_root_chain`), and every
+version is in the bundle as ``tuf/<version>.root.json``. Expiry comes from the profile, relative to
+the as-of time, never from the wall clock, so the metadata is byte-identical on a rerun (Ed25519).
 
 Verification (:func:`verify_tuf_metadata`) is a pure function of bytes and a reference time:
 the trusted root (distributed out of band, or the one the previous import installed), the
@@ -20,11 +21,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 # Both libraries re-export these names without __all__; mypy --strict wants explicit exports.
 from securesystemslib.signer import Key, Signature, SSlibKey  # type: ignore[attr-defined]
 from securesystemslib.signer import Signer as SslibSigner  # type: ignore[attr-defined]
@@ -42,7 +44,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 from tuf.api.serialization import DeserializationError
 
 from export_center.errors import SigningError, VerificationError
-from export_center.mirror.options import TUF_ROLES, TufOptions
+from export_center.mirror.options import DEFAULT_EXPIRES_DAYS, TUF_ROLES, TufOptions
 from export_center.signing.interface import PublicKey, Signer, keyid_of, load_public_key
 
 __all__ = [
@@ -98,6 +100,44 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _root_chain(
+    key: Key, signer: TufSignerAdapter, as_of: datetime, anchor: datetime, options: TufOptions
+) -> list[bytes]:
+    """Root versions 1..k, each signed by the (one) key, each deterministic.
+
+    A root must not change without a version bump, yet it must not expire while bundles are
+    still made with it. With a validity of P days (``tuf.expires.root``), root version ``i``
+    expires at ``anchor + (i + 1) * P`` and an export as of ``T`` uses version
+    ``k = (T - anchor) // P + 1``: every root overlaps the next by P, and a client holding any
+    earlier version chains to ``k`` through the versioned roots the bundle carries
+    (``tuf/<i>.root.json``). ``anchor`` is the tenant's first change, so the chain is the
+    same for every export of the store. An absolute ``tuf.expires.root`` pins version 1.
+    """
+    value = options.expires.get("root", DEFAULT_EXPIRES_DAYS["root"])
+    if isinstance(value, datetime):
+        expiries = [options.expiry("root", as_of)]
+    else:
+        period = timedelta(days=value)
+        k = max(1, (as_of - anchor) // period + 1)
+        base = anchor.astimezone(UTC).replace(microsecond=0)
+        expiries = [base + (i + 1) * period for i in range(1, k + 1)]
+    return [
+        _signed(
+            Metadata(
+                Root(
+                    version=i,
+                    expires=expires,
+                    keys={key.keyid: key},
+                    roles={role: Role([key.keyid], 1) for role in TUF_ROLES},
+                    consistent_snapshot=False,
+                )
+            ),
+            signer,
+        )
+        for i, expires in enumerate(expiries, 1)
+    ]
+
+
 def build_tuf_metadata(
     targets: Mapping[str, tuple[str, int]],
     signer: Signer,
@@ -105,10 +145,12 @@ def build_tuf_metadata(
     as_of: datetime,
     version: int,
     options: TufOptions,
+    root_anchor: datetime | None = None,
 ) -> dict[str, bytes]:
     """TUF metadata for ``targets`` (bundle path -> (sha256 hex, size)), as bundle files.
 
-    Returns ``{"tuf/root.json": ..., "tuf/targets.json": ..., ...}``.
+    Returns ``{"tuf/root.json": ..., "tuf/1.root.json": ..., "tuf/targets.json": ...}``.
+    ``root_anchor`` (default ``as_of``) is where the root versions start (:func:`_root_chain`).
 
     Raises:
         SigningError: the signer failed.
@@ -116,14 +158,7 @@ def build_tuf_metadata(
     tsigner = TufSignerAdapter(signer)
     key = tsigner.public_key
     version = max(1, version)
-
-    root = Root(
-        version=1,
-        expires=options.expiry("root", as_of),
-        keys={key.keyid: key},
-        roles={role: Role([key.keyid], 1) for role in TUF_ROLES},
-        consistent_snapshot=False,
-    )
+    roots = _root_chain(key, tsigner, as_of, root_anchor or as_of, options)
     target_files = {
         path: TargetFile(length=size, hashes={"sha256": digest}, path=path)
         for path, (digest, size) in sorted(targets.items())
@@ -148,7 +183,8 @@ def build_tuf_metadata(
         ),
     )
     return {
-        ROLE_FILES["root"]: _signed(Metadata(root), tsigner),
+        ROLE_FILES["root"]: roots[-1],
+        **{f"tuf/{i}.root.json": data for i, data in enumerate(roots, 1)},
         ROLE_FILES["targets"]: tgt_bytes,
         ROLE_FILES["snapshot"]: snap_bytes,
         ROLE_FILES["timestamp"]: _signed(Metadata(ts), tsigner),

@@ -447,7 +447,12 @@ class RunRepository:
                 s,
                 run_id,
                 "started",
-                {"status": "running", "attempt": row.attempts, "takeover": takeover},
+                {
+                    "status": "running",
+                    "attempt": row.attempts,
+                    "takeover": takeover,
+                    "worker": owner,
+                },
                 now,
             )
             s.flush()
