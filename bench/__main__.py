@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stella-bench-") as tmp:
         work = Path(tmp)
         ctx = suites.BenchContext(
-            corpora=args.corpora, work=work, scale=args.scale, repeat=args.repeat,
+            corpora=args.corpora,
+            work=work,
+            scale=args.scale,
+            repeat=args.repeat,
             trivy_1m=args.trivy_1m,
         )
         for suite in suites.SUITES:
@@ -101,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"   {row['name']}: ours {row['ours']['median']:.3f}{row['unit']} vs "
                     f"{row['baseline_name']} {row['baseline']['median']:.3f}{row['unit']} "
                     f"= x{row['ratio']:.2f}; peak RSS {row.get('peak_rss_mb', 0):.0f} MB",
-                    file=sys.stderr, flush=True,
+                    file=sys.stderr,
+                    flush=True,
                 )
             results["suites"][suite.name] = {"rows": rows}
     results["wall_seconds"] = time.time() - started
@@ -110,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     )
     DOC.write_text(render_markdown(results))
-    print(f"wrote {RESULTS / 'latest.json'} and {DOC} in {results['wall_seconds']:.0f} s",
-          file=sys.stderr)
+    print(
+        f"wrote {RESULTS / 'latest.json'} and {DOC} in {results['wall_seconds']:.0f} s",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -76,19 +76,25 @@ def _stores(ctx: BenchContext) -> dict[str, Path]:
         return dict(ctx.cache["stores"])
     out: dict[str, Path] = {}
     real = ctx.work / "real"
-    run_task("ingest", {
-        "db": f"sqlite:///{real / 'stella.db'}",
-        "sources": [(n, str(ctx.corpora / f)) for n, f in REAL_SOURCES],
-    })
+    run_task(
+        "ingest",
+        {
+            "db": f"sqlite:///{real / 'stella.db'}",
+            "sources": [(n, str(ctx.corpora / f)) for n, f in REAL_SOURCES],
+        },
+    )
     out["real"] = real
     n = 8700 * ctx.scale
     synth_dir = ctx.work / "synthetic-input"
     write_corpus(ctx.corpora, synth_dir, n)
     scaled = ctx.work / f"x{ctx.scale}"
-    run_task("ingest", {
-        "db": f"sqlite:///{scaled / 'stella.db'}",
-        "sources": [("synthetic", str(synth_dir))],
-    })
+    run_task(
+        "ingest",
+        {
+            "db": f"sqlite:///{scaled / 'stella.db'}",
+            "sources": [("synthetic", str(synth_dir))],
+        },
+    )
     out[f"x{ctx.scale}"] = scaled
     for d in out.values():
         run_task_keys(d)
@@ -118,22 +124,29 @@ def suite_ingest(ctx: BenchContext) -> list[dict[str, Any]]:
     ours, base, rss, records = [], [], 0.0, 0
     for i in range(ctx.repeat):
         db = ctx.work / f"ingest-{i}.db"
-        r = run_task("ingest", {
-            "db": f"sqlite:///{db}",
-            "sources": [(n, str(ctx.corpora / f)) for n, f in REAL_SOURCES],
-        })
+        r = run_task(
+            "ingest",
+            {
+                "db": f"sqlite:///{db}",
+                "sources": [(n, str(ctx.corpora / f)) for n, f in REAL_SOURCES],
+            },
+        )
         db.unlink()
         ours.append(r["seconds"])
         rss = max(rss, r["peak_rss_mb"])
         records = r["records"]
         base.append(_parse_only(paths))
-    return [{
-        "name": f"ingest real OSV corpora ({records} advisories) into SQLite",
-        "unit": "s", "ours_runs": ours, "baseline_runs": base,
-        "baseline_name": "parse the same files (orjson / libyaml) only",
-        "peak_rss_mb": rss,
-        "note": f"ingest throughput: {records / (sorted(ours)[len(ours) // 2]):.0f} advisories/s",
-    }]
+    return [
+        {
+            "name": f"ingest real OSV corpora ({records} advisories) into SQLite",
+            "unit": "s",
+            "ours_runs": ours,
+            "baseline_runs": base,
+            "baseline_name": "parse the same files (orjson / libyaml) only",
+            "peak_rss_mb": rss,
+            "note": f"ingest throughput: {records / (sorted(ours)[len(ours) // 2]):.0f} advisories/s",
+        }
+    ]
 
 
 def _export_rows(ctx: BenchContext, label: str, data_dir: Path) -> list[dict[str, Any]]:
@@ -141,10 +154,15 @@ def _export_rows(ctx: BenchContext, label: str, data_dir: Path) -> list[dict[str
     size = 0
     for i in range(ctx.repeat):
         out = ctx.work / f"out-{label}-{i}"
-        r = run_task("export", {
-            "data_dir": str(data_dir), "profile": "bench-raw", "out": str(out),
-            "spec": {"kind": "json", "variant": "raw", "compression": {"level": 10}},
-        })
+        r = run_task(
+            "export",
+            {
+                "data_dir": str(data_dir),
+                "profile": "bench-raw",
+                "out": str(out),
+                "spec": {"kind": "json", "variant": "raw", "compression": {"level": 10}},
+            },
+        )
         ours.append(r["seconds"])
         rss = max(rss, r["peak_rss_mb"])
         size = r["bytes"]
@@ -153,9 +171,11 @@ def _export_rows(ctx: BenchContext, label: str, data_dir: Path) -> list[dict[str
         files = ctx.work / f"files-{label}"
         if not files.exists():
             _extract(archive, files)
-        base.append(timed(
-            f"tar --sort=name -C {files} -c . | zstd -T0 -10 -q -c > {ctx.work}/baseline.tar.zst"
-        ))
+        base.append(
+            timed(
+                f"tar --sort=name -C {files} -c . | zstd -T0 -10 -q -c > {ctx.work}/baseline.tar.zst"
+            )
+        )
         v = run_task("verify", {"archive": str(archive), "roots": str(data_dir / "trusted.pem")})
         verify.append(v["seconds"])
         vrss = max(vrss, v["peak_rss_mb"])
@@ -164,13 +184,17 @@ def _export_rows(ctx: BenchContext, label: str, data_dir: Path) -> list[dict[str
     return [
         {
             "name": f"json:raw export, {label} ({size / 1e6:.1f} MB archive)",
-            "unit": "s", "ours_runs": ours, "baseline_runs": base,
+            "unit": "s",
+            "ours_runs": ours,
+            "baseline_runs": base,
             "baseline_name": "tar --sort=name | zstd -T0 -10 over the same JSONL",
             "peak_rss_mb": rss,
         },
         {
             "name": f"export verify, {label}",
-            "unit": "s", "ours_runs": verify, "baseline_runs": vbase,
+            "unit": "s",
+            "ours_runs": verify,
+            "baseline_runs": vbase,
             "baseline_name": "sha256sum + zstd -d of the same archive",
             "peak_rss_mb": vrss,
         },
@@ -216,13 +240,17 @@ def suite_trivy(ctx: BenchContext) -> list[dict[str, Any]]:
             b = run_task("trivy", {"corpora": str(ctx.corpora), "n": n, "baseline": True})
             base.append(b["seconds"])
             shutil.rmtree(out.parent)
-        rows.append({
-            "name": f"trivy.db build, {n:,} synthetic advisories",
-            "unit": "s", "ours_runs": ours, "baseline_runs": base,
-            "baseline_name": "produce + serialize the same advisories as JSON",
-            "peak_rss_mb": rss,
-            "note": f"trivy.db {n:,}: target < 60 s and < 500 MB for 1M",
-        })
+        rows.append(
+            {
+                "name": f"trivy.db build, {n:,} synthetic advisories",
+                "unit": "s",
+                "ours_runs": ours,
+                "baseline_runs": base,
+                "baseline_name": "produce + serialize the same advisories as JSON",
+                "peak_rss_mb": rss,
+                "note": f"trivy.db {n:,}: target < 60 s and < 500 MB for 1M",
+            }
+        )
     return rows
 
 

@@ -101,8 +101,11 @@ def task_trivy(a: dict[str, Any]) -> dict[str, Any]:
     out = Path(a["out"])
     t = time.perf_counter()
     report = write_trivy_db(advisories(), out, work_dir=out.parent)
-    return {"seconds": time.perf_counter() - t, "bytes": out.stat().st_size,
-            "entries": report.entries}
+    return {
+        "seconds": time.perf_counter() - t,
+        "bytes": out.stat().st_size,
+        "entries": report.entries,
+    }
 
 
 TASKS = {"ingest": task_ingest, "export": task_export, "verify": task_verify, "trivy": task_trivy}

@@ -112,7 +112,9 @@ def test_json_raw_export_of_all_corpora_verifies(corpora: Path, tmp_path: Path) 
         "default", "everything", parse_profile_spec({"kind": "json", "variant": "raw"})
     )
     outcome = run_export(settings, store, prof, tmp_path / "out")
-    report = verify_bundle(outcome.bundle.archive_path, load_trust_roots(keys.export_public(key.keyid)))
+    report = verify_bundle(
+        outcome.bundle.archive_path, load_trust_roots(keys.export_public(key.keyid))
+    )
     assert report.ok, report.as_json()
     assert report.manifest is not None
     seq = store.current_sequence("default")

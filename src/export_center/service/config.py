@@ -77,7 +77,8 @@ def _number(name: str, raw: object, kind: type[int] | type[float]) -> int | floa
     try:
         value = kind(str(raw))
     except ValueError as e:
-        raise ConfigError(f"service setting {name}: {raw!r} is not a {kind.__name__}") from e
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"service setting {name}: {raw!r} is not {what}") from e
     if value < 0:
         raise ConfigError(f"service setting {name}: {raw!r} must not be negative")
     return value

@@ -1,0 +1,36 @@
+"""``stella worker`` with slow progress reports: an export that is still running when a test
+kills the process. Run as ``python slow_worker.py``; settings come from STELLA_* variables and
+the delay per progress report from STELLA_TEST_EXPORT_DELAY."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
+
+from service_support import slow_export  # noqa: E402
+
+from export_center.service.container import Services  # noqa: E402
+from export_center.service.logs import configure_logging  # noqa: E402
+from export_center.settings import load_settings  # noqa: E402
+from export_center.worker.runtime import WorkerRuntime  # noqa: E402
+
+
+def main() -> None:
+    configure_logging("INFO")
+    services = Services.open(load_settings())
+    runtime = WorkerRuntime(services, export=slow_export(float(os.environ["STELLA_TEST_EXPORT_DELAY"])))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    runtime.start()
+    stop.wait()
+    runtime.stop(drain_seconds=5)
+    services.close()
+
+
+if __name__ == "__main__":
+    main()
