@@ -144,7 +144,7 @@ def suite_ingest(ctx: BenchContext) -> list[dict[str, Any]]:
             "baseline_runs": base,
             "baseline_name": "parse the same files (orjson / libyaml) only",
             "peak_rss_mb": rss,
-            "note": f"ingest throughput: {records / (sorted(ours)[len(ours) // 2]):.0f} advisories/s",
+            "note": f"ingest: {records / sorted(ours)[len(ours) // 2]:.0f} advisories/s (median)",
         }
     ]
 
@@ -173,7 +173,8 @@ def _export_rows(ctx: BenchContext, label: str, data_dir: Path) -> list[dict[str
             _extract(archive, files)
         base.append(
             timed(
-                f"tar --sort=name -C {files} -c . | zstd -T0 -10 -q -c > {ctx.work}/baseline.tar.zst"
+                f"tar --sort=name -C {files} -c . | zstd -T0 -10 -q -c "
+                f"> {ctx.work}/baseline.tar.zst"
             )
         )
         v = run_task("verify", {"archive": str(archive), "roots": str(data_dir / "trusted.pem")})

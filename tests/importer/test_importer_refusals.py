@@ -56,7 +56,11 @@ def scene(make_instance: Callable[..., Instance], signer: FileSigner) -> Scene:
 
 
 def _delta(scene: Scene, base: BundleResult, name: str = "mirror-delta") -> BundleResult:
-    body = {"kind": "mirror", "variant": "delta", "options": {"base": {"bundle": str(base.archive_path)}}}
+    body = {
+        "kind": "mirror",
+        "variant": "delta",
+        "options": {"base": {"bundle": str(base.archive_path)}},
+    }
     return scene.a.export(scene.a.profile(name, body), scene.signer)
 
 
@@ -81,7 +85,9 @@ def test_delta_on_the_wrong_base(scene: Scene, make_instance: Callable[..., Inst
     d1 = _delta(scene, scene.full)
     scene.a.put("feed", advisory("NEW-2"))
     d2 = _delta(scene, d1, "mirror-delta-2")
-    err = _refused(scene.b, d2.archive_path, options(scene.signer), 6, "applies on .*but the installed")
+    err = _refused(
+        scene.b, d2.archive_path, options(scene.signer), 6, "applies on .*but the installed"
+    )
     assert d1.export_id in err.message
     _refused(make_instance("C"), d1.archive_path, options(scene.signer), 6, "nothing is installed")
     # In order, both apply.
@@ -119,7 +125,9 @@ def test_modified_data_file(scene: Scene, tmp_path: Path) -> None:
     sums = bundle / "checksums.txt"
     old = hashlib.sha256(bytes(data)).hexdigest()
     lines = [
-        f"{old}  {line.split('  ', 1)[1]}" if line.endswith("feed.jsonl.zst") and "raw" in line else line
+        f"{old}  {line.split('  ', 1)[1]}"
+        if line.endswith("feed.jsonl.zst") and "raw" in line
+        else line
         for line in sums.read_text().splitlines()
     ]
     sums.write_text("\n".join(lines) + "\n")
@@ -154,9 +162,7 @@ def test_untrusted_tuf_root(
     other = new_signer()
     scene.a.put("feed", advisory("NEW-1"))
     rogue = scene.a.export(scene.a.profile("mirror-full", FULL), other, tmp_path / "rogue")
-    _refused(
-        scene.b, rogue.archive_path, options(scene.signer, other), 2, "not the trusted root"
-    )
+    _refused(scene.b, rogue.archive_path, options(scene.signer, other), 2, "not the trusted root")
     # Pinned out of band: --tuf-root wins over the bundle's own root.
     pinned = (extract(scene.full.archive_path, tmp_path / "orig") / "tuf/root.json").read_bytes()
     _refused(
@@ -171,7 +177,11 @@ def test_untrusted_tuf_root(
 def test_encrypted_bundle_without_the_key(scene: Scene) -> None:
     _, recipient = age_identity()
     scene.a.put("feed", advisory("NEW-1"))
-    body = {"kind": "mirror", "variant": "full", "options": {"encryption": {"recipients": [recipient]}}}
+    body = {
+        "kind": "mirror",
+        "variant": "full",
+        "options": {"encryption": {"recipients": [recipient]}},
+    }
     enc = scene.a.export(scene.a.profile("mirror-full", body), scene.signer, scene.a.root / "enc")
     _refused(scene.b, enc.archive_path, options(scene.signer), 4, "no key was given")
 

@@ -42,7 +42,6 @@ from export_center.settings import Settings, load_settings
 from export_center.signing.dsse import sign_envelope
 from export_center.signing.interface import KeyType, Signer, load_trust_roots
 from export_center.signing.keyfile import FileSigner, generate_private_key
-from export_center.signing.keystore import KeyStore
 from export_center.store.models import Base
 from export_center.store.repository import EvidenceStore
 
@@ -223,7 +222,7 @@ def evidence(store: EvidenceStore, tenant: str = TENANT) -> dict[str, Any]:
                     tuple(row)
                     for row in c.execute(
                         text(
-                            f"SELECT r.observation_id, {cols} FROM {table} i "  # noqa: S608
+                            f"SELECT r.observation_id, {cols} FROM {table} i "
                             "JOIN normalized_records n ON n.id = i.normalized_id "
                             "JOIN raw_records r ON r.id = n.raw_id "
                             "WHERE r.tenant = :t AND r.superseded_seq IS NULL"
@@ -241,10 +240,7 @@ def snapshot(store: EvidenceStore) -> dict[str, list[tuple[Any, ...]]]:
     out: dict[str, list[tuple[Any, ...]]] = {}
     with store.engine.connect() as c:
         for name, table in sorted(Base.metadata.tables.items()):
-            try:
-                rows = c.execute(select(table)).all()
-            except Exception:  # noqa: BLE001 - a table another migration branch does not create
-                continue
+            rows = c.execute(select(table)).all()
             out[name] = sorted((tuple(r) for r in rows), key=repr)
     return out
 

@@ -23,7 +23,7 @@ from export_center.signing.keyfile import FileSigner
 
 
 class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         return None
 
 
@@ -173,13 +173,13 @@ def test_verify_tuf_metadata_checks_targets_and_expiry(tmp_path: Path) -> None:
         verify_tuf_metadata(root, files, {**targets, "data/c": ("c" * 64, 1)}, at)
     with pytest.raises(VerificationError, match="data/a: length or sha256"):
         verify_tuf_metadata(root, files, {**targets, "data/a": ("d" * 64, 3)}, at)
-    with pytest.raises(VerificationError, match="timestamp.json expired"):
+    with pytest.raises(VerificationError, match=r"timestamp\.json expired"):
         verify_tuf_metadata(root, files, targets, at + timedelta(days=15))
     tampered = dict(files)
     tampered["tuf/snapshot.json"] = files["tuf/snapshot.json"].replace(
         b'"version":5', b'"version":6'
     )
-    with pytest.raises(VerificationError, match="snapshot.json vs timestamp"):
+    with pytest.raises(VerificationError, match=r"snapshot\.json vs timestamp"):
         verify_tuf_metadata(root, tampered, targets, at)
 
 

@@ -15,9 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mirror"))
 
-from mirror_support import Instance, missing, new_signer  # noqa: E402
+from mirror_support import Instance, missing, new_signer
 
-from export_center.signing.keyfile import FileSigner  # noqa: E402
+from export_center.signing.keyfile import FileSigner
 
 
 @pytest.fixture(scope="session")

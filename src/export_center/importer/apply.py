@@ -24,7 +24,6 @@ from export_center.ingest.interface import ParsedRecord
 from export_center.store.models import Base, RawRecord, Tenant
 from export_center.store.repository import EvidenceStore, TenantCursor
 
-
 # Prepared once: building a statement per record costs more than running it.
 _RAW = Base.metadata.tables["raw_records"]
 _INSERT_RAW = insert(_RAW).returning(_RAW.c.id)

@@ -42,9 +42,11 @@ class RawRecord(Base):
     __table_args__ = (
         UniqueConstraint("tenant", "source", "upstream_id", "revision", name="uq_raw_revision"),
         UniqueConstraint("observation_id", name="uq_raw_observation"),
-        # "as of N": seq <= N and (superseded_seq is null or superseded_seq > N)
-        Index("ix_raw_asof", "tenant", "doc_type", "seq", "superseded_seq"),
         Index("ix_raw_current", "tenant", "source", "upstream_id", "superseded_seq"),
+        # "As of N" reads (seq <= N and (superseded_seq is null or superseded_seq > N)) walk
+        # this index in export order: an index on seq would not help, since most rows pass
+        # the filter, and a sort would drag every row's content through a temporary b-tree.
+        Index("ix_raw_export", "tenant", "doc_type", "source", "upstream_id", "revision"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -52,10 +52,12 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("raw_records", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_raw_asof", ["tenant", "doc_type", "seq", "superseded_seq"], unique=False
+            "ix_raw_current", ["tenant", "source", "upstream_id", "superseded_seq"], unique=False
         )
         batch_op.create_index(
-            "ix_raw_current", ["tenant", "source", "upstream_id", "superseded_seq"], unique=False
+            "ix_raw_export",
+            ["tenant", "doc_type", "source", "upstream_id", "revision"],
+            unique=False,
         )
 
     op.create_table(
@@ -186,8 +188,8 @@ def downgrade() -> None:
     op.drop_table("normalized_records")
     op.drop_table("change_log")
     with op.batch_alter_table("raw_records", schema=None) as batch_op:
+        batch_op.drop_index("ix_raw_export")
         batch_op.drop_index("ix_raw_current")
-        batch_op.drop_index("ix_raw_asof")
 
     op.drop_table("raw_records")
     op.drop_table("tenants")

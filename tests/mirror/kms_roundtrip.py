@@ -1,0 +1,55 @@
+"""Run by test_mirror_kms.py in its own process (SoftHSM2 reads its configuration once per
+process): an AES key on a SoftHSM2 token wraps a mirror bundle's data key."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+import pkcs11
+from mirror_support import Instance, advisory, evidence, extract, new_signer, options
+from pkcs11 import Attribute, KeyType
+
+from export_center.importer.service import ImportRefused
+from export_center.mirror.crypto import KeyMaterial
+
+
+def main(root: Path, module: str, token_label: str, pin: str) -> None:
+    token = pkcs11.lib(module).get_token(token_label=token_label)
+    with token.open(rw=True, user_pin=pin) as session:
+        session.generate_key(
+            KeyType.AES,
+            256,
+            label="mirror-kek",
+            store=True,
+            template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+        )
+    signer = new_signer()
+    a, b = Instance.create(root / "A"), Instance.create(root / "B")
+    a.put("feed", *(advisory(f"ADV-{i}") for i in range(10)))
+    key_id = f"kms://pkcs11/{token_label}/mirror-kek"
+    body = {"kind": "mirror", "variant": "full", "options": {"encryption": {"kms": [key_id]}}}
+    built = a.export(a.profile("kms-full", body), signer)
+    manifest = orjson.loads(
+        (extract(built.archive_path, root / "x") / "manifests/export.json").read_bytes()
+    )
+    [recipient] = manifest["encryption"]["recipients"]
+    assert recipient["type"] == "kms" and recipient["keyId"] == key_id, recipient
+    provenance = orjson.loads((root / "x/manifests/provenance.json").read_bytes())
+    params = provenance["predicate"]["buildDefinition"]["externalParameters"]
+    assert params["encryption"]["recipients"] == [key_id], params
+    try:
+        b.import_(built.archive_path, options(signer))
+    except ImportRefused as e:
+        assert e.exit_code == 4, e
+    else:
+        raise AssertionError("imported without a key")
+    got = b.import_(built.archive_path, options(signer, keys=KeyMaterial(use_kms=True)))
+    assert got.status == "imported"
+    assert evidence(a.store) == evidence(b.store)
+    print("KMS-ROUND-TRIP-OK")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4])
