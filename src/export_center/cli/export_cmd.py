@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -12,10 +12,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from export_center.cli import common
-from export_center.errors import BadInputError, ExitCode
+from export_center.errors import BadInputError, ExitCode, ExportCenterError
 from export_center.planner.plan import make_plan
 from export_center.planner.profiles import ProfileSpec, parse_profile_spec
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
+
+if TYPE_CHECKING:
+    from export_center.service.client import ApiClient
 
 export_app = typer.Typer(help="Plan, run and verify exports.", no_args_is_help=True)
 profile_app = typer.Typer(
@@ -105,6 +108,18 @@ IncludeOpt = Annotated[
 CompOpt = Annotated[str | None, typer.Option("--compression", help="zstd | gzip | none")]
 LevelOpt = Annotated[int | None, typer.Option("--level", help="Compression level (zstd 1-22).")]
 KeyOpt = Annotated[str | None, typer.Option("--key", help="Signing keyid (default: newest).")]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="STELLA_SERVER",
+        help="Use the API server at this URL (default: work in-process).",
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="STELLA_TOKEN", help="API token for --server."),
+]
 
 
 @profile_app.command("create")
@@ -120,11 +135,16 @@ def profile_create(
     level: LevelOpt = None,
     key: KeyOpt = None,
     tenant: common.TenantOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Create a profile (revision r1)."""
     spec = _spec_from_options(
         file, kind, variant, source, ecosystem, include, compression, level, key
     )
+    if server:
+        _remote_profile_create(server, token, tenant, name, spec)
+        return
     p = _registry().create(common.tenant_or_default(tenant), name, spec)
     common.console.print(f"created profile {p.name} r{p.revision} ({p.digest})", highlight=False)
 
@@ -142,11 +162,18 @@ def profile_revise(
     level: LevelOpt = None,
     key: KeyOpt = None,
     tenant: common.TenantOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Add a revision (options not given keep the current revision's values)."""
     t = common.tenant_or_default(tenant)
-    reg = _registry()
-    current = reg.get(t, name).spec
+    remote = _client(server, token, tenant) if server else None
+    reg = _registry() if remote is None else None
+    current = (
+        parse_profile_spec(remote.get_profile(name)["spec"], f"profile {name} on {server}")
+        if remote is not None
+        else _require(reg).get(t, name).spec
+    )
     base = current.model_dump(mode="json", by_alias=True)
     if file is None:
         merged = _spec_from_options(
@@ -166,13 +193,28 @@ def profile_revise(
         spec = _spec_from_options(
             file, kind, variant, source, ecosystem, include, compression, level, key
         )
-    p = reg.revise(t, name, spec)
+    if remote is not None:
+        with remote:
+            r = remote.revise_profile(name, spec.model_dump(mode="json", by_alias=True))
+        common.console.print(
+            f"profile {r['name']} is at r{r['revision']} ({r['digest']})", highlight=False
+        )
+        return
+    p = _require(reg).revise(t, name, spec)
     common.console.print(f"profile {p.name} is at r{p.revision} ({p.digest})", highlight=False)
 
 
 @profile_app.command("list")
-def profile_list(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") -> None:
+def profile_list(
+    tenant: common.TenantOpt = None,
+    output: common.FormatOpt = "table",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """List the tenant's profiles (newest revision of each)."""
+    if server:
+        _remote_profile_list(server, token, tenant, output)
+        return
     items, total = _registry().list(common.tenant_or_default(tenant))
     if output == "json":
         common.print_json({"items": [_profile_json(p) for p in items], "total": total})
@@ -196,8 +238,14 @@ def profile_show(
     name: Annotated[str, typer.Argument()],
     revision: Annotated[int | None, typer.Option("--revision")] = None,
     tenant: common.TenantOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Print a profile revision as JSON."""
+    if server:
+        with _client(server, token, tenant) as client:
+            common.print_json(client.get_profile(name, revision))
+        return
     common.print_json(
         _profile_json(_registry().get(common.tenant_or_default(tenant), name, revision))
     )
@@ -205,9 +253,17 @@ def profile_show(
 
 @profile_app.command("archive")
 def profile_archive(
-    name: Annotated[str, typer.Argument()], tenant: common.TenantOpt = None
+    name: Annotated[str, typer.Argument()],
+    tenant: common.TenantOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Archive a profile: no new revisions or runs; existing bundles stay valid."""
+    if server:
+        with _client(server, token, tenant) as client:
+            client.archive_profile(name)
+        common.console.print(f"archived profile {name}")
+        return
     _registry().archive(common.tenant_or_default(tenant), name)
     common.console.print(f"archived profile {name}")
 
@@ -217,8 +273,14 @@ def plan(
     profile: Annotated[str, typer.Argument(help="Profile name.")],
     revision: Annotated[int | None, typer.Option("--revision")] = None,
     tenant: common.TenantOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Dry run: what a run would export now (as-of cursor, export id, counts)."""
+    if server:
+        with _client(server, token, tenant) as client:
+            common.print_json(client.plan(profile, revision=revision))
+        return
     store = common.open_store()
     p = ProfileRegistry(store).get(common.tenant_or_default(tenant), profile, revision)
     pl = make_plan(store, p)
@@ -240,14 +302,28 @@ def plan(
 @export_app.command("run")
 def run(
     profile: Annotated[str, typer.Argument(help="Profile name.")],
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output directory (with --server: download the bundle here)."),
+    ] = None,
     revision: Annotated[int | None, typer.Option("--revision")] = None,
     as_of: Annotated[int | None, typer.Option("--as-of", help="Pin an earlier sequence.")] = None,
     tenant: common.TenantOpt = None,
     output: common.FormatOpt = "table",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="With --server: follow the run to its end.")
+    ] = False,
 ) -> None:
-    """Run an export in-process and publish the bundle into --out."""
+    """Run an export in-process and publish the bundle into --out (or queue it on --server)."""
     from export_center.exporter import run_export
+
+    if server:
+        _remote_run(server, token, tenant, profile, revision, as_of, out, wait, output)
+        return
+    if out is None:
+        raise BadInputError("--out is required to run in-process (or use --server)")
 
     cfg = common.settings()
     store = common.open_store()
@@ -390,3 +466,229 @@ def push(
         f"{art.manifest_digest}",
         highlight=False,
     )
+
+
+# ---- server mode: `--server URL --token T` (the REST API instead of the local store) ---------
+
+_FINAL_STATES = {"succeeded", "failed", "cancelled", "expired"}
+
+
+def _require(reg: ProfileRegistry | None) -> ProfileRegistry:
+    assert reg is not None
+    return reg
+
+
+def _client(server: str | None, token: str | None, tenant: str | None) -> ApiClient:
+    from export_center.service.client import ApiClient
+
+    if not server:
+        raise BadInputError("this needs --server URL (or STELLA_SERVER)")
+    if not token:
+        raise BadInputError("--server needs --token (or STELLA_TOKEN)")
+    return ApiClient(server, token=token, tenant=tenant)
+
+
+def _remote_profile_create(
+    server: str, token: str | None, tenant: str | None, name: str, spec: ProfileSpec
+) -> None:
+    with _client(server, token, tenant) as client:
+        p = client.create_profile(name, spec.model_dump(mode="json", by_alias=True))
+    common.console.print(
+        f"created profile {p['name']} r{p['revision']} ({p['digest']})", highlight=False
+    )
+
+
+def _remote_profile_list(server: str, token: str | None, tenant: str | None, output: str) -> None:
+    with _client(server, token, tenant) as client:
+        items = client.list_profiles()
+    if output == "json":
+        common.print_json({"items": items, "total": len(items)})
+        return
+    table = Table(title=f"{len(items)} profiles")
+    for col in ("name", "revision", "kind", "compression", "digest"):
+        table.add_column(col)
+    for p in items:
+        spec = p["spec"]
+        table.add_row(
+            p["name"],
+            f"r{p['revision']}",
+            f"{spec['kind']}:{spec['variant']}",
+            f"{spec['compression']['algorithm']}:{spec['compression']['level']}",
+            p["digest"][:23],
+        )
+    common.console.print(table)
+
+
+def _run_error(run: dict[str, Any]) -> ExportCenterError:
+    """The error a failed (or cancelled) remote run stands for, with its exit code."""
+    from export_center import errors
+
+    error = run.get("error") or {}
+    code = str(error.get("code") or "")
+    message = f"run {run['id']} {run['status']}" + (
+        f": {code}: {error.get('message')}" if code else ""
+    )
+    classes: dict[str, type[ExportCenterError]] = {
+        cls.code: cls
+        for cls in (
+            errors.BadInputError,
+            errors.NotFoundError,
+            errors.ConflictError,
+            errors.QuotaExceededError,
+            errors.SigningError,
+            errors.VerificationError,
+        )
+    }
+    if run["status"] == "cancelled":
+        return errors.CancelledError(message)
+    cls = classes.get(code, ExportCenterError)
+    if cls is errors.VerificationError:
+        return errors.VerificationError("export", message)
+    return cls(message)
+
+
+def _follow(client: ApiClient, run_id: str, *, quiet: bool) -> dict[str, Any]:
+    """Show the run's progress from its event stream until it ends; returns the final run."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=common.err_console,
+        disable=quiet or not common.is_tty(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"run {run_id[:8]} pending", total=None)
+        for event in client.events(run_id):
+            data = event.data.get("data") or {}
+            if event.type == "progress":
+                bar.update(
+                    task,
+                    total=data.get("itemsTotal") or None,
+                    completed=data.get("itemsCompleted", 0),
+                    description=f"run {run_id[:8]} exporting",
+                )
+            elif event.type in {"started", "retrying", "artifact_ready"}:
+                bar.update(task, description=f"run {run_id[:8]} {event.type.replace('_', ' ')}")
+            if not quiet and not common.is_tty():
+                common.err_console.print(f"{event.id}: {event.type} {data}", highlight=False)
+    return client.get_run(run_id)
+
+
+def _download_bar(client: ApiClient, run_id: str, out: Path, *, quiet: bool) -> Path:
+    from rich.progress import DownloadColumn, TransferSpeedColumn
+
+    with Progress(
+        TextColumn("downloading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=common.err_console,
+        disable=quiet or not common.is_tty(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("download", total=None)
+        return client.download(
+            run_id, out, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+
+
+def _print_run(run: dict[str, Any], output: str, path: Path | None = None) -> None:
+    if output == "json":
+        common.print_json(run | ({"downloaded": str(path)} if path else {}))
+        return
+    progress = run.get("progress") or {}
+    common.console.print(
+        f"run {run['id']} {run['status']} ({progress.get('itemsCompleted', 0)}/"
+        f"{progress.get('itemsTotal', 0)} items)",
+        highlight=False,
+    )
+    artifact = run.get("artifact")
+    if artifact:
+        common.console.print(f"  bundle    {artifact['name']} ({artifact['bytes']:,} bytes)")
+        common.console.print(f"  sha256    {artifact['sha256']}", highlight=False)
+        common.console.print(f"  root hash {artifact['rootHash']}", highlight=False)
+    if path:
+        common.console.print(f"  saved as  {path}", highlight=False)
+
+
+def _remote_run(
+    server: str,
+    token: str | None,
+    tenant: str | None,
+    profile: str,
+    revision: int | None,
+    as_of: int | None,
+    out: Path | None,
+    wait: bool,
+    output: str,
+) -> None:
+    with _client(server, token, tenant) as client:
+        accepted = client.create_run(profile, revision=revision, as_of=as_of)
+        run_id = accepted["id"]
+        if not (wait or out):
+            if output == "json":
+                common.print_json(accepted)
+            else:
+                common.console.print(f"queued run {run_id}", highlight=False)
+            return
+        run = _follow(client, run_id, quiet=output == "json")
+        if run["status"] != "succeeded":
+            raise _run_error(run)
+        path = _download_bar(client, run_id, out, quiet=output == "json") if out else None
+    _print_run(run, output, path)
+
+
+def _local_follow(run_id: str, tenant: str | None) -> dict[str, Any]:
+    """watch without --server: follow the run in the local store (e.g. `stella serve` there)."""
+    import time
+
+    from export_center.service.schemas import RunPublic
+    from export_center.worker.runs import RunRepository
+
+    repo = RunRepository(common.open_store())
+    t = common.tenant_or_default(tenant)
+    last = 0
+    while True:
+        run = repo.get(t, run_id)
+        for e in repo.events_after(run_id, last):
+            last = e.seq
+            common.err_console.print(f"{e.seq}: {e.type} {dict(e.data)}", highlight=False)
+        if run.terminal:
+            return RunPublic.of("/api/export", run).model_dump(mode="json", by_alias=True)
+        time.sleep(0.5)
+
+
+@export_app.command("watch")
+def watch(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    tenant: common.TenantOpt = None,
+    output: common.FormatOpt = "table",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Follow a run live (progress bar fed by the server's event stream) until it ends."""
+    if server:
+        with _client(server, token, tenant) as client:
+            run = _follow(client, run_id, quiet=output == "json")
+    else:
+        run = _local_follow(run_id, tenant)
+    _print_run(run, output)
+    if run["status"] != "succeeded":
+        raise _run_error(run)
+
+
+@export_app.command("download")
+def download(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory to save the bundle in.")],
+    tenant: common.TenantOpt = None,
+    output: common.FormatOpt = "table",
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Download a run's bundle: resumes an interrupted download, checks the SHA-256."""
+    with _client(server, token, tenant) as client:
+        path = _download_bar(client, run_id, out, quiet=output == "json")
+        run = client.get_run(run_id)
+    _print_run(run, output, path)

@@ -114,10 +114,11 @@ class ProfileSpec(_Model):
     kind: Literal["json", "trivy", "mirror", "devportal"]
     variant: str
     selectors: Selectors = Selectors()
+    # Sorted like the validator sorts given values (validators do not run on defaults).
     include: tuple[Literal["advisories", "vex", "sboms", "findings"], ...] = (
         "advisories",
-        "vex",
         "sboms",
+        "vex",
     )
     compression: Compression = Compression()
     signing: Signing = Signing()
