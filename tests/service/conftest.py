@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from service_support import (
     ALL_SCOPES,
+    World,
     fast_service,
     generate_key,
     make_settings,
@@ -61,14 +61,6 @@ def app(services: Services) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
-
-
-@dataclass(frozen=True)
-class World:
-    acme: str  # every scope, tenant acme
-    zeta: str  # every scope, tenant zeta
-    reader: str  # export:read only, acme
-    multi: str  # every scope, acme and zeta
 
 
 @pytest.fixture

@@ -141,6 +141,16 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
+@dataclass(frozen=True)
+class World:
+    """Tokens of the API tests' two tenants (see the ``world`` fixture)."""
+
+    acme: str  # every scope, tenant acme
+    zeta: str  # every scope, tenant zeta
+    reader: str  # export:read only, acme
+    multi: str  # every scope, acme and zeta
+
+
 def tenant_token(services: Services, tenants: list[str], scopes: list[str] | None = None) -> str:
     _, secret = services.tokens.create("test", tenants, scopes or ALL_SCOPES)
     return secret

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import jwt
 import pytest
-from conftest import World
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
-from service_support import auth, fast_service
+from service_support import World, auth, fast_service
 
 from export_center.service.app import create_app
 from export_center.service.auth import SCOPE_READ
@@ -78,7 +77,12 @@ def test_tenant_selection(client: TestClient, world: World) -> None:
     assert "X-Stella-Tenant" in r.json()["message"]
     # ...and sees that tenant's objects only.
     names = {
-        t: [p["name"] for p in client.get("/api/export/profiles", headers=auth(world.multi, t)).json()["items"]]
+        t: [
+            p["name"]
+            for p in client.get("/api/export/profiles", headers=auth(world.multi, t)).json()[
+                "items"
+            ]
+        ]
         for t in ("acme", "zeta")
     }
     assert names == {"acme": ["acme-json"], "zeta": ["zeta-json"]}
@@ -103,7 +107,9 @@ def test_other_tenants_objects_are_404(client: TestClient, world: World) -> None
         assert r.status_code == 404, path
         assert _code(r) == "ERR_EXPORT_NOT_FOUND"
     # The same answer as for a run that never existed: existence does not leak.
-    r = client.get("/api/export/runs/00000000-0000-0000-0000-000000000000", headers=auth(world.zeta))
+    r = client.get(
+        "/api/export/runs/00000000-0000-0000-0000-000000000000", headers=auth(world.zeta)
+    )
     assert r.status_code == 404
     assert client.get("/api/export/runs", headers=auth(world.zeta)).json()["total"] == 0
 
@@ -145,10 +151,19 @@ def test_jwt_against_offline_jwks(tmp_path: Path, settings: Settings, world: Wor
         )
         assert r.status_code == 403
         bad = [
-            jwt.encode(claims | {"exp": int(time.time()) - 10}, key, algorithm="EdDSA", headers={"kid": "k1"}),
+            jwt.encode(
+                claims | {"exp": int(time.time()) - 10},
+                key,
+                algorithm="EdDSA",
+                headers={"kid": "k1"},
+            ),
             jwt.encode(claims | {"aud": "other"}, key, algorithm="EdDSA", headers={"kid": "k1"}),
-            jwt.encode(claims | {"iss": "https://evil"}, key, algorithm="EdDSA", headers={"kid": "k1"}),
-            jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "k1"}),
+            jwt.encode(
+                claims | {"iss": "https://evil"}, key, algorithm="EdDSA", headers={"kid": "k1"}
+            ),
+            jwt.encode(
+                claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "k1"}
+            ),
             jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "unknown"}),
         ]
         for token in bad:

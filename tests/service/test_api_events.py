@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from conftest import World
 from fastapi import FastAPI
-from service_support import LiveServer, auth, put_advisories, slow_export
+from service_support import LiveServer, World, auth, put_advisories, slow_export
 
 from export_center.service.client import parse_sse
 from export_center.service.container import Services
@@ -66,7 +65,9 @@ def test_order_and_resume_after_a_dropped_connection(
             with http.stream("GET", f"/api/export/runs/{run_id}/events", headers=headers) as r:
                 resumed = [(e.id or 0, e.type, e.data) for e in parse_sse(r.iter_lines())]
             # ?after= is the same as the header (for clients that cannot set headers).
-            with http.stream("GET", f"/api/export/runs/{run_id}/events", params={"after": dropped_at}) as r:
+            with http.stream(
+                "GET", f"/api/export/runs/{run_id}/events", params={"after": dropped_at}
+            ) as r:
                 via_query = [e.id for e in parse_sse(r.iter_lines())]
     finally:
         runtime.stop(drain_seconds=5)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from conftest import World
 from fastapi.testclient import TestClient
-from service_support import auth, fast_service
+from service_support import World, auth, fast_service
 
 from export_center.service.app import create_app
 from export_center.service.config import Quotas
@@ -29,7 +28,9 @@ def test_idempotent_replay_and_conflict(client: TestClient, world: World) -> Non
     assert "Idempotent-Replayed" not in first.headers
     # Only one run exists; the same JSON spelled differently is the same request.
     spaced = client.post(
-        RUNS, content=b'{ "profile" : "acme-json" }', headers=h | {"Content-Type": "application/json"}
+        RUNS,
+        content=b'{ "profile" : "acme-json" }',
+        headers=h | {"Content-Type": "application/json"},
     )
     assert spaced.json()["id"] == first.json()["id"]
     assert client.get(RUNS, headers=auth(world.acme)).json()["total"] == 1
@@ -42,7 +43,9 @@ def test_idempotent_replay_and_conflict(client: TestClient, world: World) -> Non
     assert other.status_code == 409
 
     # Keys are per tenant: zeta's "key-1" is its own.
-    z = client.post(RUNS, json={"profile": "zeta-json"}, headers=auth(world.zeta) | {"Idempotency-Key": "key-1"})
+    z = client.post(
+        RUNS, json={"profile": "zeta-json"}, headers=auth(world.zeta) | {"Idempotency-Key": "key-1"}
+    )
     assert z.status_code == 202
     assert z.json()["id"] != first.json()["id"]
 
@@ -86,9 +89,16 @@ def test_runs_per_hour_quota(settings: Settings, world: World) -> None:
         assert r3.headers["X-Stella-Quota-Remaining"] == "0"
         assert 1 <= int(r3.headers["Retry-After"]) <= 3600
         assert r3.headers["Retry-After"] == r3.headers["X-Stella-Quota-Reset"]
-        assert {"quota": "runsPerHour", "limit": 2, "retryAfter": int(r3.headers["Retry-After"])} in body["details"]
+        assert {
+            "quota": "runsPerHour",
+            "limit": 2,
+            "retryAfter": int(r3.headers["Retry-After"]),
+        } in body["details"]
         # Another tenant has its own budget.
-        assert client.post(RUNS, json={"profile": "zeta-json"}, headers=auth(world.zeta)).status_code == 202
+        assert (
+            client.post(RUNS, json={"profile": "zeta-json"}, headers=auth(world.zeta)).status_code
+            == 202
+        )
     finally:
         services.close()
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import World
 from fastapi.testclient import TestClient
-from service_support import auth
+from service_support import World, auth
 
 BASE = "/api/export/profiles"
 SPEC = {"kind": "json", "variant": "raw"}
@@ -12,7 +11,9 @@ SPEC = {"kind": "json", "variant": "raw"}
 
 def test_create_get_revise_archive(client: TestClient, world: World) -> None:
     h = auth(world.acme)
-    r = client.post(BASE, json={"name": "nightly", "spec": SPEC | {"schedule": "0 2 * * *"}}, headers=h)
+    r = client.post(
+        BASE, json={"name": "nightly", "spec": SPEC | {"schedule": "0 2 * * *"}}, headers=h
+    )
     assert r.status_code == 201, r.text
     assert r.headers["Location"] == f"{BASE}/nightly"
     created = r.json()
@@ -44,7 +45,9 @@ def test_create_get_revise_archive(client: TestClient, world: World) -> None:
     listed = client.get(BASE, params={"includeArchived": "true"}, headers=h).json()
     assert "nightly" in [p["name"] for p in listed["items"]]
     # Archived profiles take no new revision and no run.
-    assert client.post(f"{BASE}/nightly/revisions", json={"spec": SPEC}, headers=h).status_code == 409
+    assert (
+        client.post(f"{BASE}/nightly/revisions", json={"spec": SPEC}, headers=h).status_code == 409
+    )
     r = client.post("/api/export/runs", json={"profile": "nightly"}, headers=h)
     assert r.status_code == 409
     assert r.json()["code"] == "ERR_EXPORT_CONFLICT"

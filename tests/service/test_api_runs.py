@@ -9,9 +9,8 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from conftest import World
 from fastapi.testclient import TestClient
-from service_support import auth, put_advisories, slow_export, wait_for
+from service_support import World, auth, put_advisories, slow_export, wait_for
 
 from export_center.planner.profiles import parse_profile_spec
 from export_center.service.container import Services
@@ -21,7 +20,9 @@ from export_center.worker.runtime import WorkerRuntime
 RUNS = "/api/export/runs"
 
 
-def _finished(client: TestClient, token: str, run_id: str, timeout: float = 30) -> dict[str, object]:
+def _finished(
+    client: TestClient, token: str, run_id: str, timeout: float = 30
+) -> dict[str, object]:
     def done() -> dict[str, object] | None:
         body: dict[str, object] = client.get(f"{RUNS}/{run_id}", headers=auth(token)).json()
         return body if body["status"] not in ("pending", "running") else None
@@ -40,7 +41,9 @@ def _events(
     out = []
     for block in text.split("\n\n"):
         fields = dict(
-            line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":")
+            line.split(": ", 1)
+            for line in block.splitlines()
+            if ": " in line and not line.startswith(":")
         )
         if "event" in fields:
             out.append((int(fields["id"]), fields["event"], orjson.loads(fields["data"])))
@@ -58,7 +61,7 @@ def test_run_to_download(client: TestClient, world: World, worker: WorkerRuntime
     assert accepted["links"]["events"] == f"{RUNS}/{run_id}/events"
     assert {"X-Stella-Quota-Limit", "X-Stella-Quota-Remaining", "X-Stella-Quota-Reset"} <= set(
         r.headers.keys()
-    ) | {k.title() for k in r.headers.keys()}
+    ) | {k.title() for k in r.headers}
 
     run = _finished(client, world.acme, run_id)
     assert run["status"] == "succeeded", run
@@ -99,9 +102,13 @@ def test_run_to_download(client: TestClient, world: World, worker: WorkerRuntime
     assert tail.status_code == 206
     assert tail.content == full.content[-100:]
     # If-Range with the ETag resumes; a stale validator gets the whole file again.
-    r = client.get(f"{RUNS}/{run_id}/download", headers=h | {"Range": "bytes=10-", "If-Range": f'"{sha}"'})
+    r = client.get(
+        f"{RUNS}/{run_id}/download", headers=h | {"Range": "bytes=10-", "If-Range": f'"{sha}"'}
+    )
     assert (r.status_code, r.content) == (206, full.content[10:])
-    r = client.get(f"{RUNS}/{run_id}/download", headers=h | {"Range": "bytes=10-", "If-Range": '"stale"'})
+    r = client.get(
+        f"{RUNS}/{run_id}/download", headers=h | {"Range": "bytes=10-", "If-Range": '"stale"'}
+    )
     assert (r.status_code, r.content) == (200, full.content)
     r = client.get(f"{RUNS}/{run_id}/download", headers=h | {"If-None-Match": f'"{sha}"'})
     assert r.status_code == 304
@@ -124,14 +131,18 @@ def test_run_to_download(client: TestClient, world: World, worker: WorkerRuntime
 
 def test_list_filter_and_paging(client: TestClient, world: World) -> None:
     h = auth(world.acme)
-    ids = [client.post(RUNS, json={"profile": "acme-json"}, headers=h).json()["id"] for _ in range(3)]
+    ids = [
+        client.post(RUNS, json={"profile": "acme-json"}, headers=h).json()["id"] for _ in range(3)
+    ]
     client.post(f"{RUNS}/{ids[0]}/cancel", headers=h)
     page = client.get(RUNS, params={"status": "pending", "limit": 1}, headers=h).json()
     assert page["total"] == 2
     assert page["items"][0]["id"] == ids[2]  # newest first
     assert page["next"] == f"{RUNS}?status=pending&offset=1&limit=1"
     assert client.get(page["next"], headers=h).json()["items"][0]["id"] == ids[1]
-    both = client.get(RUNS, params=[("status", "pending"), ("status", "cancelled")], headers=h).json()
+    both = client.get(
+        RUNS, params=[("status", "pending"), ("status", "cancelled")], headers=h
+    ).json()
     assert both["total"] == 3
     assert client.get(RUNS, params={"profile": "nope"}, headers=h).json()["total"] == 0
     assert client.get(RUNS, params={"status": "bogus"}, headers=h).status_code == 400
@@ -168,7 +179,9 @@ def test_cancel_running_run_publishes_nothing(
     put_advisories(services.store, "acme", 2000, source="bulk")
     h = auth(world.acme)
     run_id = client.post(RUNS, json={"profile": "acme-json"}, headers=h).json()["id"]
-    wait_for(lambda: client.get(f"{RUNS}/{run_id}", headers=h).json()["progress"]["itemsCompleted"] > 0)
+    wait_for(
+        lambda: client.get(f"{RUNS}/{run_id}", headers=h).json()["progress"]["itemsCompleted"] > 0
+    )
     r = client.post(f"{RUNS}/{run_id}/cancel", headers=h)
     assert r.status_code == 202
     assert r.json()["cancelRequested"] is True
@@ -182,7 +195,9 @@ def test_cancel_running_run_publishes_nothing(
     assert r.status_code == 200
 
 
-def test_cancel_finished_run_is_409(client: TestClient, world: World, worker: WorkerRuntime) -> None:
+def test_cancel_finished_run_is_409(
+    client: TestClient, world: World, worker: WorkerRuntime
+) -> None:
     h = auth(world.acme)
     run_id = client.post(RUNS, json={"profile": "acme-json"}, headers=h).json()["id"]
     assert _finished(client, world.acme, run_id)["status"] == "succeeded"
@@ -203,10 +218,20 @@ def test_plan_and_pinned_runs(client: TestClient, world: World, worker: WorkerRu
     assert plan["profile"] == {"name": "acme-json", "revision": 1, "kind": "json:raw"}
     r = client.post("/api/export/plan", json={"profile": "acme-json", "asOf": 10}, headers=h)
     assert r.json()["counts"] == {"advisory": 10}
-    assert client.post("/api/export/plan", json={"profile": "acme-json", "asOf": 99}, headers=h).status_code == 404
-    assert client.post("/api/export/plan", json={"profile": "missing"}, headers=h).status_code == 404
+    assert (
+        client.post(
+            "/api/export/plan", json={"profile": "acme-json", "asOf": 99}, headers=h
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post("/api/export/plan", json={"profile": "missing"}, headers=h).status_code == 404
+    )
     assert client.post(RUNS, json={"profile": "missing"}, headers=h).status_code == 404
-    assert client.post(RUNS, json={"profile": "acme-json", "revision": 7}, headers=h).status_code == 404
+    assert (
+        client.post(RUNS, json={"profile": "acme-json", "revision": 7}, headers=h).status_code
+        == 404
+    )
 
     run_id = client.post(RUNS, json={"profile": "acme-json", "asOf": 10}, headers=h).json()["id"]
     run = _finished(client, world.acme, run_id)

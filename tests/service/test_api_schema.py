@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import World
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -16,8 +15,7 @@ from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     positive_data_acceptance,
 )
-from service_support import auth
-
+from service_support import World, auth
 
 LENIENT = [positive_data_acceptance, negative_data_rejection]
 OPERATIONS = {

@@ -10,11 +10,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
-from service_support import fast_service, generate_key, make_settings  # noqa: E402
+from service_support import fast_service, generate_key, make_settings
 
-from export_center.service.container import Services  # noqa: E402
-from export_center.service.metrics import Metrics  # noqa: E402
-from export_center.settings import Settings  # noqa: E402
+from export_center.service.container import Services
+from export_center.service.metrics import Metrics
+from export_center.settings import Settings
 
 
 @pytest.fixture

@@ -12,18 +12,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
-from service_support import slow_export  # noqa: E402
+from service_support import slow_export
 
-from export_center.service.container import Services  # noqa: E402
-from export_center.service.logs import configure_logging  # noqa: E402
-from export_center.settings import load_settings  # noqa: E402
-from export_center.worker.runtime import WorkerRuntime  # noqa: E402
+from export_center.service.container import Services
+from export_center.service.logs import configure_logging
+from export_center.settings import load_settings
+from export_center.worker.runtime import WorkerRuntime
 
 
 def main() -> None:
     configure_logging("INFO")
     services = Services.open(load_settings())
-    runtime = WorkerRuntime(services, export=slow_export(float(os.environ["STELLA_TEST_EXPORT_DELAY"])))
+    runtime = WorkerRuntime(
+        services, export=slow_export(float(os.environ["STELLA_TEST_EXPORT_DELAY"]))
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     runtime.start()

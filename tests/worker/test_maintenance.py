@@ -100,7 +100,9 @@ def test_retention_by_age(services: Services) -> None:
 
 def test_stranded_pending_runs_are_woken(services: Services) -> None:
     put_advisories(services.store, "acme", 3)
-    services.registry.create("acme", "plain", parse_profile_spec({"kind": "json", "variant": "raw"}))
+    services.registry.create(
+        "acme", "plain", parse_profile_spec({"kind": "json", "variant": "raw"})
+    )
     clock = Clock(datetime.now(UTC))
     m, _ = _maintenance(services, clock)
     run, _ = m.runs.create("acme", "plain")
@@ -123,7 +125,10 @@ def test_classify_and_backoff() -> None:
     assert classify(OSError(errno.ENOSPC, "full")) == (True, "ERR_EXPORT_IO")
     assert classify(OSError(errno.EACCES, "denied")) == (False, "ERR_EXPORT_IO")
     assert classify(TimeoutError()) == (True, "ERR_EXPORT_IO")
-    assert classify(OperationalError("select", {}, Exception("gone"))) == (True, "ERR_EXPORT_DATABASE")
+    assert classify(OperationalError("select", {}, Exception("gone"))) == (
+        True,
+        "ERR_EXPORT_DATABASE",
+    )
     assert classify(BadInputError("nope")) == (False, "ERR_EXPORT_BAD_INPUT")
     assert classify(ValueError("bug")) == (False, "ERR_EXPORT_INTERNAL")
     delays = [backoff_seconds("run-1", n, base=5, cap=60) for n in range(1, 7)]

@@ -90,7 +90,9 @@ def pg_services(pg_url: str, tmp_path: Path) -> Iterator[Services]:
     generate_key(settings)
     service = fast_service(settings, **TIMINGS)
     services = Services.open(settings, service, metrics=Metrics())
-    services.registry.create("acme", "acme-json", parse_profile_spec({"kind": "json", "variant": "raw"}))
+    services.registry.create(
+        "acme", "acme-json", parse_profile_spec({"kind": "json", "variant": "raw"})
+    )
     yield services
     services.close()
 
@@ -153,7 +155,9 @@ def test_kill_9_mid_export_is_taken_over_byte_identically(
     victim = workers.start(slow=0.4)
     run = pg_services.runs.create("acme", "acme-json")[0]
     wait_for(
-        lambda: (r := pg_services.repo.get("acme", run.id)).status == "running" and r.items_done > 0,
+        lambda: (
+            (r := pg_services.repo.get("acme", run.id)).status == "running" and r.items_done > 0
+        ),
         timeout=60,
         step=0.1,
     )
@@ -174,7 +178,11 @@ def test_kill_9_mid_export_is_taken_over_byte_identically(
     # A clean run of the same plan, in-process: the very same bytes.
     profile = pg_services.registry.get("acme", "acme-json")
     clean = run_export(
-        pg_services.settings, pg_services.store, profile, tmp_path / "clean", as_of_seq=done.as_of_seq
+        pg_services.settings,
+        pg_services.store,
+        profile,
+        tmp_path / "clean",
+        as_of_seq=done.as_of_seq,
     )
     assert done.archive_path is not None
     published = pg_services.artifacts.resolve(done.archive_path)
@@ -191,9 +199,7 @@ def test_cancelled_run_leaves_no_artifact(pg_services: Services, workers: Worker
     put_advisories(pg_services.store, "acme", 1600)
     workers.start(slow=0.4)
     run = pg_services.runs.create("acme", "acme-json")[0]
-    wait_for(
-        lambda: pg_services.repo.get("acme", run.id).items_done > 0, timeout=60, step=0.1
-    )
+    wait_for(lambda: pg_services.repo.get("acme", run.id).items_done > 0, timeout=60, step=0.1)
     asked = time.monotonic()
     pg_services.runs.cancel("acme", run.id)
     (done,) = _wait_final(pg_services, [run.id], timeout=30)

@@ -24,7 +24,9 @@ from export_center.worker.runs import WORKER_LOST, RunView
 @pytest.fixture
 def profile(services: Services) -> str:
     put_advisories(services.store, "acme", 20)
-    services.registry.create("acme", "acme-json", parse_profile_spec({"kind": "json", "variant": "raw"}))
+    services.registry.create(
+        "acme", "acme-json", parse_profile_spec({"kind": "json", "variant": "raw"})
+    )
     return "acme-json"
 
 
@@ -102,11 +104,17 @@ def test_retries_stop_at_max_attempts(services: Services, profile: str) -> None:
 
 
 def test_other_failures_are_final(services: Services, profile: str) -> None:
-    ex = _executor(services, "w1", export=failing_export([BadInputError("profile option x is wrong")]))
+    ex = _executor(
+        services, "w1", export=failing_export([BadInputError("profile option x is wrong")])
+    )
     run = _run(services, profile)
     assert ex.execute(run.id) == "failed"
     failed = services.repo.get("acme", run.id)
-    assert (failed.status, failed.attempts, failed.error_code) == ("failed", 1, "ERR_EXPORT_BAD_INPUT")
+    assert (failed.status, failed.attempts, failed.error_code) == (
+        "failed",
+        1,
+        "ERR_EXPORT_BAD_INPUT",
+    )
     assert _types(services, run.id)[-1] == "failed"
     assert not (services.settings.artifact_dir / "acme" / run.id).exists()
 
@@ -137,7 +145,9 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_holder_is_fenced(
 def test_a_run_that_keeps_losing_workers_fails(services: Services, profile: str) -> None:
     run = _run(services, profile)
     for n in range(services.service.max_attempts):
-        wait_for(lambda n=n: services.repo.claim(run.id, f"doomed-{n}", lease_seconds=0.1), timeout=5)
+        wait_for(
+            lambda n=n: services.repo.claim(run.id, f"doomed-{n}", lease_seconds=0.1), timeout=5
+        )
     maintenance = Maintenance(
         store=services.store,
         repo=services.repo,
@@ -193,5 +203,6 @@ def test_log_lines_are_json_with_run_context(
     assert any("run claimed" in line["event"] for line in ours)
     assert any("run succeeded" in line["event"] for line in ours)
     assert all(
-        (line["run_id"], line["tenant"], line["profile"]) == (run.id, "acme", profile) for line in ours
+        (line["run_id"], line["tenant"], line["profile"]) == (run.id, "acme", profile)
+        for line in ours
     )

@@ -15,6 +15,12 @@ def _json_raw() -> Adapter:
     return JsonRawAdapter()
 
 
+def _json_policy() -> Adapter:
+    from export_center.adapters.json_policy import JsonPolicyAdapter
+
+    return JsonPolicyAdapter()
+
+
 def _mirror_full() -> Adapter:
     from export_center.mirror.adapter import MirrorAdapter
 
@@ -29,6 +35,7 @@ def _mirror_delta() -> Adapter:
 
 _FACTORIES: dict[ProfileKind, Callable[[], Adapter]] = {
     ProfileKind.JSON_RAW: _json_raw,
+    ProfileKind.JSON_POLICY: _json_policy,
     ProfileKind.MIRROR_FULL: _mirror_full,
     ProfileKind.MIRROR_DELTA: _mirror_delta,
 }
