@@ -90,7 +90,7 @@ def test_snapshot_modes(setup, tmp_path: Path) -> None:  # type: ignore[no-untyp
     settings, store, _roots, _policy_file = setup
     missing = str(tmp_path / "nope.yaml")
     required = _profile(store, "req", {"document": missing, "policySnapshotMode": "required"})
-    with pytest.raises(BadInputError, match="nope.yaml"):
+    with pytest.raises(BadInputError, match=r"nope\.yaml"):
         run_export(settings, store, required, tmp_path / "r")
     assert not list((tmp_path / "r").glob("*.tar.zst"))
     optional = _profile(store, "opt", {"document": missing, "policySnapshotMode": "optional"})
