@@ -96,20 +96,28 @@ class Instance:
     store: EvidenceStore
 
     @classmethod
-    def create(cls, root: Path, db_file: Path | None = None) -> Instance:
+    def create(cls, root: Path, db_file: Path | None = None, *, url: str | None = None) -> Instance:
+        """A fresh instance; ``db_file`` seeds its SQLite database, ``url`` names another one."""
         data = root / "data"
         data.mkdir(parents=True, exist_ok=True)
         if db_file is not None:
             shutil.copyfile(db_file, data / "stella.db")
-        settings = load_settings(env={"STELLA_DATA_DIR": str(data)})
+        env = {"STELLA_DATA_DIR": str(data)}
+        if url is not None:
+            env["STELLA_DATABASE_URL"] = url
+        settings = load_settings(env=env)
         return cls(root, settings, EvidenceStore.open(settings.database_url))
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "STELLA_DATA_DIR": str(self.data_dir),
+            "STELLA_DATABASE_URL": self.settings.database_url,
+        }
 
     @property
     def data_dir(self) -> Path:
         return self.settings.data_dir
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "STELLA_DATA_DIR": str(self.data_dir)}
 
     def profile(self, name: str, body: dict[str, Any]) -> ProfileRevisionView:
         reg = ProfileRegistry(self.store)

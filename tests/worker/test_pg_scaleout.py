@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from service_support import fast_service, generate_key, make_settings, put_advisories, wait_for
+from sqlalchemy import text
 
 from export_center.exporter import run_export
 from export_center.planner.profiles import parse_profile_spec
@@ -117,6 +118,11 @@ def _wait_final(services: Services, run_ids: list[str], timeout: float) -> list[
     return result
 
 
+def _registered_workers(services: Services) -> int:
+    with services.store.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM procrastinate_workers")).scalar_one())
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -125,9 +131,11 @@ def test_three_workers_twenty_runs_each_exactly_once(
     pg_services: Services, workers: Workers
 ) -> None:
     put_advisories(pg_services.store, "acme", 60)
-    run_ids = [pg_services.runs.create("acme", "acme-json")[0].id for _ in range(20)]
     for _ in range(3):
         workers.start()
+    # All three registered with procrastinate (listening) before the runs arrive.
+    wait_for(lambda: _registered_workers(pg_services) == 3, timeout=60, step=0.2)
+    run_ids = [pg_services.runs.create("acme", "acme-json")[0].id for _ in range(20)]
     runs = _wait_final(pg_services, run_ids, timeout=240)
     assert [r.status for r in runs] == ["succeeded"] * 20
     assert [r.attempts for r in runs] == [1] * 20

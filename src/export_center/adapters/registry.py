@@ -33,11 +33,25 @@ def _mirror_delta() -> Adapter:
     return MirrorAdapter(delta=True)
 
 
+def _trivy_db() -> Adapter:
+    from export_center.adapters.trivy_db import TrivyDbAdapter
+
+    return TrivyDbAdapter()
+
+
+def _trivy_java_db() -> Adapter:
+    from export_center.adapters.trivy_java_db import TrivyJavaDbAdapter
+
+    return TrivyJavaDbAdapter()
+
+
 _FACTORIES: dict[ProfileKind, Callable[[], Adapter]] = {
     ProfileKind.JSON_RAW: _json_raw,
     ProfileKind.JSON_POLICY: _json_policy,
     ProfileKind.MIRROR_FULL: _mirror_full,
     ProfileKind.MIRROR_DELTA: _mirror_delta,
+    ProfileKind.TRIVY_DB: _trivy_db,
+    ProfileKind.TRIVY_JAVA_DB: _trivy_java_db,
 }
 
 

@@ -105,9 +105,16 @@ def _options(
         keys=KeyMaterial(age_identities=identities, use_kms=kms),
         force=force,
         reason=reason,
-        imported_by=by or os.environ.get("STELLA_USER") or getpass.getuser(),
+        imported_by=by or os.environ.get("STELLA_USER") or _login(),
         tenant=tenant,
     )
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers): still record something
+        return "unknown"
 
 
 _MARKS = {
@@ -337,3 +344,6 @@ def list_cmd(tenant: common.TenantOpt = None, output: common.FormatOpt = "table"
         common.print_json({"generations": [g.as_json() for g in rows]})
         return
     common.console.print(_generation_table(rows, f"{len(rows)} generations"))
+
+
+from export_center.cli import trivy_cmd as _trivy_cmd  # noqa: E402, F401  (adds "trivy-install" here)

@@ -423,8 +423,20 @@ def push(
         typer.Argument(help="oci://HOST/REPO:TAG (a registry) or oci:DIR[:TAG] (an OCI layout)."),
     ],
     output: common.FormatOpt = "table",
+    trust_roots: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-roots",
+            help="Trivy bundles: PEM public keys the bundle is verified against before the push "
+            "(default: <data dir>/airgap/trust-roots.pem).",
+        ),
+    ] = None,
 ) -> None:
     """Publish a bundle as one OCI artifact (its files are the layers) to a registry or layout.
+
+    A trivy:db / trivy:java-db bundle pushed to a registry is verified first, then sent as
+    Trivy's own artifact (for trivy --db-repository / --java-db-repository; tag 2 / 1 when
+    the reference names none).
 
     Plain HTTP is used only for loopback registries; credentials come from
     STELLA_REGISTRY_USERNAME / STELLA_REGISTRY_PASSWORD.
@@ -437,6 +449,13 @@ def push(
 
     if not bundle.exists():
         common.fail(f"{bundle}: no such bundle", ExitCode.NOT_FOUND)
+    from export_center.oci.trivy import is_trivy_bundle
+
+    if not (target.startswith("oci:") and not target.startswith("oci://")) and is_trivy_bundle(
+        bundle
+    ):
+        _push_trivy(bundle, target, trust_roots, output)
+        return
     if target.startswith("oci://"):
         work = Path(tempfile.mkdtemp(prefix="stella-push-"))
         try:
@@ -464,6 +483,21 @@ def push(
     common.console.print(
         f"pushed {art.export_id} to {target}: {len(art.layers)} files, manifest "
         f"{art.manifest_digest}",
+        highlight=False,
+    )
+
+
+def _push_trivy(bundle: Path, target: str, trust_roots: Path | None, output: str) -> None:
+    """``push`` of a Trivy bundle: verify it, push Trivy's artifact (oci/trivy.py)."""
+    from export_center.cli.trivy_cmd import load_roots
+    from export_center.oci.trivy import push_trivy_bundle
+
+    digest = push_trivy_bundle(bundle, target, trust_roots=load_roots(trust_roots))
+    if output == "json":
+        common.print_json({"target": target, "manifestDigest": digest, "verified": True})
+        return
+    common.console.print(
+        f"verified {bundle.name} and pushed its Trivy database to {target}: manifest {digest}",
         highlight=False,
     )
 

@@ -280,6 +280,20 @@ def iter_bundle_records(
                 yield _record(tenant, doc_type, raw, content, norm_b, where)
 
 
+def layout_paths(root: Path, doc_types: Sequence[str], paths: Sequence[str]) -> set[str]:
+    """The data files the mirror layout accounts for (shards, indexes, SBOM files); anything
+    else under ``data/`` other than the policy parts is unexpected."""
+    known: set[str] = set()
+    for doc_type in doc_types:
+        type_dir = TYPE_DIRS[doc_type]
+        known.add(index_path(doc_type))
+        for layer in ("raw", "normalized"):
+            known.update(shard_path(layer, doc_type, s) for s in _sources(paths, layer, type_dir))
+        if doc_type == "sbom":
+            known.update(e.raw for e in load_index(root, "sbom").records)
+    return known
+
+
 def load_index(root: Path, doc_type: str) -> IndexFile:
     """The validated index of one record type.
 

@@ -41,6 +41,7 @@ from export_center.importer.records import iter_bundle_records, tombstones
 from export_center.importer.source import OpenedBundle, open_source
 from export_center.importer.verify import MirrorVerification, verify_mirror_bundle
 from export_center.mirror.crypto import KeyMaterial
+from export_center.mirror.policy import POLICY_PREFIXES
 from export_center.signing.interface import PublicKey
 from export_center.store.repository import EvidenceStore
 
@@ -288,6 +289,61 @@ def _apply(
         raise BadInputError(f"the bundle is for tenant {tenant!r}, not {options.tenant!r}")
     assert mv.manifest_digest is not None and mv.plain_root is not None and mv.tuf_root
     delta = manifest.get("delta")
+    staged_policy = _stage_policy(mv, data_dir, tenant)
+    try:
+        outcome = _transaction(store, mv, options, now, delta)
+    except BaseException:
+        if staged_policy is not None:
+            shutil.rmtree(staged_policy, ignore_errors=True)
+        raise
+    if staged_policy is not None:
+        if outcome.status == "imported":
+            _install_policy(staged_policy, policy_dir(data_dir, tenant))
+        else:
+            shutil.rmtree(staged_policy, ignore_errors=True)
+    return outcome
+
+
+def policy_dir(data_dir: Path, tenant: str) -> Path:
+    """Where the policy parts of the installed generation are kept."""
+    return data_dir / "airgap" / "tenants" / tenant / "policy"
+
+
+def _stage_policy(mv: MirrorVerification, data_dir: Path, tenant: str) -> Path | None:
+    """Copy the bundle's (verified) policy parts next to their final place, before the commit."""
+    assert mv.plain_root is not None
+    parts = [p for p in mv.data_paths if p.startswith(POLICY_PREFIXES)]
+    if not parts:
+        return None
+    final = policy_dir(data_dir, tenant)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".policy-", dir=final.parent))
+    for path in parts:
+        target = staged / path.removeprefix("data/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(mv.plain_root / path, target)
+    return staged
+
+
+def _install_policy(staged: Path, final: Path) -> None:
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.replace(old)
+    staged.replace(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _transaction(
+    store: EvidenceStore,
+    mv: MirrorVerification,
+    options: ImportOptions,
+    now: datetime,
+    delta: Any,
+) -> ImportOutcome:
+    manifest = mv.manifest
+    tenant = mv.tenant
+    assert mv.manifest_digest is not None and mv.plain_root is not None and mv.tuf_root
     with store.session() as session, session.begin():
         cursor = store.lock_tenant(session, tenant)
         latest = generations.latest(session, tenant)

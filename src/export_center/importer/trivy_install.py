@@ -352,8 +352,8 @@ def install_trivy_bundle(
                     hint="pass --force to install an older database anyway",
                 )
             # The database first: metadata.json is what says which database is there.
-            os.replace(staging / kind.db_name, target / kind.db_name)
-            os.replace(staging / "metadata.json", target / "metadata.json")
+            (staging / kind.db_name).replace(target / kind.db_name)
+            (staging / "metadata.json").replace(target / "metadata.json")
             committed = True
             _fsync_dir(target)
         finally:

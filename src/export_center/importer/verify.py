@@ -29,9 +29,15 @@ from typing import Any
 from export_center.archive.reader import Limits, safe_extract
 from export_center.bundle.verify import VerifyReport, verify_bundle
 from export_center.errors import BadInputError, UnsafeArchiveError, VerificationError
-from export_center.importer.records import iter_bundle_records, load_index, tombstones
+from export_center.importer.records import (
+    iter_bundle_records,
+    layout_paths,
+    load_index,
+    tombstones,
+)
 from export_center.mirror import crypto
 from export_center.mirror.layout import DATA, DIR_TYPES, TYPE_DIRS
+from export_center.mirror.policy import POLICY_PREFIXES
 from export_center.mirror.tuf import ROLE_FILES, root_keys_trusted, verify_tuf_metadata
 from export_center.signing.interface import PublicKey
 from export_center.store.repository import check_tenant
@@ -252,6 +258,10 @@ def verify_mirror_bundle(
                 )
             if len(load_index(out.plain_root, doc_type).records) != n:
                 raise VerificationError("records", f"{type_dir} index lists another count")
+        known = layout_paths(out.plain_root, out.doc_types, out.data_paths)
+        extra = [p for p in out.data_paths if p not in known and not p.startswith(POLICY_PREFIXES)]
+        if extra:
+            raise VerificationError("records", f"not part of the layout: {', '.join(extra[:5])}")
         removed = tombstones(manifest)
         out.records = sum(n_by_type.values())
         return f"{out.records} records, {len(removed)} tombstones"

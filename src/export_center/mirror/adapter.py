@@ -217,7 +217,7 @@ class MirrorAdapter:
 
         policy = write_policy_parts(plan, ctx.store, sink.open)
         if policy is not None:
-            mirror["policy"] = policy
+            ctx.manifest_extra["policy"] = policy  # the same section json:policy writes
         ctx.manifest_extra["mirror"] = mirror
 
     @staticmethod

@@ -10,6 +10,7 @@ explicitly.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import orjson
 from export_center.bundle.manifest import EXPORT_JSON, MANIFEST_SCHEMA
 from export_center.errors import BadInputError, NotFoundError, UnsafeArchiveError
 from export_center.mirror.options import BaseRef
+
+log = logging.getLogger(__name__)
 
 ARCHIVE_SUFFIXES = (".tar.zst", ".tar.gz", ".tar")
 _MAX_MANIFEST = 64 * 1024 * 1024
@@ -126,8 +129,10 @@ def _newest_in(directory: Path, *, tenant: str, as_of_seq: int, export_id: str) 
     for path in _candidates(directory):
         try:
             info = base_from_manifest(read_manifest_bytes(path), str(path))
-        except (BadInputError, NotFoundError):
-            continue  # not a mirror bundle: other profiles publish into the same directory
+        except (BadInputError, NotFoundError) as e:
+            # Other profiles publish into the same directory: not a base candidate.
+            log.debug("%s is not a mirror base: %s", path, e.message)
+            continue
         if info.tenant != tenant or info.export_id == export_id or info.sequence > as_of_seq:
             continue
         if best is None or (info.sequence, info.export_id) > (best.sequence, best.export_id):

@@ -89,11 +89,7 @@ class TufSignerAdapter(SslibSigner):
         return self._key
 
     def sign(self, payload: bytes) -> Signature:
-        try:
-            sig = self._signer.sign(payload)
-        except SigningError:
-            raise
-        return Signature(self._key.keyid, sig.hex())
+        return Signature(self._key.keyid, self._signer.sign(payload).hex())
 
 
 def _sha256(data: bytes) -> str:
@@ -302,7 +298,11 @@ def verify_tuf_metadata(
         current = trusted
         for v in range(old_v + 1, new_v + 1):
             step_bytes = files.get(f"tuf/{v}.root.json")
-            step = root if v == new_v and step_bytes is None else _load(step_bytes, "root", Root)
+            if step_bytes is None and v != new_v:
+                raise VerificationError(
+                    _CHECK, f"tuf/{v}.root.json is missing: root v{old_v} cannot chain to v{new_v}"
+                )
+            step = root if step_bytes is None else _load(step_bytes, "root", Root)
             if step.signed.version != v:
                 raise VerificationError(
                     _CHECK, f"tuf/{v}.root.json has version {step.signed.version}"

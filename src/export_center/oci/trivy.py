@@ -30,7 +30,7 @@ import httpx
 import orjson
 import rfc8785
 
-from export_center.errors import BadInputError, VerificationError
+from export_center.errors import BadInputError, NotFoundError, VerificationError
 from export_center.oci.layout import (
     INDEX_TYPE,
     LAYOUT_BYTES,
@@ -52,6 +52,7 @@ __all__ = [
     "TrivyArtifact",
     "TrivyDbKind",
     "build_trivy_manifest",
+    "is_trivy_bundle",
     "layout_files",
     "push_trivy_bundle",
     "read_trivy_layout",
@@ -224,9 +225,9 @@ def read_trivy_layout(layout: Path, kind: TrivyDbKind) -> TrivyArtifact:
         raise VerificationError("trivy-oci", f"{layout}: unexpected {LAYOUT_FILE}")
     index = _loads((layout / "index.json").read_bytes(), f"{layout}/index.json")
     manifests = index.get("manifests")
-    if not isinstance(manifests, list) or len(manifests) != 1 or not isinstance(
-        manifests[0], dict
-    ):
+    if not (isinstance(manifests, list) and len(manifests) == 1):
+        raise VerificationError("trivy-oci", f"{layout}/index.json: expected one manifest")
+    if not isinstance(manifests[0], dict):
         raise VerificationError("trivy-oci", f"{layout}/index.json: expected one manifest")
     desc = manifests[0]
     if (desc.get("annotations") or {}).get(REF_NAME) != kind.tag:
@@ -336,3 +337,35 @@ def push_trivy_bundle(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return digest
+
+
+def is_trivy_bundle(bundle: Path) -> bool:
+    """Whether ``bundle`` (archive or directory) says it is a trivy:* export.
+
+    Only for choosing how to push: nothing is trusted from this read, and
+    :func:`push_trivy_bundle` verifies the bundle before using it.
+
+    Raises:
+        UnsafeArchiveError: the archive is hostile. NotFoundError: no such bundle.
+    """
+    from export_center.archive.reader import iter_members
+
+    data: bytes | None = None
+    if bundle.is_dir():
+        manifest = bundle / "manifests" / "export.json"
+        if manifest.is_file() and not manifest.is_symlink():
+            data = manifest.read_bytes()
+    elif bundle.is_file():
+        for member in iter_members(bundle):
+            if member.name == "manifests/export.json" and not member.is_dir:
+                if member.size <= MAX_MANIFEST_BYTES:
+                    data = member.read()
+                break
+    else:
+        raise NotFoundError(f"{bundle}: no such bundle")
+    try:
+        doc = orjson.loads(data) if data is not None else None
+    except orjson.JSONDecodeError:
+        return False
+    profile = doc.get("profile") if isinstance(doc, dict) else None
+    return isinstance(profile, dict) and profile.get("kind") == "trivy"

@@ -157,6 +157,14 @@ class TokenStore:
         with self._lock:
             self._cache.clear()
 
+    def cached(self, secret: str) -> TokenGrant | bool | None:
+        """The verdict remembered for ``secret``: a grant, None (refused), or False (unknown:
+        :meth:`verify` must ask the database)."""
+        hit = self._cache.get(hash_token(secret))
+        if hit is None or time.monotonic() - hit[0] >= _CACHE_SECONDS:
+            return False
+        return hit[1]
+
     def verify(self, secret: str) -> TokenGrant:
         """Raises: AuthenticationError: unknown, revoked or expired token."""
         digest = hash_token(secret)
@@ -271,6 +279,33 @@ class Authenticator:
         self.tokens = tokens
         self.jwt = jwt_verifier
 
+    @staticmethod
+    def _credential(authorization: str | None) -> str:
+        if not authorization:
+            raise AuthenticationError("missing Authorization: Bearer <token>")
+        scheme, _, credential = authorization.strip().partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
+        return credential
+
+    def authenticate_cached(
+        self, authorization: str | None, tenant: str | None
+    ) -> Principal | None:
+        """:meth:`authenticate` without I/O: None when a stored token must be looked up."""
+        credential = self._credential(authorization)
+        if credential.startswith(TOKEN_PREFIX):
+            grant = self.tokens.cached(credential)
+            if grant is False:
+                return None
+            if grant is None or grant is True:
+                raise AuthenticationError(
+                    "unknown, revoked or expired token",
+                    hint="create one with `stella tokens create --tenant T --scope ...`",
+                )
+            return self._choose(grant, tenant)
+        return self.authenticate(authorization, tenant)
+
     def authenticate(self, authorization: str | None, tenant: str | None) -> Principal:
         """The caller behind an ``Authorization`` header, acting for one tenant.
 
@@ -279,18 +314,17 @@ class Authenticator:
             ForbiddenError: ``tenant`` is not one of the token's tenants.
             BadInputError: the token has several tenants and none was chosen.
         """
-        if not authorization:
-            raise AuthenticationError("missing Authorization: Bearer <token>")
-        scheme, _, credential = authorization.strip().partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise AuthenticationError("the Authorization header must be 'Bearer <token>'")
+        credential = self._credential(authorization)
         if credential.startswith(TOKEN_PREFIX):
             grant = self.tokens.verify(credential)
         elif self.jwt is not None and credential.count(".") == 2:
             grant = self.jwt.verify(credential)
         else:
             raise AuthenticationError("unknown token format")
+        return self._choose(grant, tenant)
+
+    @staticmethod
+    def _choose(grant: TokenGrant, tenant: str | None) -> Principal:
         if tenant:
             if tenant not in grant.tenants:
                 raise ForbiddenError(f"this token is not valid for tenant {tenant!r}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from export_center.service.auth import (
     SCOPE_DOWNLOAD,
@@ -22,7 +23,7 @@ from export_center.service.idempotency import StoredResponse, fingerprint
 _bearer = HTTPBearer(auto_error=False, description="An API token (stl_…) or a JWT.")
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -30,7 +31,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -43,13 +44,17 @@ def get_principal(
     ] = None,
 ) -> Principal:
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
-    principal = services.auth.authenticate(header, x_stella_tenant)
+    # Dependencies are async so that a request costs one thread hop (its route), not one per
+    # dependency; only a token not verified recently needs the database.
+    principal = services.auth.authenticate_cached(header, x_stella_tenant)
+    if principal is None:
+        principal = await run_in_threadpool(services.auth.authenticate, header, x_stella_tenant)
     request.state.principal = principal
     return principal
 
 
-def _scoped(scope: str) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+def _scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         principal.require(scope)
         return principal
 

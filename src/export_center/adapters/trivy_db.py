@@ -1,0 +1,219 @@
+"""trivy:db — Trivy's vulnerability database, built from the store's normalized advisories.
+
+Bundle content (the shared spec trivy-db.md gives the format):
+
+- ``trivy/db.tar.gz``: Trivy's own archive, ``trivy.db`` and ``metadata.json`` at top level,
+  what ``trivy --cache-dir`` expects under ``db/`` once unpacked;
+- ``trivy/oci/db/``: the same archive as Trivy's OCI artifact, an OCI image layout (index tagged
+  ``2``) that ``stella export push`` sends to a registry for ``--db-repository``.
+
+Advisories stream from the store at the plan's as-of cursor, selectors applied; withdrawn ones
+are left out. Each store source becomes one data source: language advisories go to
+``<ecosystem>::<source name>`` buckets (see :mod:`export_center.trivy.dbwriter`).
+
+Profile options (unknown keys are refused)::
+
+    options:
+      validity: P7D          # NextUpdate = as-of + validity; ISO 8601 duration or hours (int)
+      dataSources:           # how a store source is shown in Trivy reports (optional)
+        pypa: {id: pypa, name: PyPA Advisory Database, url: https://github.com/pypa/advisory-database}
+
+metadata.json: ``UpdatedAt`` = ``DownloadedAt`` = the plan's as-of time (never the wall clock),
+``NextUpdate`` = as-of + validity (default 7 days).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from export_center.adapters.interface import ExportContext
+from export_center.adapters.json_raw import selected_records
+from export_center.errors import BadInputError
+from export_center.model import Advisory, advisory_from_json
+from export_center.oci.trivy import DB, TrivyDbKind, layout_files
+from export_center.trivy.dbwriter import metadata_json, write_db_archive, write_trivy_db
+from export_center.trivy.mapping import DataSource
+
+__all__ = ["DEFAULT_VALIDITY", "TrivyDbAdapter", "parse_validity", "stage_trivy_artifact"]
+
+DEFAULT_VALIDITY = timedelta(days=7)
+_MAX_VALIDITY = timedelta(days=3660)
+_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
+)
+_CHUNK = 1 << 20
+
+
+def parse_validity(value: str | int) -> timedelta:
+    """A validity: an ISO 8601 duration of weeks, days, hours, minutes and seconds
+    (``P7D``, ``PT36H``, ``P1DT12H``) or a whole number of hours.
+
+    Raises:
+        ValueError: anything else, zero, or more than ten years.
+    """
+    if isinstance(value, bool):
+        raise ValueError("validity must be an ISO 8601 duration (P7D) or hours")
+    if isinstance(value, int):
+        delta = timedelta(hours=value)
+    else:
+        text = value.strip().upper()
+        m = _DURATION.match(text)
+        parts = {k: int(v) for k, v in m.groupdict().items() if v is not None} if m else {}
+        if not parts or text.endswith("T"):
+            raise ValueError(f"validity {value!r} is not an ISO 8601 duration like P7D or PT36H")
+        delta = timedelta(**parts)
+    if delta <= timedelta(0) or delta > _MAX_VALIDITY:
+        raise ValueError(f"validity {value!r} must be more than zero and at most ten years")
+    return delta
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class DataSourceOption(_Model):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    url: str = ""
+
+
+class TrivyOptions(_Model):
+    """Options of trivy:db and trivy:java-db profiles."""
+
+    validity: str | int = "P7D"
+    data_sources: dict[str, DataSourceOption] = Field(default_factory=dict)
+
+    @field_validator("validity")
+    @classmethod
+    def _validity(cls, v: str | int) -> str | int:
+        parse_validity(v)
+        return v
+
+    @property
+    def validity_delta(self) -> timedelta:
+        return parse_validity(self.validity)
+
+
+def parse_options(options: Mapping[str, Any], profile: str) -> TrivyOptions:
+    """The profile's options, validated.
+
+    Raises:
+        BadInputError: naming each invalid or unknown option.
+    """
+    try:
+        return TrivyOptions.model_validate(dict(options))
+    except ValidationError as e:
+        problems = "; ".join(
+            f"options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise BadInputError(f"{profile} profile: {problems}") from e
+
+
+def stage_trivy_artifact(
+    ctx: ExportContext, kind: TrivyDbKind, archive: Path, digest: str
+) -> dict[str, Any]:
+    """Stage ``archive`` as ``trivy/<archive name>`` and as the layer of Trivy's OCI image
+    layout under ``trivy/oci/<variant>/``; returns the manifest section describing both."""
+    size = archive.stat().st_size
+    paths = [kind.archive_path]
+    files, layer_blob = layout_files(kind, digest, size)
+    paths.append(f"{kind.layout_dir}/{layer_blob}")
+    for path in paths:
+        with ctx.staging.open(path, kind.layer_type) as w, archive.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                w.write(chunk)
+        if "sha256:" + w.hexdigest != digest:
+            raise BadInputError(f"{archive} changed while it was staged")
+    for rel, data, content_type in files:
+        ctx.staging.add_bytes(f"{kind.layout_dir}/{rel}", data, content_type)
+    manifest_blob = next(rel for rel, _d, ct in files if ct.endswith("manifest.v1+json"))
+    return {
+        "archive": {"path": kind.archive_path, "digest": digest, "bytes": size},
+        "oci": {
+            "layout": kind.layout_dir,
+            "tag": kind.tag,
+            "manifestDigest": "sha256:" + manifest_blob.rsplit("/", 1)[-1],
+            "layerMediaType": kind.layer_type,
+        },
+    }
+
+
+class TrivyDbAdapter:
+    """Writes ``trivy/db.tar.gz`` and ``trivy/oci/db/``."""
+
+    def build(self, ctx: ExportContext) -> None:
+        plan = ctx.plan
+        opts = parse_options(plan.spec.options, "trivy:db")
+        validity = opts.validity_delta
+        sources = {
+            name: DataSource(o.id, o.name, o.url) for name, o in sorted(opts.data_sources.items())
+        }
+        deps: dict[str, Any] = {}
+        withdrawn: Counter[str] = Counter()
+        fed = 0
+
+        def advisories() -> Iterator[tuple[str, Advisory]]:
+            nonlocal fed
+            for rec, data in selected_records(ctx, "advisory"):
+                h = deps.get(rec.source)
+                if h is None:
+                    h = deps[rec.source] = hashlib.sha256()
+                # The input set: every selected record, withdrawn ones included (leaving
+                # them out is part of what this input produced).
+                h.update(f"{rec.observation_id} {rec.digest}\n".encode())
+                advisory = advisory_from_json(orjson.loads(data))
+                if rec.withdrawn or advisory.withdrawn:
+                    withdrawn[rec.source] += 1
+                    continue
+                fed += 1
+                yield rec.source, advisory
+
+        work = Path(tempfile.mkdtemp(prefix="trivy-db-", dir=ctx.staging.root))
+        try:
+            db = work / "trivy.db"
+            report = write_trivy_db(advisories(), db, sources=sources, work_dir=work)
+            ctx.check_cancelled()
+            metadata = metadata_json(plan.as_of_time, validity)
+            archive = work / DB.archive_name
+            digest = write_db_archive(archive, db, metadata)
+            section = stage_trivy_artifact(ctx, DB, archive, digest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for source, h in sorted(deps.items()):
+            ctx.dependencies[f"advisories/{source}"] = h.hexdigest()
+        ctx.counts["advisories"] = ctx.counts.get("advisories", 0) + fed
+        ctx.counts["withdrawn"] = sum(withdrawn.values())
+        ctx.counts["trivyEntries"] = report.entries
+        ctx.counts["trivyVulnerabilities"] = report.vulnerabilities
+        meta = orjson.loads(metadata)
+        ctx.manifest_extra["trivy"] = {
+            "db": {
+                **section,
+                "schemaVersion": meta["Version"],
+                "updatedAt": meta["UpdatedAt"],
+                "nextUpdate": meta["NextUpdate"],
+                "advisories": report.advisories,
+                "mappedAdvisories": report.mapped,
+                "withdrawnLeftOut": sum(withdrawn.values()),
+                "entries": report.entries,
+                "mergedEntries": report.merged_entries,
+                "vulnerabilities": report.vulnerabilities,
+                "buckets": list(report.buckets),
+                "skipped": dict(report.skipped),
+            }
+        }

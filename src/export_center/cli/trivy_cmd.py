@@ -1,0 +1,111 @@
+"""``stella airgap trivy-install``: verify a Trivy bundle, install its database into a Trivy
+cache directory.
+
+The command adds itself to the ``airgap`` group (``cli/airgap.py`` imports this module).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from export_center.cli import common
+from export_center.cli.airgap import airgap_app
+from export_center.errors import BadInputError
+from export_center.signing.interface import PublicKey
+
+
+def load_roots(trust_roots: Path | None) -> dict[str, PublicKey]:
+    """The trusted keys: ``--trust-roots``, else ``<data dir>/airgap/trust-roots.pem``.
+
+    Raises:
+        BadInputError: the file cannot be read. VerificationError: it holds no usable key.
+    """
+    from export_center.signing.interface import load_trust_roots
+
+    path = trust_roots or common.settings().data_dir / "airgap" / "trust-roots.pem"
+    try:
+        pem = path.read_bytes()
+    except OSError as e:
+        raise BadInputError(
+            f"{path}: cannot read trust roots: {e.strerror}",
+            hint="pass --trust-roots KEYS.pem (the exporter's `stella keys export-public`)",
+        ) from e
+    return load_trust_roots(pem, where=str(path))
+
+
+_MARKS = {
+    "pass": "[green]PASS[/green]",
+    "fail": "[red]FAIL[/red]",
+    "skipped": "[yellow]SKIP[/yellow]",
+    "not run": "[dim]----[/dim]",
+}
+
+
+@airgap_app.command("trivy-install")
+def trivy_install(
+    bundle: Annotated[
+        str,
+        typer.Argument(
+            help="trivy:db or trivy:java-db bundle: archive, directory, oci:DIR[:TAG] or "
+            "oci://HOST/REPO:TAG."
+        ),
+    ],
+    cache_dir: Annotated[
+        Path, typer.Option("--cache-dir", help="Trivy's cache directory (trivy --cache-dir).")
+    ],
+    trust_roots: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-roots", help="PEM public keys (default: <data dir>/airgap/trust-roots.pem)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Install a database older than the installed one.")
+    ] = False,
+    output: common.FormatOpt = "table",
+) -> None:
+    """Verify a Trivy bundle, then install its database into --cache-dir atomically.
+
+    Installs db/trivy.db + db/metadata.json (trivy:db) or java-db/trivy-java.db +
+    java-db/metadata.json (trivy:java-db). A bundle that fails verification is refused
+    (exit 2) and the cache is left as it was. Scan with
+    `trivy ... --cache-dir DIR --skip-db-update --skip-java-db-update --offline-scan`.
+    """
+    from export_center.importer.trivy_install import TrivyBundleRefused, install_trivy_bundle
+
+    roots = load_roots(trust_roots)
+    try:
+        result = install_trivy_bundle(bundle, cache_dir, roots, force=force)
+    except TrivyBundleRefused as e:
+        if output == "json":
+            common.print_json({"status": "refused", "reason": e.message, **e.report.as_json()})
+        else:
+            for c in e.report.checks:
+                common.console.print(f"{_MARKS[c.status]} {c.name:<20} {c.detail}", highlight=False)
+        raise
+    inst = result.installed
+    files = [str(inst.directory / inst.kind.db_name), str(inst.directory / "metadata.json")]
+    if output == "json":
+        common.print_json(
+            {
+                "status": "installed",
+                "exportId": result.export_id,
+                "rootHash": result.root_hash,
+                "database": inst.kind.variant,
+                "files": files,
+                "metadata": inst.metadata,
+                "replacedUpdatedAt": inst.replaced_updated_at,
+                "report": result.report.as_json(),
+            }
+        )
+        return
+    for c in result.report.checks:
+        common.console.print(f"{_MARKS[c.status]} {c.name:<20} {c.detail}", highlight=False)
+    common.console.print(
+        f"[green]installed[/green] {files[0]} from {result.export_id} "
+        f"(UpdatedAt {inst.metadata['UpdatedAt']}, NextUpdate {inst.metadata['NextUpdate']})",
+        highlight=False,
+    )
