@@ -51,4 +51,11 @@ step "findings for the demo SBOM (policy overlay, default policy)"
 "$STELLA" findings demo/evidence/sboms/demo-app.cdx.json || true
 
 echo
-echo "demo done: bundle at $ARCHIVE"
+echo "demo bundle: $ARCHIVE"
+
+# Last, the REST service on the same data directory, with the demo profile and a token printed
+# for curl / `stella export run ... --server`. DEMO_SERVE=0 stops here instead.
+if [ "${DEMO_SERVE:-1}" = 1 ]; then
+  step "the export service on http://127.0.0.1:${DEMO_PORT:-8080} (Ctrl-C to stop)"
+  exec "$STELLA" serve --demo --port "${DEMO_PORT:-8080}"
+fi

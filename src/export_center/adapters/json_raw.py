@@ -18,7 +18,7 @@ from itertools import groupby
 import orjson
 
 from export_center.adapters.interface import ExportContext
-from export_center.planner.selectors import matches
+from export_center.planner.selectors import matches, needs_record_data
 from export_center.store.repository import RawView
 
 TYPE_DIRS = {"advisory": "advisories", "vex": "vex", "sbom": "sboms"}
@@ -68,6 +68,7 @@ def selected_records(ctx: ExportContext, doc_type: str) -> Iterator[tuple[RawVie
     """The plan's records of one type, selectors applied, streamed in export order."""
     plan = ctx.plan
     sel = plan.selectors
+    filtered = needs_record_data(sel)
     n = 0
     for rec, data in ctx.store.iter_records(
         plan.tenant, plan.as_of_seq, doc_type=doc_type, sources=sel.sources or None
@@ -76,7 +77,7 @@ def selected_records(ctx: ExportContext, doc_type: str) -> Iterator[tuple[RawVie
         if n % _PROGRESS_EVERY == 0:
             ctx.progress(_PROGRESS_EVERY)
             ctx.check_cancelled()
-        if matches(sel, doc_type, rec.upstream_id, orjson.loads(data)):
+        if not filtered or matches(sel, doc_type, rec.upstream_id, orjson.loads(data)):
             yield rec, data
     ctx.progress(n % _PROGRESS_EVERY)
 

@@ -182,7 +182,8 @@ What is inside
   manifests/export.json.dsse   DSSE envelope (signature) over export.json
   manifests/provenance.json    in-toto Statement v1 / SLSA provenance v1 of this export
   manifests/provenance.json.dsse  DSSE envelope over provenance.json
-  data/                        the exported evidence (JSON Lines, one record per line)
+  data/, trivy/, tuf/ ...      the exported content (evidence as JSON Lines, or a Trivy DB,
+                               or mirror metadata), every file listed in export.json
   checksums.txt                sha256 of every file (sha256sum format)
 
 How to verify, offline

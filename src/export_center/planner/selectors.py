@@ -53,6 +53,20 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else None
 
 
+def needs_record_data(sel: Selectors) -> bool:
+    """False when every selector is applied in SQL (sources, tenants): then no record needs to
+    be parsed to decide whether it is exported."""
+    return bool(
+        sel.include_ids
+        or sel.exclude_ids
+        or sel.ecosystems
+        or sel.modified_since
+        or sel.modified_until
+        or sel.products
+        or sel.sbom_subjects
+    )
+
+
 def matches(sel: Selectors, doc_type: str, upstream_id: str, data: dict[str, Any]) -> bool:
     """True when the record passes every selector."""
     if sel.include_ids and not (_ids(upstream_id, data) & set(sel.include_ids)):

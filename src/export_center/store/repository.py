@@ -84,14 +84,28 @@ _INSERT_ADVPKG = insert(_TABLES["advisory_packages"])
 _INSERT_VEX = insert(_TABLES["vex_statements"])
 _INSERT_COMP = insert(_TABLES["sbom_components"])
 _INSERT_CHANGE = insert(_TABLES["change_log"])
+# The columns of RawView, in its field order.
+_RAW_VIEW_COLUMNS = [
+    _RAW.c.id,
+    _RAW.c.tenant,
+    _RAW.c.source,
+    _RAW.c.upstream_id,
+    _RAW.c.revision,
+    _RAW.c.observation_id,
+    _RAW.c.doc_type,
+    _RAW.c.format,
+    _RAW.c.media_type,
+    _RAW.c.digest,
+    _RAW.c.size,
+    _RAW.c.content,
+    _RAW.c.withdrawn,
+    _RAW.c.seq,
+    _RAW.c.supersedes,
+]
 _SUPERSEDE = (
     update(_RAW).where(_RAW.c.id == bindparam("raw_id")).values(superseded_seq=bindparam("s"))
 )
-_SET_SEQ = (
-    update(_TENANTS)
-    .where(_TENANTS.c.name == bindparam("t"))
-    .values(last_seq=bindparam("s"))
-)
+_SET_SEQ = update(_TENANTS).where(_TENANTS.c.name == bindparam("t")).values(last_seq=bindparam("s"))
 _CURRENT = select(
     _RAW.c.id, _RAW.c.digest, _RAW.c.revision, _RAW.c.observation_id, _RAW.c.withdrawn
 ).where(
@@ -406,19 +420,42 @@ class EvidenceStore:
         include_withdrawn: bool = True,
     ) -> Iterator[RawView]:
         """Stream the records visible at ``as_of``, ordered by (doc_type, source, upstream_id)."""
-        stmt = self._as_of(select(RawRecord), tenant, as_of)
+        for view, _data in self._stream_raw(
+            tenant, as_of, doc_type, sources, include_withdrawn, with_normalized=False
+        ):
+            yield view
+
+    def _stream_raw(
+        self,
+        tenant: str,
+        as_of: int,
+        doc_type: str | None,
+        sources: Sequence[str] | None,
+        include_withdrawn: bool,
+        *,
+        with_normalized: bool,
+    ) -> Iterator[tuple[RawView, str]]:
+        # Core rows, not ORM entities: exports stream every record, and building and expunging
+        # an ORM object per row cost more than the query itself.
+        columns = [*_RAW_VIEW_COLUMNS, _NORM.c.data] if with_normalized else _RAW_VIEW_COLUMNS
+        stmt = select(*columns)
+        if with_normalized:
+            stmt = stmt.join(_NORM, _NORM.c.raw_id == _RAW.c.id)
+        stmt = self._as_of(stmt, tenant, as_of)
         if doc_type:
-            stmt = stmt.where(RawRecord.doc_type == doc_type)
+            stmt = stmt.where(_RAW.c.doc_type == doc_type)
         if sources:
-            stmt = stmt.where(RawRecord.source.in_(list(sources)))
+            stmt = stmt.where(_RAW.c.source.in_(list(sources)))
         if not include_withdrawn:
-            stmt = stmt.where(RawRecord.withdrawn.is_(False))
+            stmt = stmt.where(_RAW.c.withdrawn.is_(False))
         stmt = stmt.order_by(*self._export_order())
-        with self.session() as s:
-            result = s.execute(stmt.execution_options(yield_per=_STREAM_BATCH))
-            for r in result.scalars():
-                yield _raw_view(r)
-                s.expunge(r)
+        n = len(_RAW_VIEW_COLUMNS)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=_STREAM_BATCH).execute(
+                stmt
+            )
+            for row in result:
+                yield _row_view(row), (row[n] if with_normalized else "")
 
     def iter_normalized(
         self,
@@ -465,20 +502,7 @@ class EvidenceStore:
     ) -> Iterator[tuple[RawView, str]]:
         """Stream (raw record, normalized JSON) pairs visible at ``as_of`` for one type, in
         bytewise (source, upstream id) order: the order export shards are written in."""
-        stmt = self._as_of(
-            select(RawRecord, NormalizedRecord.data).join(
-                NormalizedRecord, NormalizedRecord.raw_id == RawRecord.id
-            ),
-            tenant,
-            as_of,
-        ).where(RawRecord.doc_type == doc_type)
-        if sources:
-            stmt = stmt.where(RawRecord.source.in_(list(sources)))
-        stmt = stmt.order_by(*self._export_order())
-        with self.session() as s:
-            for r, data in s.execute(stmt.execution_options(yield_per=_STREAM_BATCH)):
-                yield _raw_view(r), data
-                s.expunge(r)
+        return self._stream_raw(tenant, as_of, doc_type, sources, True, with_normalized=True)
 
     def changes(self, tenant: str, after: int, upto: int) -> Iterator[ChangeView]:
         """Change-log entries with ``after < seq <= upto``, in sequence order."""
@@ -592,4 +616,41 @@ def _raw_view(r: RawRecord) -> RawView:
         withdrawn=r.withdrawn,
         seq=r.seq,
         supersedes=r.supersedes,
+    )
+
+
+def _row_view(row: Any) -> RawView:
+    (
+        rid,
+        tenant,
+        source,
+        upstream,
+        rev,
+        obs,
+        dtype,
+        fmt,
+        media,
+        digest,
+        size,
+        content,
+        withdrawn,
+        seq,
+        supersedes,
+    ) = row[: len(_RAW_VIEW_COLUMNS)]
+    return RawView(
+        id=rid,
+        tenant=tenant,
+        source=source,
+        upstream_id=upstream,
+        revision=rev,
+        observation_id=obs,
+        doc_type=dtype,
+        format=fmt,
+        media_type=media,
+        digest=digest,
+        size=size,
+        content=bytes(content),
+        withdrawn=bool(withdrawn),
+        seq=seq,
+        supersedes=supersedes,
     )
