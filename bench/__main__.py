@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _rss(row: dict[str, Any]) -> str:
+    mb = row.get("peak_rss_mb") or 0.0
+    return f"{mb:.0f} MB" if mb else "n/a"
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     m, v = results["machine"], results["versions"]
     lines = [
@@ -147,7 +152,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"| {name} | {r['name']} | {r['ours']['median']:.3f} {r['unit']} | "
                 f"{r['baseline_name']}: {r['baseline']['median']:.3f} {r['unit']} | "
                 f"x{r['ratio']:.2f} | {r['ours']['spread']:.0%} | "
-                f"{r.get('peak_rss_mb', 0):.0f} MB |"
+                f"{_rss(r)} |"
             )
     notes = [r.get("note") for s in results["suites"].values() for r in s.get("rows", [])]
     if any(notes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -230,26 +231,132 @@ def suite_trivy(ctx: BenchContext) -> list[dict[str, Any]]:
     sizes = [100_000] + ([1_000_000] if ctx.trivy_1m else [])
     rows = []
     for n in sizes:
+        src = ctx.work / f"advisories-{n}.jsonl"
+        run_task("trivy_prep", {"corpora": str(ctx.corpora), "n": n, "out": str(src)})
         ours, base, rss = [], [], 0.0
         repeats = ctx.repeat if n <= 100_000 else 1
         for _ in range(repeats):
             out = ctx.work / f"trivy-{n}" / "trivy.db"
             out.parent.mkdir(exist_ok=True)
-            r = run_task("trivy", {"corpora": str(ctx.corpora), "n": n, "out": str(out)})
+            r = run_task("trivy", {"input": str(src), "out": str(out)})
             ours.append(r["seconds"])
             rss = max(rss, r["peak_rss_mb"])
-            b = run_task("trivy", {"corpora": str(ctx.corpora), "n": n, "baseline": True})
-            base.append(b["seconds"])
+            base.append(run_task("trivy", {"input": str(src), "baseline": True})["seconds"])
             shutil.rmtree(out.parent)
+        src.unlink()
         rows.append(
             {
                 "name": f"trivy.db build, {n:,} synthetic advisories",
                 "unit": "s",
                 "ours_runs": ours,
                 "baseline_runs": base,
-                "baseline_name": "produce + serialize the same advisories as JSON",
+                "baseline_name": "read + serialize the same advisories as JSON",
                 "peak_rss_mb": rss,
-                "note": f"trivy.db {n:,}: target < 60 s and < 500 MB for 1M",
+            }
+        )
+    return rows
+
+
+def suite_mirror_delta(ctx: BenchContext) -> list[dict[str, Any]]:
+    rows = []
+    for fraction in (0.01, 0.10):
+        ours, base, rss = [], [], 0.0
+        info: dict[str, Any] = {}
+        for i in range(min(ctx.repeat, 2)):
+            data = ctx.work / f"mirror-{fraction}-{i}"
+            run_task(
+                "ingest",
+                {
+                    "db": f"sqlite:///{data / 'stella.db'}",
+                    "sources": [("go-vulndb", str(ctx.corpora / "golang-vulndb/data/osv"))],
+                },
+            )
+            run_task_keys(data)
+            info = run_task(
+                "mirror_delta",
+                {
+                    "data_dir": str(data),
+                    "out": str(data / "out"),
+                    "fraction": fraction,
+                },
+            )
+            ours.append(info["delta_bytes"] / 1e6)
+            base.append(info["full_bytes"] * fraction / 1e6)
+            rss = max(rss, info["peak_rss_mb"])
+            shutil.rmtree(data)
+        rows.append(
+            {
+                "name": f"mirror:delta size, {fraction:.0%} of {info['records']} records revised",
+                "unit": "MB",
+                "ours_runs": ours,
+                "baseline_runs": base,
+                "baseline_name": f"{fraction:.0%} of the mirror:full archive",
+                "peak_rss_mb": rss,
+                "note": f"mirror:full {info['full_bytes'] / 1e6:.2f} MB; delta at {fraction:.0%}: "
+                f"{info['delta_bytes'] / 1e6:.3f} MB",
+            }
+        )
+    return rows
+
+
+_REQS = re.compile(r"requests: (\d+) \(([\d.]+)/s\)")
+_LAT = re.compile(r"latency all: p50 ([\d.]+) ms, p99 ([\d.]+) ms")
+
+
+def _load(args: list[str]) -> tuple[float, float]:
+    """Run bench/service_load.py; (requests per second, p99 ms)."""
+    script = Path(__file__).with_name("service_load.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    reqs, lat = _REQS.search(proc.stdout), _LAT.search(proc.stdout)
+    if proc.returncode != 0 or reqs is None or lat is None:
+        raise RuntimeError(f"service load failed: {proc.stdout[-1000:]} {proc.stderr[-2000:]}")
+    return float(reqs.group(2)), float(lat.group(2))
+
+
+def suite_service(ctx: BenchContext) -> list[dict[str, Any]]:
+    import os
+
+    common = ["--clients", "32", "--seconds", "15", "--drain", "30"]
+    setups: list[tuple[str, list[str]]] = [("SQLite, 1 in-process worker", [])]
+    pg = os.environ.get("STELLA_TEST_PG_URL")
+    if pg:
+        setups.append(
+            ("PostgreSQL, in-process + 1 worker process", ["--database-url", pg, "--workers", "1"])
+        )
+    rows = []
+    for label, extra in setups:
+        tput, p99, btput, bp99 = [], [], [], []
+        for _ in range(min(ctx.repeat, 2)):
+            t, p = _load(common + extra)
+            tput.append(t)
+            p99.append(p)
+            bt, bp = _load([*common, "--healthz-only"])
+            btput.append(bt)
+            bp99.append(bp)
+        rows.append(
+            {
+                "name": f"API throughput, 32 clients, {label}",
+                "unit": "req/s",
+                "ours_runs": tput,
+                "baseline_runs": btput,
+                "baseline_name": "same server, GET /healthz only",
+                "peak_rss_mb": 0.0,
+            }
+        )
+        rows.append(
+            {
+                "name": f"API p99 latency, 32 clients, {label}",
+                "unit": "ms",
+                "ours_runs": p99,
+                "baseline_runs": bp99,
+                "baseline_name": "same server, GET /healthz only",
+                "peak_rss_mb": 0.0,
             }
         )
     return rows
@@ -259,4 +366,6 @@ SUITES = [
     Suite("ingest", suite_ingest),
     Suite("export", suite_export),
     Suite("trivy", suite_trivy),
+    Suite("mirror-delta", suite_mirror_delta),
+    Suite("service", suite_service),
 ]

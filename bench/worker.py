@@ -70,37 +70,46 @@ def task_verify(a: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t}
 
 
-def task_trivy(a: dict[str, Any]) -> dict[str, Any]:
+def task_trivy_prep(a: dict[str, Any]) -> dict[str, Any]:
+    """Synthesize ``n`` advisories once, as normalized JSON lines, for both trivy measurements."""
     from bench.synth import load_templates, synthesize
     from export_center.ingest.osv import OsvReader
-    from export_center.model import Advisory
-    from export_center.trivy.dbwriter import write_trivy_db
+    from export_center.model import Advisory, to_json_dict
 
     reader = OsvReader()
     templates = load_templates(Path(a["corpora"]))
-
-    def advisories() -> Any:
+    t = time.perf_counter()
+    with Path(a["out"]).open("wb") as fh:
         for doc in synthesize(templates, a["n"], seed=7):
-            content = orjson.dumps(doc)
-            for rec in reader.read(doc, content, "synthetic"):
-                if not hasattr(rec, "normalized"):
-                    continue
-                norm = rec.normalized
-                assert isinstance(norm, Advisory)
-                yield "synthetic", norm
+            for rec in reader.read(doc, orjson.dumps(doc), "synthetic"):
+                norm = getattr(rec, "normalized", None)
+                if isinstance(norm, Advisory):
+                    fh.write(orjson.dumps(to_json_dict(norm)) + b"\n")
+    return {"seconds": time.perf_counter() - t}
 
+
+def _read_advisories(path: Path) -> Any:
+    from export_center.model import advisory_from_json
+
+    with path.open("rb") as fh:
+        for line in fh:
+            yield "synthetic", advisory_from_json(orjson.loads(line))
+
+
+def task_trivy(a: dict[str, Any]) -> dict[str, Any]:
+    from export_center.trivy.dbwriter import write_trivy_db
+
+    src = Path(a["input"])
     if a.get("baseline"):
-        # Baseline: produce the same advisories and serialize their JSON values, nothing else.
-        t = time.perf_counter()
+        # Baseline: read the same advisories and serialize their JSON values, nothing else.
         from export_center.model import to_json_dict
 
-        n = 0
-        for _src, adv in advisories():
-            n += len(orjson.dumps(to_json_dict(adv)))
+        t = time.perf_counter()
+        n = sum(len(orjson.dumps(to_json_dict(adv))) for _s, adv in _read_advisories(src))
         return {"seconds": time.perf_counter() - t, "bytes": n}
     out = Path(a["out"])
     t = time.perf_counter()
-    report = write_trivy_db(advisories(), out, work_dir=out.parent)
+    report = write_trivy_db(_read_advisories(src), out, work_dir=out.parent)
     return {
         "seconds": time.perf_counter() - t,
         "bytes": out.stat().st_size,
@@ -108,7 +117,67 @@ def task_trivy(a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-TASKS = {"ingest": task_ingest, "export": task_export, "verify": task_verify, "trivy": task_trivy}
+def task_mirror_delta(a: dict[str, Any]) -> dict[str, Any]:
+    """mirror:full of the Go vulndb, then ``fraction`` of its records revised, then mirror:delta."""
+    import random
+
+    from export_center.exporter import run_export
+    from export_center.ingest.pipeline import InputDocument, parse_records
+    from export_center.planner.profiles import parse_profile_spec
+    from export_center.planner.registry import ProfileRegistry
+    from export_center.settings import load_settings
+    from export_center.store.repository import EvidenceStore
+
+    settings = load_settings(env={"STELLA_DATA_DIR": a["data_dir"]})
+    store = EvidenceStore.open(settings.database_url)
+    reg = ProfileRegistry(store)
+    full = reg.create(
+        "default", "bench-full", parse_profile_spec({"kind": "mirror", "variant": "full"})
+    )
+    full_bundle = run_export(settings, store, full, Path(a["out"]) / "full").bundle
+    records = list(store.iter_raw("default", store.current_sequence("default")))
+    rng = random.Random(11)
+    changed = rng.sample(records, max(1, round(len(records) * a["fraction"])))
+    with store.session() as s:
+        cursor = store.lock_tenant(s, "default")
+        for rec in changed:
+            doc = orjson.loads(rec.content)
+            doc["summary"] = f"{doc.get('summary') or ''} (revised)"
+            content = orjson.dumps(doc)
+            for parsed in parse_records(InputDocument(rec.upstream_id, content)):
+                if hasattr(parsed, "normalized"):
+                    store.put(s, cursor, rec.source, parsed)  # type: ignore[arg-type]
+        s.commit()
+    delta = reg.create(
+        "default",
+        "bench-delta",
+        parse_profile_spec(
+            {
+                "kind": "mirror",
+                "variant": "delta",
+                "options": {"base": {"bundle": str(full_bundle.archive_path)}},
+            }
+        ),
+    )
+    t = time.perf_counter()
+    delta_bundle = run_export(settings, store, delta, Path(a["out"]) / "delta").bundle
+    return {
+        "seconds": time.perf_counter() - t,
+        "full_bytes": full_bundle.archive_bytes,
+        "delta_bytes": delta_bundle.archive_bytes,
+        "records": len(records),
+        "changed": len(changed),
+    }
+
+
+TASKS = {
+    "ingest": task_ingest,
+    "export": task_export,
+    "verify": task_verify,
+    "trivy_prep": task_trivy_prep,
+    "trivy": task_trivy,
+    "mirror_delta": task_mirror_delta,
+}
 
 
 def main() -> None:

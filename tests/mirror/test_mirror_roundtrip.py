@@ -394,5 +394,5 @@ def test_policy_parts_travel_with_the_mirror(
         **body,
         "policy": {"document": str(tmp_path / "nope.yaml"), "policySnapshotMode": "required"},
     }
-    with pytest.raises(BadInputError, match="nope.yaml"):
+    with pytest.raises(BadInputError, match=r"nope\.yaml"):
         a.export(a.profile("mirror-policy-2", broken), signer)

@@ -5,9 +5,11 @@ Starts ``stella serve`` (API + in-process worker) on a loopback port, optionally
 reads (run status, run lists, profiles, plans) and run creations whose exports the workers
 execute. Prints throughput, latency percentiles per request kind, and export throughput.
 
-    .venv/bin/python tests/service/bench_api_load.py --clients 32 --seconds 20
-    .venv/bin/python tests/service/bench_api_load.py --database-url postgresql+psycopg://... \
-        --workers 2
+    .venv/bin/python bench/service_load.py --clients 32 --seconds 20
+    .venv/bin/python bench/service_load.py --database-url postgresql+psycopg://... --workers 1
+    .venv/bin/python bench/service_load.py --healthz-only    # the baseline: framework floor
+
+``make bench`` runs it through ``bench.suites`` (suite "service").
 
 Only loopback traffic; every loop is bounded in count and time.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "service"))
 
 from service_support import (
     ALL_SCOPES,
@@ -63,13 +65,16 @@ async def client_loop(
     statuses: dict[int, int],
     create_share: float,
     rng: random.Random,
+    healthz_only: bool = False,
 ) -> None:
     mine: list[str] = []  # this client's tenant's runs (another tenant's would answer 404)
     headers = {"Authorization": f"Bearer {token}"}
     while time.monotonic() < deadline and budget[0] > 0:
         budget[0] -= 1
         roll = rng.random()
-        if roll < create_share:
+        if healthz_only:
+            kind, method, url, body = "healthz", "GET", "/healthz", None
+        elif roll < create_share:
             kind, method, url, body = "create run", "POST", "/api/export/runs", {"profile": "bench"}
         elif roll < 0.55 and mine:
             kind, method, url, body = "get run", "GET", f"/api/export/runs/{rng.choice(mine)}", None
@@ -99,6 +104,7 @@ async def drive(
     seconds: float,
     max_requests: int,
     create_share: float,
+    healthz_only: bool = False,
 ) -> tuple[dict[str, list[float]], dict[int, int], list[str], float]:
     latencies: dict[str, list[float]] = defaultdict(list)
     statuses: dict[int, int] = defaultdict(int)
@@ -120,6 +126,7 @@ async def drive(
                     statuses,
                     create_share,
                     random.Random(n),
+                    healthz_only,
                 )
                 for n in range(clients)
             )
@@ -139,6 +146,9 @@ def main() -> None:
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--workers", type=int, default=0, help="extra `stella worker` processes")
     ap.add_argument("--drain", type=float, default=60.0, help="max seconds to wait for runs")
+    ap.add_argument(
+        "--healthz-only", action="store_true", help="baseline: every client only GETs /healthz"
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="stella-bench-"))
@@ -189,7 +199,15 @@ def main() -> None:
                 pass
             time.sleep(0.2)
         latencies, statuses, run_ids, elapsed = asyncio.run(
-            drive(url, tokens, args.clients, args.seconds, args.max_requests, args.create_share)
+            drive(
+                url,
+                tokens,
+                args.clients,
+                args.seconds,
+                args.max_requests,
+                args.create_share,
+                args.healthz_only,
+            )
         )
         total = sum(len(v) for v in latencies.values())
         everything = [x for v in latencies.values() for x in v]
