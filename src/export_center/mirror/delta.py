@@ -27,7 +27,7 @@ from sqlalchemy import and_, null, or_, select
 from export_center.planner.profiles import Selectors
 from export_center.planner.selectors import matches
 from export_center.store.models import ChangeLogEntry, NormalizedRecord, RawRecord
-from export_center.store.repository import EvidenceStore, RawView, _raw_view
+from export_center.store.repository import EvidenceStore, RawView
 
 _BATCH = 500
 
@@ -220,12 +220,6 @@ def iter_shipped(
     """The records of ``raw_ids`` with their normalized JSON, in the given order, in batches."""
     for start in range(0, len(raw_ids), _BATCH):
         chunk = raw_ids[start : start + _BATCH]
-        stmt = (
-            select(RawRecord, NormalizedRecord.data)
-            .join(NormalizedRecord, NormalizedRecord.raw_id == RawRecord.id)
-            .where(RawRecord.tenant == tenant, RawRecord.id.in_(list(chunk)))
-        )
-        with store.session() as s:
-            found = {r.id: (_raw_view(r), data) for r, data in s.execute(stmt)}
+        found = store.records_by_id(tenant, chunk)
         for rid in chunk:
             yield found[rid]

@@ -531,26 +531,37 @@ class EvidenceStore:
         Raises:
             NotFoundError: no such record for this tenant.
         """
-        with self.session() as s:
-            r = s.execute(
-                select(RawRecord).where(
-                    RawRecord.tenant == tenant, RawRecord.observation_id == obs_or_upstream
-                )
-            ).scalar_one_or_none()
-            if r is None:
-                r = s.execute(
-                    select(RawRecord)
-                    .where(
-                        RawRecord.tenant == tenant,
-                        RawRecord.upstream_id == obs_or_upstream,
-                        RawRecord.superseded_seq.is_(None),
-                    )
-                    .order_by(RawRecord.source)
-                    .limit(1)
-                ).scalar_one_or_none()
-            if r is None:
-                raise NotFoundError(f"no record {obs_or_upstream!r} for tenant {tenant!r}")
-            return _raw_view(r)
+        by_obs = select(*_RAW_VIEW_COLUMNS).where(
+            _RAW.c.tenant == tenant, _RAW.c.observation_id == obs_or_upstream
+        )
+        by_upstream = (
+            select(*_RAW_VIEW_COLUMNS)
+            .where(
+                _RAW.c.tenant == tenant,
+                _RAW.c.upstream_id == obs_or_upstream,
+                _RAW.c.superseded_seq.is_(None),
+            )
+            .order_by(self._bytewise(_RAW.c.source))
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(by_obs).one_or_none() or conn.execute(by_upstream).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no record {obs_or_upstream!r} for tenant {tenant!r}")
+        return _row_view(row)
+
+    def records_by_id(
+        self, tenant: str, raw_ids: Sequence[int]
+    ) -> dict[int, tuple[RawView, str]]:
+        """(raw record, normalized JSON) for each of ``raw_ids`` that belongs to ``tenant``."""
+        stmt = (
+            select(*_RAW_VIEW_COLUMNS, _NORM.c.data)
+            .join(_NORM, _NORM.c.raw_id == _RAW.c.id)
+            .where(_RAW.c.tenant == tenant, _RAW.c.id.in_(list(raw_ids)))
+        )
+        n = len(_RAW_VIEW_COLUMNS)
+        with self.engine.connect() as conn:
+            return {row[0]: (_row_view(row), row[n]) for row in conn.execute(stmt)}
 
     def get_normalized(self, tenant: str, raw_id: int) -> str | None:
         with self.session() as s:
@@ -599,58 +610,8 @@ class EvidenceStore:
             return list(s.execute(select(Tenant.name).order_by(Tenant.name)).scalars())
 
 
-def _raw_view(r: RawRecord) -> RawView:
-    return RawView(
-        id=r.id,
-        tenant=r.tenant,
-        source=r.source,
-        upstream_id=r.upstream_id,
-        revision=r.revision,
-        observation_id=r.observation_id,
-        doc_type=r.doc_type,
-        format=r.format,
-        media_type=r.media_type,
-        digest=r.digest,
-        size=r.size,
-        content=bytes(r.content),
-        withdrawn=r.withdrawn,
-        seq=r.seq,
-        supersedes=r.supersedes,
-    )
-
-
 def _row_view(row: Any) -> RawView:
-    (
-        rid,
-        tenant,
-        source,
-        upstream,
-        rev,
-        obs,
-        dtype,
-        fmt,
-        media,
-        digest,
-        size,
-        content,
-        withdrawn,
-        seq,
-        supersedes,
-    ) = row[: len(_RAW_VIEW_COLUMNS)]
-    return RawView(
-        id=rid,
-        tenant=tenant,
-        source=source,
-        upstream_id=upstream,
-        revision=rev,
-        observation_id=obs,
-        doc_type=dtype,
-        format=fmt,
-        media_type=media,
-        digest=digest,
-        size=size,
-        content=bytes(content),
-        withdrawn=bool(withdrawn),
-        seq=seq,
-        supersedes=supersedes,
-    )
+    values = list(row[: len(_RAW_VIEW_COLUMNS)])
+    values[11] = bytes(values[11])  # content: memoryview on some drivers
+    values[12] = bool(values[12])  # withdrawn: 0/1 on SQLite
+    return RawView(*values)
