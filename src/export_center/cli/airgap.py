@@ -344,6 +344,3 @@ def list_cmd(tenant: common.TenantOpt = None, output: common.FormatOpt = "table"
         common.print_json({"generations": [g.as_json() for g in rows]})
         return
     common.console.print(_generation_table(rows, f"{len(rows)} generations"))
-
-
-from export_center.cli import trivy_cmd as _trivy_cmd  # noqa: E402, F401  (adds "trivy-install" here)

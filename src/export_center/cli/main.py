@@ -18,19 +18,30 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each command group lives in its own module and adds itself to ``app``.
-    from export_center.cli import evidence, ingest_cmd, keys
+    from export_center.cli import (
+        airgap,
+        devportal_cmd,
+        evidence,
+        export_cmd,
+        findings_cmd,
+        ingest_cmd,
+        keys,
+        serve,
+        trivy_cmd,
+    )
 
-    evidence.register(app)
-    ingest_cmd.register(app)
-    keys.register(app)
-    for optional in ("export_cmd", "airgap", "serve", "devportal_cmd", "findings_cmd"):
-        try:
-            module = __import__(f"export_center.cli.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != f"export_center.cli.{optional}":
-                raise
-            continue
+    for module in (
+        ingest_cmd,
+        evidence,
+        keys,
+        export_cmd,
+        airgap,
+        findings_cmd,
+        devportal_cmd,
+        serve,
+    ):
         module.register(app)
+    trivy_cmd.register()  # `stella airgap trivy-install`, on the airgap group
 
 
 def main() -> None:

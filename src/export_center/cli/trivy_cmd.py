@@ -44,7 +44,10 @@ _MARKS = {
 }
 
 
-@airgap_app.command("trivy-install")
+def register() -> None:
+    airgap_app.command("trivy-install")(trivy_install)
+
+
 def trivy_install(
     bundle: Annotated[
         str,
