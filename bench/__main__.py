@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     started = time.time()
+    failed = False
     results: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
         "versions": _versions(),
@@ -96,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                 results["suites"][suite.name] = {"unavailable": str(e)}
                 print(f"   unavailable: {e}", file=sys.stderr)
                 continue
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                # One broken suite must not lose the others' figures: record it and go on.
+                results["suites"][suite.name] = {"unavailable": f"failed: {str(e)[:300]}"}
+                print(f"   FAILED: {e}", file=sys.stderr)
+                failed = True
+                continue
             for row in rows:
                 row["ours"] = _summary(row.pop("ours_runs"))
                 row["baseline"] = _summary(row.pop("baseline_runs"))
@@ -118,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {RESULTS / 'latest.json'} and {DOC} in {results['wall_seconds']:.0f} s",
         file=sys.stderr,
     )
-    return 0
+    return 1 if failed else 0
 
 
 def _rss(row: dict[str, Any]) -> str:

@@ -149,8 +149,21 @@ def main() -> None:
     ap.add_argument(
         "--healthz-only", action="store_true", help="baseline: every client only GETs /healthz"
     )
+    ap.add_argument(
+        "--reset-database",
+        action="store_true",
+        help="DROP and recreate the public schema of --database-url first (a scratch database)",
+    )
     args = ap.parse_args()
 
+    if args.reset_database and args.database_url:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(args.database_url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
     tmp = Path(tempfile.mkdtemp(prefix="stella-bench-"))
     settings = make_settings(tmp / "data", args.database_url)
     generate_key(settings)

@@ -327,7 +327,10 @@ def suite_service(ctx: BenchContext) -> list[dict[str, Any]]:
     pg = os.environ.get("STELLA_TEST_PG_URL")
     if pg:
         setups.append(
-            ("PostgreSQL, in-process + 1 worker process", ["--database-url", pg, "--workers", "1"])
+            (
+                "PostgreSQL, in-process + 1 worker process",
+                ["--database-url", pg, "--workers", "1", "--reset-database"],
+            )
         )
     rows = []
     for label, extra in setups:
@@ -336,7 +339,7 @@ def suite_service(ctx: BenchContext) -> list[dict[str, Any]]:
             t, p = _load(common + extra)
             tput.append(t)
             p99.append(p)
-            bt, bp = _load([*common, "--healthz-only"])
+            bt, bp = _load([*common, *extra, "--healthz-only"])
             btput.append(bt)
             bp99.append(bp)
         rows.append(
