@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="suite names to run")
     ap.add_argument("--trivy-1m", action="store_true", help="also build a 1M-advisory trivy.db")
     ap.add_argument("--corpora", type=Path, default=ROOT.parent / "shared" / "corpora")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown from JSON")
     args = ap.parse_args(argv)
+    if args.render_only:
+        DOC.write_text(render_markdown(orjson.loads((RESULTS / "latest.json").read_bytes())))
+        return 0
 
     started = time.time()
     failed = False
@@ -128,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def _rss(row: dict[str, Any]) -> str:
     mb = row.get("peak_rss_mb") or 0.0
     return f"{mb:.0f} MB" if mb else "n/a"
@@ -156,8 +164,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             continue
         for r in suite["rows"]:
             lines.append(
-                f"| {name} | {r['name']} | {r['ours']['median']:.3f} {r['unit']} | "
-                f"{r['baseline_name']}: {r['baseline']['median']:.3f} {r['unit']} | "
+                f"| {name} | {_cell(r['name'])} | {r['ours']['median']:.3f} {r['unit']} | "
+                f"{_cell(r['baseline_name'])}: {r['baseline']['median']:.3f} {r['unit']} | "
                 f"x{r['ratio']:.2f} | {r['ours']['spread']:.0%} | "
                 f"{_rss(r)} |"
             )
