@@ -57,6 +57,9 @@ class ServiceSettings:
     idempotency_ttl_hours: int = 24
     worker_concurrency: int = 1
     page_limit_max: int = 500
+    # Distribution target besides the shared artifact directory: every published bundle is
+    # also pushed as an OCI artifact to ``<repository>:<export id>`` (oci://HOST/REPO).
+    oci_repository: str | None = None
 
     def quotas_for(self, tenant: str) -> Quotas:
         return self.tenant_quotas.get(tenant, self.quotas)
@@ -64,7 +67,7 @@ class ServiceSettings:
 
 _QUOTA_KEYS = frozenset(f.name for f in fields(Quotas))
 _PATHS = frozenset({"jwks_file"})
-_STRINGS = frozenset({"jwt_issuer", "jwt_audience"})
+_STRINGS = frozenset({"jwt_issuer", "jwt_audience", "oci_repository"})
 _NUMBERS = frozenset(
     f.name
     for f in fields(ServiceSettings)

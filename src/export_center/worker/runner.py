@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -26,7 +27,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from export_center.errors import CancelledError
+import httpx
+
+from export_center.errors import CancelledError, ExportCenterError
 from export_center.exporter import ExportOutcome, run_export
 from export_center.planner.plan import ExportPlan
 from export_center.planner.registry import ProfileRegistry
@@ -311,7 +314,32 @@ class RunExecutor:
             b.archive_bytes,
             b.archive_sha256,
         )
+        if self.service.oci_repository:
+            self._push(run.id, b.archive_path, b.export_id, self.service.oci_repository)
         return "succeeded"
+
+    def _push(self, run_id: str, archive: Path, export_id: str, repository: str) -> None:
+        """Distribute the published bundle to the OCI registry as well.
+
+        Only after the run succeeded (so a cancelled run never reaches the registry); the
+        filesystem copy stays the run's artifact, so a registry outage is reported as an
+        ``artifact_push_failed`` event and a metric, not a failed export.
+        """
+        from export_center.oci.registry import push_bundle
+
+        ref = f"{repository.rstrip('/')}:{export_id}"
+        try:
+            with tempfile.TemporaryDirectory(prefix=".oci-push-", dir=archive.parent) as work:
+                pushed = push_bundle(archive, ref, Path(work))
+        except (ExportCenterError, OSError, httpx.HTTPError) as e:  # RegistryError included
+            log.error("pushing %s to %s failed: %s", archive.name, ref, e)
+            self.metrics.failures_total.labels("ERR_EXPORT_OCI_PUSH").inc()
+            self.repo.add_event(run_id, "artifact_push_failed", {"ref": ref, "error": str(e)})
+            return
+        log.info("pushed %s to %s (%s)", archive.name, ref, pushed.manifest_digest)
+        self.repo.add_event(
+            run_id, "artifact_pushed", {"ref": ref, "digest": pushed.manifest_digest}
+        )
 
     def _count(self, profile: str, tenant: str, status: str, started: float) -> None:
         self.metrics.runs_total.labels(profile, tenant, status).inc()

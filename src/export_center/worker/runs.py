@@ -214,6 +214,11 @@ class RunRepository:
         )
         return int(seq)
 
+    def add_event(self, run_id: str, type_: str, data: Mapping[str, Any]) -> int:
+        """Append an event outside a state transition (e.g. after publication)."""
+        with self.store.session() as s, s.begin():
+            return self._event(s, run_id, type_, data, self.clock())
+
     def events_after(self, run_id: str, after: int, *, limit: int = 500) -> list[RunEvent]:
         with self.store.session() as s:
             rows = s.execute(
