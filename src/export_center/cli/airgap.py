@@ -74,17 +74,8 @@ def _options(
 ) -> Any:
     from export_center.importer.service import ImportOptions
     from export_center.mirror.crypto import KeyMaterial, load_age_identities
-    from export_center.signing.interface import load_trust_roots
 
-    roots_path = trust_roots or _airgap_dir() / "trust-roots.pem"
-    try:
-        pem = roots_path.read_bytes()
-    except OSError as e:
-        raise BadInputError(
-            f"{roots_path}: cannot read trust roots: {e.strerror}",
-            hint="pass --trust-roots KEYS.pem (the exporter's `stella keys export-public`)",
-        ) from e
-    roots = load_trust_roots(pem, where=str(roots_path))
+    roots = common.read_trust_roots(trust_roots)
     root_bytes = None
     root_path = tuf_root or (_airgap_dir() / "root.json")
     if tuf_root is not None or root_path.is_file():
@@ -117,17 +108,8 @@ def _login() -> str:
         return "unknown"
 
 
-_MARKS = {
-    "pass": "[green]PASS[/green]",
-    "fail": "[red]FAIL[/red]",
-    "skipped": "[yellow]SKIP[/yellow]",
-    "not run": "[dim]----[/dim]",
-}
-
-
 def _print_report(report: Any) -> None:
-    for c in report.checks:
-        common.console.print(f"{_MARKS[c.status]} {c.name:<20} {c.detail}", highlight=False)
+    common.print_checks(report.checks)
 
 
 @airgap_app.command("verify-bundle")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +13,9 @@ from export_center.errors import ExitCode, ExportCenterError
 from export_center.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from export_center.signing.interface import PublicKey
     from export_center.store.repository import EvidenceStore
 
 console = Console(soft_wrap=True)
@@ -80,3 +84,37 @@ def print_json(value: object) -> None:
         orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
     )
     sys.stdout.write("\n")
+
+
+def read_trust_roots(path: Path | None) -> dict[str, PublicKey]:
+    """The trusted public keys: ``--trust-roots``, else ``<data dir>/airgap/trust-roots.pem``.
+
+    Raises:
+        BadInputError: the file cannot be read. VerificationError: it holds no usable key.
+    """
+    from export_center.errors import BadInputError
+    from export_center.signing.interface import load_trust_roots
+
+    path = path or settings().data_dir / "airgap" / "trust-roots.pem"
+    try:
+        pem = path.read_bytes()
+    except OSError as e:
+        raise BadInputError(
+            f"{path}: cannot read trust roots: {e.strerror}",
+            hint="pass --trust-roots KEYS.pem (the exporter's `stella keys export-public`)",
+        ) from e
+    return load_trust_roots(pem, where=str(path))
+
+
+_CHECK_MARKS = {
+    "pass": "[green]PASS[/green]",
+    "fail": "[red]FAIL[/red]",
+    "skipped": "[yellow]SKIP[/yellow]",
+    "not run": "[dim]----[/dim]",
+}
+
+
+def print_checks(checks: Iterable[Any]) -> None:
+    """One line per verification check (``.status``, ``.name``, ``.detail``), in order."""
+    for c in checks:
+        console.print(f"{_CHECK_MARKS[c.status]} {c.name:<20} {c.detail}", highlight=False)

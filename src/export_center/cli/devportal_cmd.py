@@ -21,7 +21,6 @@ from export_center.devportal import (
     verify_bundle,
 )
 from export_center.errors import BadInputError, NotFoundError
-from export_center.signing.interface import load_trust_roots
 from export_center.signing.keystore import KeyStore
 
 
@@ -119,11 +118,7 @@ def verify(
     """Verify a devportal bundle offline: archive, checksums, DSSE signature, manifest, files."""
     if output not in ("table", "json"):
         raise BadInputError(f"--format {output!r}: choose table or json")
-    try:
-        roots_pem = trust_roots.read_bytes()
-    except OSError as e:
-        raise NotFoundError(f"--trust-roots {trust_roots}: cannot read: {e.strerror}") from e
-    roots = load_trust_roots(roots_pem, where=str(trust_roots))
+    roots = common.read_trust_roots(trust_roots)
     try:
         fh = bundle.open("rb")
     except OSError as e:

@@ -382,27 +382,14 @@ def verify(
 ) -> None:
     """Verify a bundle offline: every check, in order, each reported by name."""
     from export_center.bundle.verify import verify_bundle
-    from export_center.signing.interface import load_trust_roots
 
     if not bundle.exists():
         common.fail(f"{bundle}: no such bundle", ExitCode.NOT_FOUND)
-    try:
-        pem = trust_roots.read_bytes()
-    except OSError as e:
-        raise BadInputError(f"{trust_roots}: cannot read trust roots: {e.strerror}") from e
-    roots = load_trust_roots(pem, where=str(trust_roots))
-    report = verify_bundle(bundle, roots)
+    report = verify_bundle(bundle, common.read_trust_roots(trust_roots))
     if output == "json":
         common.print_json(report.as_json())
     else:
-        marks = {
-            "pass": "[green]PASS[/green]",
-            "fail": "[red]FAIL[/red]",
-            "skipped": "[yellow]SKIP[/yellow]",
-            "not run": "[dim]----[/dim]",
-        }
-        for c in report.checks:
-            common.console.print(f"{marks[c.status]} {c.name:<20} {c.detail}", highlight=False)
+        common.print_checks(report.checks)
         if report.ok:
             common.console.print(
                 f"[green]verified[/green] {report.export_id}; root hash {report.root_hash}"
@@ -489,10 +476,9 @@ def push(
 
 def _push_trivy(bundle: Path, target: str, trust_roots: Path | None, output: str) -> None:
     """``push`` of a Trivy bundle: verify it, push Trivy's artifact (oci/trivy.py)."""
-    from export_center.cli.trivy_cmd import load_roots
     from export_center.oci.trivy import push_trivy_bundle
 
-    digest = push_trivy_bundle(bundle, target, trust_roots=load_roots(trust_roots))
+    digest = push_trivy_bundle(bundle, target, trust_roots=common.read_trust_roots(trust_roots))
     if output == "json":
         common.print_json({"target": target, "manifestDigest": digest, "verified": True})
         return

@@ -13,35 +13,6 @@ import typer
 
 from export_center.cli import common
 from export_center.cli.airgap import airgap_app
-from export_center.errors import BadInputError
-from export_center.signing.interface import PublicKey
-
-
-def load_roots(trust_roots: Path | None) -> dict[str, PublicKey]:
-    """The trusted keys: ``--trust-roots``, else ``<data dir>/airgap/trust-roots.pem``.
-
-    Raises:
-        BadInputError: the file cannot be read. VerificationError: it holds no usable key.
-    """
-    from export_center.signing.interface import load_trust_roots
-
-    path = trust_roots or common.settings().data_dir / "airgap" / "trust-roots.pem"
-    try:
-        pem = path.read_bytes()
-    except OSError as e:
-        raise BadInputError(
-            f"{path}: cannot read trust roots: {e.strerror}",
-            hint="pass --trust-roots KEYS.pem (the exporter's `stella keys export-public`)",
-        ) from e
-    return load_trust_roots(pem, where=str(path))
-
-
-_MARKS = {
-    "pass": "[green]PASS[/green]",
-    "fail": "[red]FAIL[/red]",
-    "skipped": "[yellow]SKIP[/yellow]",
-    "not run": "[dim]----[/dim]",
-}
 
 
 def register() -> None:
@@ -79,7 +50,7 @@ def trivy_install(
     """
     from export_center.importer.trivy_install import TrivyBundleRefused, install_trivy_bundle
 
-    roots = load_roots(trust_roots)
+    roots = common.read_trust_roots(trust_roots)
     try:
         result = install_trivy_bundle(bundle, cache_dir, roots, force=force)
     except TrivyBundleRefused as e:
@@ -87,7 +58,7 @@ def trivy_install(
             common.print_json({"status": "refused", "reason": e.message, **e.report.as_json()})
         else:
             for c in e.report.checks:
-                common.console.print(f"{_MARKS[c.status]} {c.name:<20} {c.detail}", highlight=False)
+                common.print_checks([c])
         raise
     inst = result.installed
     files = [str(inst.directory / inst.kind.db_name), str(inst.directory / "metadata.json")]
@@ -106,7 +77,7 @@ def trivy_install(
         )
         return
     for c in result.report.checks:
-        common.console.print(f"{_MARKS[c.status]} {c.name:<20} {c.detail}", highlight=False)
+        common.print_checks([c])
     common.console.print(
         f"[green]installed[/green] {files[0]} from {result.export_id} "
         f"(UpdatedAt {inst.metadata['UpdatedAt']}, NextUpdate {inst.metadata['NextUpdate']})",
