@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def advisory_record(
         content=content,
         normalized=Advisory(
             id=upstream,
-            aliases=(f"CVE-2026-{abs(hash(upstream)) % 10000:04d}",),
+            aliases=(
+                f"CVE-2026-{zlib.crc32(upstream.encode()) % 10000:04d}",
+            ),  # not hash(): salted
             modified="2026-01-01T00:00:00Z",
             affected=(
                 AffectedPackage(

@@ -10,7 +10,6 @@ a failed or cancelled run removes its staging directory and publishes nothing.
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from export_center.adapters.interface import ExportContext, Staging
 from export_center.adapters.registry import adapter_for
 from export_center.archive.writer import FileSource, write_tree
+from export_center.bundle._mapped import mapped
 from export_center.bundle.manifest import (
     CHECKSUMS,
     EXPORT_DSSE,
@@ -87,13 +87,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _sign_file(signer: Signer, path: Path) -> bytes:
-    # Ed25519 signs the message itself (no pre-hash), so map the archive instead of reading it:
-    # pages come from the page cache, not the heap.
-    with path.open("rb") as fh:
-        if path.stat().st_size == 0:
-            return detached_signature(signer, b"")
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return detached_signature(signer, mm)  # type: ignore[arg-type]
+    with mapped(path) as data:
+        return detached_signature(signer, data)
 
 
 def build_bundle(

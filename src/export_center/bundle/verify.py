@@ -8,9 +8,9 @@ manifest is a failure: we accept only the paths the signature covers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import mmap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +18,7 @@ from typing import Any, Literal
 import orjson
 
 from export_center.archive.reader import Limits, iter_members
+from export_center.bundle._mapped import mapped
 from export_center.bundle.manifest import (
     CHECKSUMS,
     EXPORT_DSSE,
@@ -43,6 +44,9 @@ Status = Literal["pass", "fail", "skipped", "not run"]
 _KEEP = frozenset({CHECKSUMS, *SIGNED_FILES})
 _MAX_KEEP_BYTES = 64 * 1024 * 1024
 _CHUNK = 1 << 20
+
+#: A profile-specific check run after the generic ones: (signed manifest, files read) -> detail.
+ExtraCheck = Callable[[dict[str, Any], "CollectedFiles"], str | None]
 
 CHECK_ORDER = (
     "archive-digest",
@@ -96,7 +100,9 @@ class VerifyReport:
 
 
 @dataclass
-class _Collected:
+class CollectedFiles:
+    """What the safe read saw: every file's (sha256 hex, size), and the small signed files."""
+
     digests: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (hex, size)
     kept: dict[str, bytes] = field(default_factory=dict)
 
@@ -109,8 +115,8 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _collect_archive(path: Path, limits: Limits) -> _Collected:
-    out = _Collected()
+def _collect_archive(path: Path, limits: Limits) -> CollectedFiles:
+    out = CollectedFiles()
     for member in iter_members(path, limits):
         if member.is_dir:
             continue
@@ -129,8 +135,8 @@ def _collect_archive(path: Path, limits: Limits) -> _Collected:
     return out
 
 
-def _collect_dir(root: Path) -> _Collected:
-    out = _Collected()
+def _collect_dir(root: Path) -> CollectedFiles:
+    out = CollectedFiles()
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
         if p.is_symlink():
@@ -189,8 +195,7 @@ def verify_bundle(
     trust_roots: Mapping[str, PublicKey],
     *,
     limits: Limits | None = None,
-    extra_checks: Iterator[tuple[str, Callable[[dict[str, Any], _Collected], str | None]]]
-    | None = None,
+    extra_checks: Sequence[tuple[str, ExtraCheck]] = (),
 ) -> VerifyReport:
     """Verify ``bundle`` (an archive file or an extracted directory) against ``trust_roots``.
 
@@ -205,7 +210,7 @@ def verify_bundle(
     run = _Run(report)
     limits = limits or Limits()
     is_dir = bundle.is_dir()
-    collected = _Collected()
+    collected = CollectedFiles()
     state: dict[str, Any] = {}
 
     def archive_digest() -> str | None:
@@ -229,15 +234,13 @@ def verify_bundle(
         if not sig.is_file():
             return f"skipped: no {sig.name} next to the archive"
         sidecar = sig.read_bytes()
-        with bundle.open("rb") as fh:
-            size = bundle.stat().st_size
-            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else _Empty() as mm:
-                for keyid, key in sorted(trust_roots.items()):
-                    try:
-                        verify_detached_signature(key, mm, sidecar, where=sig.name)  # type: ignore[arg-type]
-                    except VerificationError:
-                        continue
-                    return f"signed by trusted key {keyid}"
+        with mapped(bundle) as data:
+            for keyid, key in sorted(trust_roots.items()):
+                try:
+                    verify_detached_signature(key, data, sidecar, where=sig.name)
+                except VerificationError:
+                    continue
+                return f"signed by trusted key {keyid}"
         raise _fail("archive-signature", f"{sig.name} is not a valid signature by a trusted key")
 
     def safe_read() -> str | None:
@@ -349,16 +352,10 @@ def verify_bundle(
     ]
     for name, fn in steps:
         run.check(name, fn)
-    for name, extra in extra_checks or ():
-        run.check(name, lambda extra=extra: extra(report.manifest or {}, collected))  # type: ignore[misc]
+    for name, extra in extra_checks:
+        run.check(name, functools.partial(_run_extra, extra, report, collected))
     return report
 
 
-class _Empty:
-    """A stand-in for mmap of an empty file (mmap refuses length 0)."""
-
-    def __enter__(self) -> bytes:
-        return b""
-
-    def __exit__(self, *_: object) -> None:
-        return None
+def _run_extra(extra: ExtraCheck, report: VerifyReport, files: CollectedFiles) -> str | None:
+    return extra(report.manifest or {}, files)

@@ -171,7 +171,7 @@ def open_trivy_bundle(
         source.path,
         roots,
         limits=limits,
-        extra_checks=iter([("trivy", trivy), ("extract", extract)]),
+        extra_checks=[("trivy", trivy), ("extract", extract)],
     )
     if not report.ok or report.manifest is None:
         raise TrivyBundleRefused(report)

@@ -20,7 +20,7 @@ already trusts). Later roots must chain from it (TUF root rotation).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -273,11 +273,5 @@ def verify_mirror_bundle(
         ("decrypt", decrypt),
         ("records", records),
     ]
-    out.report = verify_bundle(bundle, trust_roots, limits=limits, extra_checks=_iter(extra))
+    out.report = verify_bundle(bundle, trust_roots, limits=limits, extra_checks=extra)
     return out
-
-
-def _iter(
-    items: list[tuple[str, Callable[[dict[str, Any], Any], str | None]]],
-) -> Iterator[tuple[str, Callable[[dict[str, Any], Any], str | None]]]:
-    yield from items

@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy import and_, null, or_, select
 
 from export_center.planner.profiles import Selectors
-from export_center.planner.selectors import matches
+from export_center.planner.selectors import matches, needs_record_data
 from export_center.store.models import ChangeLogEntry, NormalizedRecord, RawRecord
 from export_center.store.repository import EvidenceStore, RawView
 
@@ -80,18 +80,6 @@ class DeltaPlan:
     by_type: dict[str, int]
 
 
-def _needs_data(sel: Selectors) -> bool:
-    return bool(
-        sel.include_ids
-        or sel.exclude_ids
-        or sel.ecosystems
-        or sel.modified_since
-        or sel.modified_until
-        or sel.products
-        or sel.sbom_subjects
-    )
-
-
 def _selected(
     row: _Row,
     sel: Selectors,
@@ -124,7 +112,7 @@ def plan_delta(
     include_withdrawn: bool,
 ) -> DeltaPlan:
     """Compare the documents touched in ``(base_seq, new_seq]`` at both cursors."""
-    with_data = _needs_data(selectors)
+    with_data = needs_record_data(selectors)
     changed = (
         select(RawRecord.source, RawRecord.upstream_id)
         .join(ChangeLogEntry, ChangeLogEntry.raw_id == RawRecord.id)
