@@ -222,9 +222,7 @@ class ExportRun(Base):
         DateTime(timezone=True), nullable=True
     )
     # A pending run starts no earlier than this (retry back-off); None means now.
-    next_attempt_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), nullable=True
-    )
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Counter behind the per-run event sequence (export_run_events.seq).
     last_event_seq: Mapped[int] = mapped_column(
         Integer, default=0, server_default="0", nullable=False

@@ -410,6 +410,25 @@ class EvidenceStore:
             or_(RawRecord.superseded_seq.is_(None), RawRecord.superseded_seq > as_of),
         )
 
+    def _export_query(
+        self,
+        stmt: _Sel,
+        tenant: str,
+        as_of: int,
+        doc_type: str | None,
+        sources: Sequence[str] | None,
+        include_withdrawn: bool,
+    ) -> _Sel:
+        """The as-of filter, the optional type/source/withdrawn filters, and export order."""
+        stmt = self._as_of(stmt, tenant, as_of)
+        if doc_type:
+            stmt = stmt.where(_RAW.c.doc_type == doc_type)
+        if sources:
+            stmt = stmt.where(_RAW.c.source.in_(list(sources)))
+        if not include_withdrawn:
+            stmt = stmt.where(_RAW.c.withdrawn.is_(False))
+        return stmt.order_by(*self._export_order())
+
     def iter_raw(
         self,
         tenant: str,
@@ -441,14 +460,7 @@ class EvidenceStore:
         stmt = select(*columns)
         if with_normalized:
             stmt = stmt.join(_NORM, _NORM.c.raw_id == _RAW.c.id)
-        stmt = self._as_of(stmt, tenant, as_of)
-        if doc_type:
-            stmt = stmt.where(_RAW.c.doc_type == doc_type)
-        if sources:
-            stmt = stmt.where(_RAW.c.source.in_(list(sources)))
-        if not include_withdrawn:
-            stmt = stmt.where(_RAW.c.withdrawn.is_(False))
-        stmt = stmt.order_by(*self._export_order())
+        stmt = self._export_query(stmt, tenant, as_of, doc_type, sources, include_withdrawn)
         n = len(_RAW_VIEW_COLUMNS)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=_STREAM_BATCH).execute(
@@ -467,7 +479,7 @@ class EvidenceStore:
         include_withdrawn: bool = True,
     ) -> Iterator[NormalizedView]:
         """Stream normalized records visible at ``as_of`` ordered by (type, source, upstream id)."""
-        stmt = self._as_of(
+        stmt = self._export_query(
             select(
                 NormalizedRecord.raw_id,
                 RawRecord.source,
@@ -480,14 +492,10 @@ class EvidenceStore:
             ).join(RawRecord, RawRecord.id == NormalizedRecord.raw_id),
             tenant,
             as_of,
+            record_type,
+            sources,
+            include_withdrawn,
         )
-        if record_type:
-            stmt = stmt.where(RawRecord.doc_type == record_type)
-        if sources:
-            stmt = stmt.where(RawRecord.source.in_(list(sources)))
-        if not include_withdrawn:
-            stmt = stmt.where(RawRecord.withdrawn.is_(False))
-        stmt = stmt.order_by(*self._export_order())
         with self.session() as s:
             for row in s.execute(stmt.execution_options(yield_per=_STREAM_BATCH)):
                 yield NormalizedView(*row)
@@ -550,9 +558,7 @@ class EvidenceStore:
             raise NotFoundError(f"no record {obs_or_upstream!r} for tenant {tenant!r}")
         return _row_view(row)
 
-    def records_by_id(
-        self, tenant: str, raw_ids: Sequence[int]
-    ) -> dict[int, tuple[RawView, str]]:
+    def records_by_id(self, tenant: str, raw_ids: Sequence[int]) -> dict[int, tuple[RawView, str]]:
         """(raw record, normalized JSON) for each of ``raw_ids`` that belongs to ``tenant``."""
         stmt = (
             select(*_RAW_VIEW_COLUMNS, _NORM.c.data)
@@ -604,10 +610,6 @@ class EvidenceStore:
         )
         with self.session() as s:
             return {dt: int(n) for dt, n in s.execute(stmt)}
-
-    def tenants(self) -> list[str]:
-        with self.session() as s:
-            return list(s.execute(select(Tenant.name).order_by(Tenant.name)).scalars())
 
 
 def _row_view(row: Any) -> RawView:
