@@ -122,6 +122,7 @@ def task_mirror_delta(a: dict[str, Any]) -> dict[str, Any]:
     import random
 
     from export_center.exporter import run_export
+    from export_center.ingest.interface import ParsedRecord
     from export_center.ingest.pipeline import InputDocument, parse_records
     from export_center.planner.profiles import parse_profile_spec
     from export_center.planner.registry import ProfileRegistry
@@ -145,8 +146,8 @@ def task_mirror_delta(a: dict[str, Any]) -> dict[str, Any]:
             doc["summary"] = f"{doc.get('summary') or ''} (revised)"
             content = orjson.dumps(doc)
             for parsed in parse_records(InputDocument(rec.upstream_id, content)):
-                if hasattr(parsed, "normalized"):
-                    store.put(s, cursor, rec.source, parsed)  # type: ignore[arg-type]
+                if isinstance(parsed, ParsedRecord):
+                    store.put(s, cursor, rec.source, parsed)
         s.commit()
     delta = reg.create(
         "default",

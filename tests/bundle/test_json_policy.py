@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -77,7 +78,10 @@ def test_policy_parts_are_exported_and_verify(setup, tmp_path: Path) -> None:  #
     snapshot = orjson.loads(files["data/policy/snapshot.json"])
     assert digest in orjson.dumps(snapshot).decode()
     lines = zstandard.ZstdDecompressor().decompress(files["data/policy/evaluations.jsonl.zst"])
-    assert all(orjson.loads(x) for x in lines.splitlines())  # one JSON object per line
+    # The snapshot names the uncompressed evaluations by digest and record count.
+    described = snapshot["outputs"]["data/policy/evaluations.jsonl"]
+    assert described["sha256"] == hashlib.sha256(lines).hexdigest()
+    assert described["records"] == len(lines.splitlines()) == 2
     text = lines.decode()
     # The demo SBOM's demo-archiver 1.4.0 is affected by CVE-2026-90001 (fixed in 1.4.2); the
     # demo VEX says the Go parser finding is not_affected.
