@@ -7,6 +7,7 @@ holds a whole file in memory.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -30,6 +31,17 @@ def sha256_file(path: Path) -> tuple[str, int]:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
             size += len(chunk)
+    return h.hexdigest(), size
+
+
+def sha256_chunks(chunks: Iterable[bytes]) -> tuple[str, int]:
+    """(lowercase hex SHA-256, size in bytes) of the concatenated ``chunks``, e.g. an archive
+    member's data as the reader streams it."""
+    h = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        h.update(chunk)
+        size += len(chunk)
     return h.hexdigest(), size
 
 

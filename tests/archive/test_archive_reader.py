@@ -197,6 +197,77 @@ def test_ratio_grace_lets_small_compressible_archives_through(tmp_path: Path) ->
     assert [m.size for m in iter_members(io.BytesIO(buf.getvalue()))] == [8 << 20]
 
 
+# -- narrowing: formats, PAX keys, members read into memory -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "found"),
+    [
+        (lambda: _archive("none"), "a plain tar"),
+        (lambda: _archive("zstd"), "a zstd-compressed tar"),
+        (lambda: lzma.compress(_archive()), "a xz-compressed tar"),
+        (lambda: b"PK\x03\x04 not a tarball", "a zip"),
+        (lambda: b"plain text, not an archive", "unrecognized data"),
+    ],
+    ids=["tar", "zstd", "xz", "zip", "garbage"],
+)
+def test_formats_narrow_what_is_accepted(data: Callable[[], bytes], found: str) -> None:
+    assert _files(io.BytesIO(_archive("gzip"))) == FILES
+    accepted = {m.name for m in iter_members(io.BytesIO(_archive("gzip")), formats={"gzip"})}
+    assert set(FILES) <= accepted
+    pattern = rf"not a gzip-compressed tar archive \(found {found}\)"
+    with pytest.raises(UnsafeArchiveError, match=pattern):
+        list(iter_members(io.BytesIO(data()), formats={"gzip"}))
+
+
+def test_formats_must_be_known() -> None:
+    with pytest.raises(BadInputError, match="formats"):
+        list(iter_members(io.BytesIO(_archive()), formats={"rar"}))  # type: ignore[arg-type]
+    with pytest.raises(BadInputError, match="formats"):
+        list(iter_members(io.BytesIO(_archive()), formats=()))
+
+
+def _tar_with_pax(records: dict[str, str], name: str = "a.txt") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo(name)
+        info.size = 1
+        info.pax_headers = records
+        tf.addfile(info, io.BytesIO(b"x"))
+    return buf.getvalue()
+
+
+def test_pax_keys_narrow_the_records_accepted() -> None:
+    tagged = _tar_with_pax({"comment": "hello", "SCHILY.xattr.user.x": "y", "uname": "me"})
+    # By default a record the reader does not act on is ignored ...
+    assert [m.name for m in iter_members(io.BytesIO(tagged))] == ["a.txt"]
+    # ... and a caller that knows its writer can refuse everything else.
+    with pytest.raises(
+        UnsafeArchiveError,
+        match=r"member 'a\.txt': unexpected PAX records \['SCHILY\.xattr\.user\.x', 'comment'\]",
+    ):
+        list(iter_members(io.BytesIO(tagged), pax_keys={"uname"}))
+    assert [
+        m.name
+        for m in iter_members(
+            io.BytesIO(tagged), pax_keys={"comment", "SCHILY.xattr.user.x", "uname"}
+        )
+    ] == ["a.txt"]
+    # path and size are what the reader interprets: always accepted.
+    long_name = "d" * 150
+    members = iter_members(io.BytesIO(_tar_with_pax({}, long_name)), pax_keys=())
+    assert [m.name for m in members] == [long_name]
+
+
+def test_member_read_into_memory_is_capped_before_reading() -> None:
+    for m in iter_members(io.BytesIO(_archive("gzip"))):
+        if m.name == "data/nested/b.json":
+            with pytest.raises(UnsafeArchiveError, match=r"8000 bytes, more than the 7999"):
+                m.read(max_bytes=7999)
+            # refused from the declared size: the data is still unread
+            assert m.read(max_bytes=8000) == b'{"b":2}\n' * 1000
+
+
 # -- safe_extract ---------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from export_center.archive.writer import (
     DEFAULT_MTIME,
     DeterministicTarWriter,
     FileSource,
+    SourceChangedError,
     TreeEntry,
     WriteResult,
     source_date_epoch,
@@ -240,6 +241,50 @@ def test_write_tree_refuses_duplicates_and_file_dir_clashes() -> None:
         write_tree(io.BytesIO(), [("a", b"1"), ("a/b", b"2")])
     with pytest.raises(BadInputError, match="stream ended"):
         write_tree(io.BytesIO(), [("a", FileSource(5, lambda: io.BytesIO(b"abc")))])
+
+
+def test_a_source_that_changed_since_it_was_listed_fails_the_write(tmp_path: Path) -> None:
+    # A manifest records each file's size and SHA-256 before the archive is written; a file
+    # that changes in between must fail the write, not give an archive that lies.
+    src = tmp_path / "page.html"
+    src.write_bytes(b"original")
+    listed = FileSource.from_path(src, sha256=hashlib.sha256(b"original").hexdigest())
+    buf = io.BytesIO()
+    write_tree(buf, [("page.html", listed)], compression="gzip")
+    assert {m.name: m.read() for m in iter_members(io.BytesIO(buf.getvalue()))} == {
+        "page.html": b"original"
+    }
+    src.write_bytes(b"changed!")  # same size, other bytes
+    with pytest.raises(SourceChangedError, match=r"'page\.html': the data does not hash to"):
+        write_tree(io.BytesIO(), [("page.html", listed)], compression="gzip")
+    src.write_bytes(b"short")
+    with pytest.raises(SourceChangedError, match="stream ended after 5 of 8 bytes"):
+        write_tree(io.BytesIO(), [("page.html", listed)], compression="gzip")
+    src.write_bytes(b"original+")
+    with pytest.raises(SourceChangedError, match="longer than its declared 8 bytes"):
+        write_tree(io.BytesIO(), [("page.html", listed)], compression="gzip")
+
+
+def test_a_digest_mismatch_abandons_the_archive() -> None:
+    w = DeterministicTarWriter(io.BytesIO(), compression="gzip")
+    with pytest.raises(SourceChangedError, match="does not hash to"):
+        w.add_file("a", io.BytesIO(b"abc"), size=3, sha256="0" * 64)
+    with pytest.raises(BadInputError, match="incomplete"):
+        w.close()
+    w = DeterministicTarWriter(io.BytesIO(), compression="none")
+    with pytest.raises(SourceChangedError, match="does not hash to"):
+        w.add_file("b", b"abc", sha256=hashlib.sha256(b"abd").hexdigest())
+    ok = DeterministicTarWriter(io.BytesIO(), compression="none")
+    ok.add_file("c", b"abc", sha256=hashlib.sha256(b"abc").hexdigest())
+    assert ok.close().tar_size == 10240
+
+
+def test_input_order_never_changes_the_bytes() -> None:
+    entries = [(f"d{n % 3}/f{n}", bytes([n])) for n in range(20)]
+    one, two = io.BytesIO(), io.BytesIO()
+    write_tree(one, entries, compression="gzip", level=9)
+    write_tree(two, list(reversed(entries)), compression="gzip", level=9)
+    assert one.getvalue() == two.getvalue()
 
 
 def test_source_date_epoch() -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from export_center.devportal.manifest import checksums_text
-from export_center.devportal.tarball import bytes_member, write_tgz
+from export_center.archive.writer import EXEC_MODE, FILE_MODE, TreeEntry, write_tree
+from export_center.checksums import build_checksums
+from export_center.digests import sha256_hex
 from export_center.signing.keyfile import FileSigner
 
 
@@ -55,16 +56,15 @@ def repack(files: Mapping[str, bytes], *, fix_checksums: bool = False) -> bytes:
     """A bundle of ``files`` (checksums.txt recomputed when asked), written deterministically."""
     files = dict(files)
     if fix_checksums:
-        import hashlib
-
-        files["checksums.txt"] = checksums_text(
-            (p, hashlib.sha256(d).hexdigest()) for p, d in files.items() if p != "checksums.txt"
+        files["checksums.txt"] = build_checksums(
+            (p, sha256_hex(d)) for p, d in files.items() if p != "checksums.txt"
         )
     out = io.BytesIO()
-    members = [
-        bytes_member(p, d, executable=p == "verify-offline.sh") for p, d in sorted(files.items())
+    entries = [
+        TreeEntry(p, d, mode=EXEC_MODE if p == "verify-offline.sh" else FILE_MODE)
+        for p, d in files.items()
     ]
-    write_tgz(out, members, mtime=1735689600)
+    write_tree(out, entries, compression="gzip", level=9, mtime=1735689600)
     return out.getvalue()
 
 

@@ -17,13 +17,12 @@ import pytest
 import rfc8785
 from devportal_support import DEMO, Key, unpack
 
-from export_center.devportal import (
-    BuildOptions,
-    DevportalInputError,
-    build_bundle,
-    source_date_epoch,
-)
+from export_center.archive.writer import source_date_epoch
+from export_center.devportal import BuildOptions, DevportalInputError, build_bundle, verify_bundle
+from export_center.devportal.builder import write_bundle
+from export_center.devportal.inputs import scan_input
 from export_center.errors import BadInputError
+from export_center.signing.interface import load_trust_roots
 
 ROOT_FILES = {
     "checksums.txt",
@@ -117,7 +116,9 @@ def test_archive_members_are_normalized(demo_bundle: bytes) -> None:
     raw = gzip.decompress(demo_bundle)
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
         members = tar.getmembers()
-    names = [m.name for m in members]
+    # bytewise order of the archive names, a directory's with its trailing "/" (the shared
+    # archive writer's rule: each directory sits right before its contents)
+    names = [m.name + "/" if m.isdir() else m.name for m in members]
     assert names == sorted(names, key=lambda n: n.encode())
     dirs = {m.name for m in members if m.isdir()}
     for m in members:
@@ -148,6 +149,50 @@ def test_source_date_epoch_and_generated_at(
     assert source_date_epoch({"SOURCE_DATE_EPOCH": "42"}) == 42
     with pytest.raises(BadInputError, match="SOURCE_DATE_EPOCH"):
         source_date_epoch({"SOURCE_DATE_EPOCH": "yesterday"})
+
+
+def test_names_that_need_pax_records_and_tricky_order(tmp_path: Path, ed25519_key: Key) -> None:
+    src = tmp_path / "in"
+    deep = src / "portal" / ("d" * 60) / ("e" * 60)  # archive name over 100 bytes
+    for d in (src / "portal" / "a", src / "portal" / "docs" / "ünïcode", deep):
+        d.mkdir(parents=True)
+    (src / "portal" / "a" / "x.html").write_text("<p>x</p>\n")
+    (src / "portal" / "a-b.html").write_text("<p>y</p>\n")  # '-' sorts before '/'
+    (src / "portal" / "docs" / "ünïcode" / "page.html").write_text("<p>u</p>\n")
+    (deep / "file.txt").write_text("long\n")
+    data = _build(src, tmp_path / "out", ed25519_key)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        names = [m.name + "/" if m.isdir() else m.name for m in tar.getmembers()]
+    assert (
+        names.index("portal/a-b.html") < names.index("portal/a/") < names.index("portal/a/x.html")
+    )
+    assert f"portal/{'d' * 60}/{'e' * 60}/file.txt" in names
+    assert "portal/docs/ünïcode/page.html" in names
+    files = unpack(data)
+    assert files["portal/docs/ünïcode/page.html"] == b"<p>u</p>\n"
+    report = verify_bundle(io.BytesIO(data), load_trust_roots(ed25519_key.public_pem.read_bytes()))
+    assert report.entry_count == 4
+
+
+def test_an_input_file_that_changes_during_the_build_is_refused(
+    demo_input: Path, tmp_path: Path, ed25519_key: Key
+) -> None:
+    # The SDK files are not read by the content checks: only the archive writer sees them
+    # again, and it checks them against the size and SHA-256 the manifest records.
+    readme = demo_input / "sdks" / "python" / "README.md"
+    tree = scan_input(demo_input)
+    readme.write_bytes(readme.read_bytes().upper())
+    with pytest.raises(
+        DevportalInputError,
+        match=r"input changed during the build: 'sdks/python/README\.md': the data does not hash",
+    ):
+        write_bundle(tree, ed25519_key.signer, BuildOptions(), io.BytesIO())
+    readme.unlink()
+    with pytest.raises(
+        DevportalInputError,
+        match=r"input changed during the build: sdks/python/README\.md: cannot open",
+    ):
+        write_bundle(tree, ed25519_key.signer, BuildOptions(), io.BytesIO())
 
 
 # -- determinism ---------------------------------------------------------------------------
@@ -292,6 +337,16 @@ def test_unsafe_file_names_are_refused(
     (demo_input / "portal" / name).write_text("<p>x</p>")
     with pytest.raises(DevportalInputError, match="file names must not contain"):
         build_bundle(demo_input, tmp_path / "out", ed25519_key.signer)
+
+
+def test_names_that_collide_on_case_insensitive_file_systems_are_refused(
+    demo_input: Path, tmp_path: Path, ed25519_key: Key
+) -> None:
+    # Extracted on macOS or Windows one would overwrite the other; the archive writer refuses.
+    (demo_input / "portal" / "INDEX.html").write_text("<p>x</p>")
+    with pytest.raises(BadInputError, match=r"'portal/index\.html': collides with"):
+        build_bundle(demo_input, tmp_path / "out", ed25519_key.signer)
+    assert not (tmp_path / "out" / "devportal-offline-bundle.tgz").exists()
 
 
 def test_a_refused_build_keeps_the_previous_bundle(

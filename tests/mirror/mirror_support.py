@@ -26,9 +26,9 @@ from export_center.bundle.manifest import (
     PROVENANCE_DSSE,
     PROVENANCE_JSON,
     PROVENANCE_PAYLOAD_TYPE,
-    build_checksums,
     rerun_hash,
 )
+from export_center.checksums import build_checksums
 from export_center.errors import ConflictError
 from export_center.exporter import run_export
 from export_center.importer.service import ImportOptions, ImportOutcome, import_bundle

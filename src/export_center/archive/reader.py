@@ -31,6 +31,8 @@ reason) instead of repairing. All guards live here, once, for every format:
   symlinks and other special types (Unix mode in ``external_attr``), unsupported methods,
   names with NUL (which :mod:`zipfile` would silently cut), overlapping entries and
   declared or actual sizes beyond the limits are refused.
+- narrowing, for callers that know what they expect (a ``.tgz`` we wrote ourselves): only the
+  given formats, only the given PAX keys, and a size cap on a member read into memory.
 
 Corrupt data (bad checksums, truncated streams) is refused with the same error: at this
 boundary a malformed archive cannot be told apart from a hostile one, and a parser that
@@ -55,14 +57,26 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, NoReturn, Protocol, cast
+from typing import BinaryIO, Literal, NoReturn, Protocol, cast, get_args
 
 import zstandard
 
 from export_center.archive._names import collision_key, name_problem, parents
 from export_center.errors import BadInputError, UnsafeArchiveError
 
-__all__ = ["Limits", "Member", "iter_members", "safe_extract"]
+__all__ = ["ArchiveFormat", "Limits", "Member", "iter_members", "safe_extract"]
+
+#: What :func:`iter_members` recognizes by magic bytes: a plain tar, a tar compressed with
+#: gzip, zstd, xz or bzip2, or a zip.
+ArchiveFormat = Literal["tar", "gzip", "zstd", "xz", "bzip2", "zip"]
+_FORMAT_NAMES: dict[ArchiveFormat, str] = {
+    "tar": "plain tar",
+    "gzip": "gzip-compressed tar",
+    "zstd": "zstd-compressed tar",
+    "xz": "xz-compressed tar",
+    "bzip2": "bzip2-compressed tar",
+    "zip": "zip",
+}
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +162,23 @@ class Member:
         self._read = True
         return self._open(chunk_size)
 
-    def read(self) -> bytes:
-        """All of the member's data (at most ``Limits.max_member_bytes``).
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """All of the member's data: at most ``Limits.max_member_bytes``, or ``max_bytes``
+        when given (for data a caller holds in memory, e.g. a manifest it parses).
+
+        ``max_bytes`` is checked against the member's declared size before anything is read;
+        the reader guarantees the data is exactly that size.
 
         Raises:
             BadInputError: the data was already read, or the iteration has moved on.
-            UnsafeArchiveError: the archive turns out hostile or corrupt while reading.
+            UnsafeArchiveError: the member is larger than ``max_bytes``, or the archive turns
+                out hostile or corrupt while reading.
         """
+        if max_bytes is not None and self.size > max_bytes:
+            raise UnsafeArchiveError(
+                f"member {self.name!r}: {self.size} bytes, more than the {max_bytes} accepted"
+                " for a file read into memory"
+            )
         return b"".join(self.chunks())
 
 
@@ -564,6 +588,8 @@ _REFUSED_TYPES = {
     b"g": "global PAX header (it would apply to every later member)",
 }
 _UTF8_HDRCHARSET = b"ISO-IR 10646 2000 UTF-8"
+# The PAX keys this reader acts on; always accepted, whatever ``pax_keys`` says.
+_INTERPRETED_PAX_KEYS = frozenset({"path", "size"})
 
 
 @dataclass(frozen=True)
@@ -651,10 +677,13 @@ def _decode_name(raw: bytes) -> str:
 
 
 class _TarReader:
-    def __init__(self, stream: _Metered, limits: Limits, label: str) -> None:
+    def __init__(
+        self, stream: _Metered, limits: Limits, label: str, pax_keys: frozenset[str] | None
+    ) -> None:
         self._stream = stream
         self._limits = limits
         self._label = label
+        self._pax_keys = pax_keys
         self._names = _Names(limits)
         self._where = "the first header"
         self._current: object | None = None
@@ -767,6 +796,10 @@ class _TarReader:
                 if not value.isdigit():
                     self._refuse(f"malformed PAX size {value!r}", where)
                 size = int(value)
+        if self._pax_keys is not None:
+            unexpected = sorted(set(pax) - self._pax_keys - _INTERPRETED_PAX_KEYS)
+            if unexpected:
+                self._refuse(f"unexpected PAX records {unexpected}", where)
         typeflag = header.typeflag
         if typeflag in _REFUSED_TYPES:
             self._refuse(_REFUSED_TYPES[typeflag], where)
@@ -1039,7 +1072,7 @@ def _zip_members(f: BinaryIO, limits: Limits, label: str) -> Iterator[Member]:
 # entry points
 
 
-def _sniff(head: bytes) -> str | None:
+def _sniff(head: bytes) -> ArchiveFormat | None:
     if head.startswith(_MAGIC_ZSTD):
         return "zstd"
     if head.startswith(_MAGIC_GZIP):
@@ -1056,7 +1089,11 @@ def _sniff(head: bytes) -> str | None:
 
 
 def iter_members(
-    archive: str | os.PathLike[str] | BinaryIO, limits: Limits | None = None
+    archive: str | os.PathLike[str] | BinaryIO,
+    limits: Limits | None = None,
+    *,
+    formats: Collection[ArchiveFormat] | None = None,
+    pax_keys: Collection[str] | None = None,
 ) -> Iterator[Member]:
     """Stream the members of a tar (plain, gzip, zstd, xz, bzip2) or zip archive, safely.
 
@@ -1065,25 +1102,45 @@ def iter_members(
     end of a tar, zstd frame integrity) run when the iteration reaches the end: a caller that
     stops early has not verified the whole archive. Zip needs a seekable file.
 
+    A caller that knows what it expects can narrow what is accepted: ``formats`` lists the
+    only formats accepted (e.g. ``{"gzip"}`` for a ``.tgz``); ``pax_keys`` lists the only PAX
+    record keys accepted besides ``path`` and ``size`` (which the reader interprets). Keys the
+    reader does not interpret are otherwise ignored, which is safe here but not for the next
+    tool that extracts the same archive (``mtime``, ownership, ``SCHILY.xattr.*`` ...).
+
     Raises:
-        UnsafeArchiveError: the archive is hostile, corrupt, over a limit or not an archive;
-            the message names the member (or header) and the reason.
-        BadInputError: bad limits, or member data read out of turn.
+        UnsafeArchiveError: the archive is hostile, corrupt, over a limit, not an archive or
+            not of an accepted format; the message names the member (or header) and the reason.
+        BadInputError: bad limits or formats, or member data read out of turn.
         OSError: the archive file cannot be read.
     """
     lim = limits or Limits()
+    accepted = None if formats is None else frozenset(formats)
+    if accepted is not None and (not accepted or not accepted <= set(get_args(ArchiveFormat))):
+        raise BadInputError(f"formats {sorted(accepted)!r}: choose from {get_args(ArchiveFormat)}")
+    keys = None if pax_keys is None else frozenset(pax_keys)
     if isinstance(archive, str | os.PathLike):
         label = os.fspath(archive)
         with Path(archive).open("rb") as f:
-            yield from _iter_file(f, lim, label)
+            yield from _iter_file(f, lim, label, accepted, keys)
     else:
-        yield from _iter_file(archive, lim, getattr(archive, "name", "<stream>"))
+        yield from _iter_file(archive, lim, getattr(archive, "name", "<stream>"), accepted, keys)
 
 
-def _iter_file(f: BinaryIO, limits: Limits, label: str) -> Iterator[Member]:
+def _iter_file(
+    f: BinaryIO,
+    limits: Limits,
+    label: str,
+    formats: frozenset[ArchiveFormat] | None,
+    pax_keys: frozenset[str] | None,
+) -> Iterator[Member]:
     label = str(label)
     head = f.read(_BLOCK)
     fmt = _sniff(head)
+    if formats is not None and fmt not in formats:
+        wanted = " or ".join(_FORMAT_NAMES[name] for name in sorted(formats))
+        found = "unrecognized data" if fmt is None else f"a {_FORMAT_NAMES[fmt]}"
+        raise UnsafeArchiveError(f"{label}: not a {wanted} archive (found {found})")
     if fmt is None:
         raise UnsafeArchiveError(
             f"{label}: not a tar (plain, gzip, zstd, xz or bzip2) or zip archive"
@@ -1103,7 +1160,7 @@ def _iter_file(f: BinaryIO, limits: Limits, label: str) -> Iterator[Member]:
     else:
         source = _Decompressing(raw, fmt)
     stream = _Metered(source, raw, limits, compressed=fmt != "tar")
-    yield from _TarReader(stream, limits, label).members()
+    yield from _TarReader(stream, limits, label, pax_keys).members()
 
 
 def safe_extract(

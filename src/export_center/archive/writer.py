@@ -65,6 +65,7 @@ __all__ = [
     "Compression",
     "DeterministicTarWriter",
     "FileSource",
+    "SourceChangedError",
     "TreeEntry",
     "WriteResult",
     "source_date_epoch",
@@ -109,6 +110,11 @@ def source_date_epoch(environ: Mapping[str, str] | None = None) -> int:
             hint="unset it, or set it to e.g. 1735689600",
         )
     return int(raw)
+
+
+class SourceChangedError(BadInputError):
+    """A file's bytes differ from the size or SHA-256 declared for it: it changed after it was
+    listed (and hashed for a manifest), so the archive would not match what it claims."""
 
 
 @dataclass(frozen=True)
@@ -437,13 +443,16 @@ class DeterministicTarWriter:
         *,
         size: int | None = None,
         mode: int = FILE_MODE,
+        sha256: str | None = None,
     ) -> None:
         """Add regular file ``path`` with ``data``: bytes, or a binary stream of exactly
         ``size`` bytes read in 1 MiB chunks. ``mode`` is 0o644, or 0o755 for scripts.
+        ``sha256`` (hex), when given, is what the data must hash to.
 
         Raises:
-            BadInputError: bad name or mode, out of order, duplicate, parent missing, or the
-                stream holds more or fewer than ``size`` bytes.
+            SourceChangedError: the stream holds more or fewer than ``size`` bytes, or the
+                data does not hash to ``sha256``.
+            BadInputError: bad name or mode, out of order, duplicate, or parent missing.
         """
         if mode not in (FILE_MODE, EXEC_MODE):
             raise BadInputError(f"{path!r}: mode must be 0o644 or 0o755, not {mode:#o}")
@@ -456,9 +465,12 @@ class DeterministicTarWriter:
         arcname = self._admit(path, is_dir=False)
         self._emit(_entry_header(arcname, is_dir=False, size=size, mode=mode, mtime=self._mtime))
         if isinstance(data, bytes | bytearray | memoryview):
+            if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+                self.abort()
+                raise SourceChangedError(f"{path!r}: the data does not hash to {sha256}")
             self._emit(data)
         else:
-            self._copy(path, data, size)
+            self._copy(path, data, size, sha256)
         self._emit(bytes(_padding(size)))
 
     def close(self) -> WriteResult:
@@ -539,20 +551,27 @@ class DeterministicTarWriter:
         self._guard(lambda: self._stage.write(data))
         self._tar_bytes += len(data)
 
-    def _copy(self, path: str, stream: BinaryIO, size: int) -> None:
+    def _copy(self, path: str, stream: BinaryIO, size: int, sha256: str | None) -> None:
+        digest = hashlib.sha256()
         remaining = size
         while remaining:
             chunk = self._guard(partial(stream.read, min(_CHUNK, remaining)))
             if not chunk:
                 self.abort()
-                raise BadInputError(
+                raise SourceChangedError(
                     f"{path!r}: stream ended after {size - remaining} of {size} bytes"
                 )
             self._emit(chunk)
+            if sha256 is not None:
+                digest.update(chunk)
             remaining -= len(chunk)
         if self._guard(lambda: stream.read(1)):
             self.abort()
-            raise BadInputError(f"{path!r}: stream is longer than its declared {size} bytes")
+            raise SourceChangedError(f"{path!r}: stream is longer than its declared {size} bytes")
+        if sha256 is not None and digest.hexdigest() != sha256:
+            # The bytes are already in the output; abort() makes close() refuse the archive.
+            self.abort()
+            raise SourceChangedError(f"{path!r}: the data does not hash to {sha256}")
 
     def _guard(self, op: Callable[[], _T]) -> _T:
         try:
@@ -568,15 +587,24 @@ class DeterministicTarWriter:
 
 @dataclass(frozen=True)
 class FileSource:
-    """File data of known ``size``, opened only when its entry is written."""
+    """File data of known ``size`` (and, when given, SHA-256 hex), opened only when its entry
+    is written. Both are checked as the bytes stream into the archive: a file that changed
+    since it was listed fails the write with :class:`SourceChangedError`."""
 
     size: int
     opener: Callable[[], BinaryIO]
+    sha256: str | None = None
 
     @classmethod
-    def from_path(cls, path: Path) -> FileSource:
-        """The file at ``path``; its size is taken now and checked when it is written."""
-        return cls(size=path.stat().st_size, opener=lambda: path.open("rb"))
+    def from_path(
+        cls, path: Path, *, size: int | None = None, sha256: str | None = None
+    ) -> FileSource:
+        """The file at ``path``; ``size`` defaults to its size now."""
+        return cls(
+            size=path.stat().st_size if size is None else size,
+            opener=lambda: path.open("rb"),
+            sha256=sha256,
+        )
 
 
 @dataclass(frozen=True)
@@ -625,8 +653,10 @@ def write_tree(
     ``entries`` may come in any order; ``(path, data)`` tuples are files with mode 0o644.
 
     Raises:
+        SourceChangedError: a file's length or SHA-256 differs from the one declared.
         BadInputError: a bad or duplicate path, a path used both as a file and a directory,
-            a bad mode or level, or a stream whose length differs from its declared size.
+            or a bad mode or level.
+        OSError: a source cannot be opened or read, or ``out`` cannot be written.
     """
     tree: dict[str, TreeEntry] = {}
     for item in entries:
@@ -657,7 +687,13 @@ def write_tree(
                 writer.add_dir(entry.path)
             elif isinstance(entry.data, FileSource):
                 with entry.data.opener() as stream:
-                    writer.add_file(entry.path, stream, size=entry.data.size, mode=entry.mode)
+                    writer.add_file(
+                        entry.path,
+                        stream,
+                        size=entry.data.size,
+                        mode=entry.mode,
+                        sha256=entry.data.sha256,
+                    )
             else:
                 writer.add_file(entry.path, entry.data, mode=entry.mode)
         return writer.close()

@@ -32,12 +32,12 @@ from export_center.bundle.manifest import (
     PROVENANCE_PAYLOAD_TYPE,
     README,
     ContentEntry,
-    build_checksums,
     build_manifest,
     build_provenance,
     build_readme,
     rerun_hash,
 )
+from export_center.checksums import build_checksums
 from export_center.planner.plan import ExportPlan
 from export_center.signing.dsse import detached_signature, sign_envelope
 from export_center.signing.interface import Signer

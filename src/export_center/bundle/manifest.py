@@ -1,6 +1,6 @@
-"""Pure builders for the bundle's signed documents: export.json, provenance.json,
-checksums.txt and README.txt. No I/O, no clock: everything comes from the plan and the staged
-file list, so the same inputs give the same bytes."""
+"""Pure builders for the bundle's signed documents: export.json, provenance.json and
+README.txt (checksums.txt: :mod:`export_center.checksums`). No I/O, no clock: everything comes
+from the plan and the staged file list, so the same inputs give the same bytes."""
 
 from __future__ import annotations
 
@@ -142,29 +142,6 @@ def build_provenance(
         },
     }
     return rfc8785.dumps(statement)
-
-
-def build_checksums(files: Sequence[tuple[str, str]]) -> bytes:
-    """``checksums.txt`` exactly as ``sha256sum`` writes it: ``<hex>  <path>``, sorted by path."""
-    lines = [f"{digest}  {path}\n" for path, digest in sorted(files, key=lambda f: f[0].encode())]
-    return "".join(lines).encode()
-
-
-def parse_checksums(data: bytes) -> dict[str, str]:
-    """Inverse of :func:`build_checksums`; strict (any other line shape is an error).
-
-    Raises:
-        ValueError: a malformed or duplicate line.
-    """
-    out: dict[str, str] = {}
-    for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
-        digest, sep, path = line.partition("  ")
-        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ValueError(f"line {n} is not '<sha256 hex>  <path>'")
-        if path in out:
-            raise ValueError(f"line {n}: {path} listed twice")
-        out[path] = digest
-    return out
 
 
 def build_readme(plan: ExportPlan, archive_name_hint: str) -> bytes:

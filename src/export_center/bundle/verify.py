@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -31,14 +31,13 @@ from export_center.bundle.manifest import (
     SIGNED_FILES,
     SLSA_PROVENANCE_V1,
     STATEMENT_TYPE,
-    parse_checksums,
     rerun_hash,
 )
-from export_center.errors import ExitCode, ExportCenterError, UnsafeArchiveError, VerificationError
+from export_center.checksums import parse_checksums
+from export_center.errors import ExportCenterError, UnsafeArchiveError, VerificationError
 from export_center.signing.dsse import verify_detached_signature, verify_envelope
 from export_center.signing.interface import PublicKey
-
-Status = Literal["pass", "fail", "skipped", "not run"]
+from export_center.verification import CheckResult, VerifyReport
 
 # Files small enough to keep in memory while streaming (they are read again by later checks).
 _KEEP = frozenset({CHECKSUMS, *SIGNED_FILES})
@@ -58,45 +57,6 @@ CHECK_ORDER = (
     "rerun-hash",
     "provenance",
 )
-
-
-@dataclass
-class CheckResult:
-    name: str
-    status: Status
-    detail: str = ""
-
-
-@dataclass
-class VerifyReport:
-    bundle: str
-    checks: list[CheckResult] = field(default_factory=list)
-    export_id: str | None = None
-    root_hash: str | None = None
-    manifest: dict[str, Any] | None = None
-
-    @property
-    def ok(self) -> bool:
-        return all(c.status in ("pass", "skipped") for c in self.checks)
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.ok else ExitCode.VERIFICATION_FAILED
-
-    @property
-    def failed(self) -> CheckResult | None:
-        return next((c for c in self.checks if c.status == "fail"), None)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "bundle": self.bundle,
-            "ok": self.ok,
-            "exportId": self.export_id,
-            "rootHash": self.root_hash,
-            "checks": [
-                {"name": c.name, "status": c.status, "detail": c.detail} for c in self.checks
-            ],
-        }
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from export_center.signing.interface import PublicKey
     from export_center.store.repository import EvidenceStore
+    from export_center.verification import CheckResult, Status
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -106,7 +107,7 @@ def read_trust_roots(path: Path | None) -> dict[str, PublicKey]:
     return load_trust_roots(pem, where=str(path))
 
 
-_CHECK_MARKS = {
+_CHECK_MARKS: dict[Status, str] = {
     "pass": "[green]PASS[/green]",
     "fail": "[red]FAIL[/red]",
     "skipped": "[yellow]SKIP[/yellow]",
@@ -114,7 +115,7 @@ _CHECK_MARKS = {
 }
 
 
-def print_checks(checks: Iterable[Any]) -> None:
-    """One line per verification check (``.status``, ``.name``, ``.detail``), in order."""
+def print_checks(checks: Iterable[CheckResult]) -> None:
+    """One line per verification check: status mark, name, detail; in order."""
     for c in checks:
         console.print(f"{_CHECK_MARKS[c.status]} {c.name:<20} {c.detail}", highlight=False)

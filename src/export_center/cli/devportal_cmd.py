@@ -9,19 +9,19 @@ from typing import Annotated, Any
 
 import typer
 
+from export_center.archive.writer import source_date_epoch
 from export_center.cli import common
 from export_center.devportal import (
     BUNDLE_NAME,
     BuildOptions,
     BuildResult,
-    VerifyReport,
     build_bundle,
     load_profile,
-    source_date_epoch,
     verify_bundle,
 )
 from export_center.errors import BadInputError, NotFoundError
 from export_center.signing.keystore import KeyStore
+from export_center.verification import VerifyReport
 
 
 def register(app: typer.Typer) -> None:

@@ -8,24 +8,36 @@ keeps the upstream layout of bundles.md, "devportal:offline", so it has its own 
    must be valid (:mod:`.specs`);
 3. ``manifest.json`` (RFC 8785) is signed into ``manifest.dsse.json``; ``checksums.txt``
    covers every other file; the two fixed texts (:mod:`.texts`) are added;
-4. :func:`~export_center.devportal.tarball.write_tgz` writes the archive.
+4. the project's one deterministic archive writer (:func:`~export_center.archive.writer.write_tree`,
+   gzip level 9) writes the ``.tgz``, checking every input file against the size and SHA-256
+   the manifest records for it.
 
-Time comes in as values (``SOURCE_DATE_EPOCH`` and ``generatedAt``), never from the clock, so
-the same input, options and Ed25519 key give the same bytes.
+Time comes in as values (``SOURCE_DATE_EPOCH``, read by the CLI, and ``generatedAt``), never
+from the clock, so the same input, options and Ed25519 key give the same bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from export_center.archive.writer import (
+    DEFAULT_MTIME,
+    EXEC_MODE,
+    FILE_MODE,
+    FileSource,
+    SourceChangedError,
+    TreeEntry,
+    write_tree,
+)
+from export_center.checksums import build_checksums
 from export_center.devportal.assets import CHECKED_SUFFIXES, check_portal_assets
 from export_center.devportal.errors import DevportalInputError
 from export_center.devportal.inputs import InputFile, InputTree, Skipped, scan_input
@@ -42,19 +54,11 @@ from export_center.devportal.manifest import (
     Category,
     Entry,
     build_manifest,
-    checksums_text,
     content_type_for,
 )
 from export_center.devportal.specs import SPEC_SUFFIXES, SpecFile, validate_specs
-from export_center.devportal.tarball import (
-    DEFAULT_SOURCE_DATE_EPOCH,
-    InputChangedError,
-    Member,
-    bytes_member,
-    file_member,
-    write_tgz,
-)
 from export_center.devportal.texts import INSTRUCTIONS, VERIFY_SCRIPT
+from export_center.digests import prefixed, sha256_hex
 from export_center.errors import BadInputError
 from export_center.signing.dsse import sign_envelope
 from export_center.signing.interface import Signer
@@ -64,7 +68,6 @@ __all__ = [
     "BuildResult",
     "WrittenBundle",
     "build_bundle",
-    "source_date_epoch",
     "write_bundle",
 ]
 
@@ -72,30 +75,21 @@ logger = logging.getLogger(__name__)
 
 # Files the checks read whole; anything larger is refused rather than scanned in part.
 _MAX_CHECKED_BYTES = 64 << 20
-
-
-def source_date_epoch(env: Mapping[str, str]) -> int:
-    """``SOURCE_DATE_EPOCH`` from ``env`` (reproducible-builds.org), or the project default.
-
-    Raises:
-        BadInputError: set but not a non-negative integer.
-    """
-    raw = env.get("SOURCE_DATE_EPOCH")
-    if raw is None or raw == "":
-        return DEFAULT_SOURCE_DATE_EPOCH
-    if not raw.isdigit():
-        raise BadInputError(f"SOURCE_DATE_EPOCH={raw!r}: expected seconds since 1970 (digits)")
-    return int(raw)
+# bundles.md, "Determinism": gzip with header mtime 0 and no name; level 9 as this profile
+# has always used (the archive writer's default is 6).
+_GZIP_LEVEL = 9
 
 
 @dataclass(frozen=True)
 class BuildOptions:
     """What besides the input decides the bytes: time, metadata.
 
-    ``generated_at`` defaults to ``source_date_epoch``; it must carry a time zone.
+    ``source_date_epoch`` is the mtime of every archive entry (the CLI reads it with
+    :func:`export_center.archive.writer.source_date_epoch`); ``generated_at`` defaults to it
+    and must carry a time zone.
     """
 
-    source_date_epoch: int = DEFAULT_SOURCE_DATE_EPOCH
+    source_date_epoch: int = DEFAULT_MTIME
     generated_at: datetime | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
@@ -121,8 +115,10 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class WrittenBundle:
-    """What :func:`write_bundle` wrote (the archive's own digest is the caller's to take)."""
+    """What :func:`write_bundle` wrote."""
 
+    sha256: str  # of the .tgz
+    size: int
     bundle_id: str
     root_hash: str
     entry_count: int
@@ -138,7 +134,7 @@ def _read_checked(f: InputFile) -> bytes:
         data = f.source.read_bytes()
     except OSError as e:
         raise DevportalInputError(f"{f.path}: cannot read: {e.strerror}") from e
-    if hashlib.sha256(data).hexdigest() != f.sha256:
+    if sha256_hex(data) != f.sha256:
         raise DevportalInputError(f"input changed during the build: {f.path}")
     return data
 
@@ -166,17 +162,28 @@ def _check_content(tree: InputTree) -> tuple[str, ...]:
     return tuple(validate_specs(specs, tree.root / "specs"))
 
 
+def _open_input(f: InputFile) -> BinaryIO:
+    try:
+        return f.source.open("rb")
+    except OSError as e:
+        raise DevportalInputError(
+            f"input changed during the build: {f.path}: cannot open: {e.strerror}"
+        ) from e
+
+
 def write_bundle(
     tree: InputTree, signer: Signer, options: BuildOptions, out: BinaryIO
 ) -> WrittenBundle:
     """Check ``tree`` and write the bundle's ``.tgz`` bytes to ``out``.
 
     Raises:
-        ExternalAssetError, InvalidSpecError, DevportalInputError: the input is refused.
+        ExternalAssetError, InvalidSpecError, DevportalInputError: the input is refused (also
+            when a file changed after it was scanned).
         SigningError: the signer failed.
+        OSError: ``out`` cannot be written, or an input file cannot be read.
     """
     documents = _check_content(tree)
-    entries = [
+    manifest_entries = [
         Entry(
             category=f.category,
             path=f.path,
@@ -188,28 +195,50 @@ def write_bundle(
     ]
     try:
         manifest = build_manifest(
-            entries, generated_at=options.generated_at_or_epoch(), metadata=options.metadata
+            manifest_entries,
+            generated_at=options.generated_at_or_epoch(),
+            metadata=options.metadata,
         )
         manifest_bytes = manifest.canonical()
     except (ValueError, TypeError) as e:  # pydantic's ValidationError is a ValueError
         raise BadInputError(f"cannot build the manifest: {e}") from e
     envelope = sign_envelope(manifest_bytes, PAYLOAD_TYPE, [signer])
-    root: list[Member] = [
-        bytes_member(MANIFEST, manifest_bytes),
-        bytes_member(MANIFEST_DSSE, envelope),
-        bytes_member(INSTRUCTIONS_NAME, INSTRUCTIONS),
-        bytes_member(VERIFY_SCRIPT_NAME, VERIFY_SCRIPT, executable=True),
+    root = {
+        MANIFEST: manifest_bytes,
+        MANIFEST_DSSE: envelope,
+        INSTRUCTIONS_NAME: INSTRUCTIONS,
+        VERIFY_SCRIPT_NAME: VERIFY_SCRIPT,
+    }
+    checksums = build_checksums(
+        [(path, sha256_hex(data)) for path, data in root.items()]
+        + [(f.path, f.sha256) for f in tree.files]
+    )
+    archive_entries = [
+        TreeEntry(path, data, mode=EXEC_MODE if path == VERIFY_SCRIPT_NAME else FILE_MODE)
+        for path, data in root.items()
     ]
-    content = [file_member(f.path, f.source, f.size, f.sha256) for f in tree.files]
-    checksums = checksums_text((m.path, m.sha256) for m in [*root, *content])
-    members = [*root, *content, bytes_member(CHECKSUMS, checksums)]
+    # Each input file is streamed from disk and must still have the size and SHA-256 that
+    # the manifest and checksums.txt record for it (scan_input hashed it earlier).
+    archive_entries += [
+        TreeEntry(f.path, FileSource(f.size, partial(_open_input, f), sha256=f.sha256))
+        for f in tree.files
+    ]
+    archive_entries.append(TreeEntry(CHECKSUMS, checksums))
     try:
-        write_tgz(out, members, mtime=options.source_date_epoch)
-    except InputChangedError as e:
-        raise DevportalInputError(f"input changed during the build: {e}") from e
+        result = write_tree(
+            out,
+            archive_entries,
+            compression="gzip",
+            level=_GZIP_LEVEL,
+            mtime=options.source_date_epoch,
+        )
+    except SourceChangedError as e:
+        raise DevportalInputError(f"input changed during the build: {e.message}") from e
     return WrittenBundle(
+        sha256=result.sha256,
+        size=result.size,
         bundle_id=manifest.bundle_id,
-        root_hash="sha256:" + hashlib.sha256(checksums).hexdigest(),
+        root_hash=prefixed(sha256_hex(checksums)),
         entry_count=manifest.totals.entry_count,
         total_size_bytes=manifest.totals.total_size_bytes,
         openapi_documents=documents,
@@ -240,13 +269,10 @@ def build_bundle(
         raise BadInputError(f"{out_dir}: cannot write the bundle: {e.strerror}") from e
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w+b") as fh:
+        with os.fdopen(fd, "wb") as fh:
             written = write_bundle(tree, signer, opts, fh)
             fh.flush()
             os.fsync(fh.fileno())
-            size = fh.tell()
-            fh.seek(0)
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
         tmp.chmod(0o644)
         target = out_dir / BUNDLE_NAME
         tmp.replace(target)
@@ -259,8 +285,8 @@ def build_bundle(
     logger.info("devportal bundle %s written to %s", written.bundle_id, target)
     return BuildResult(
         path=target,
-        sha256=digest,
-        size=size,
+        sha256=written.sha256,
+        size=written.size,
         bundle_id=written.bundle_id,
         root_hash=written.root_hash,
         keyid=signer.keyid,

@@ -11,7 +11,6 @@ text tools that rely on the last).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -21,12 +20,12 @@ from pathlib import Path
 
 from export_center.devportal.errors import DevportalInputError
 from export_center.devportal.manifest import CATEGORY_DIRS, Category
+from export_center.digests import sha256_file
 
 __all__ = ["InputFile", "InputTree", "Skipped", "scan_input"]
 
 logger = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 _BAD_NAME = re.compile(r'[\x00-\x1f\x7f\\"]')
 _SDK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _DIR_CATEGORY = {directory: category for category, directory in CATEGORY_DIRS.items()}
@@ -56,16 +55,6 @@ class InputTree:
     root: Path
     files: tuple[InputFile, ...]  # sorted by path (bytewise)
     skipped: tuple[Skipped, ...]
-
-
-def _hash_file(path: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def _check_name(rel: str) -> None:
@@ -111,7 +100,7 @@ def _walk(
                     f"{child}: SDK files belong in sdks/<name>/, one directory per SDK"
                 )
             try:
-                size, digest = _hash_file(Path(entry.path))
+                digest, size = sha256_file(Path(entry.path))
             except OSError as e:
                 raise DevportalInputError(f"{child}: cannot read: {e.strerror}") from e
             out.append(InputFile(child, category, Path(entry.path), size, digest))

@@ -7,7 +7,6 @@ the same manifest (and, with an Ed25519 key, the same signature).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -17,6 +16,9 @@ from typing import Annotated, Any, Literal
 import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from export_center.checksums import build_checksums
+from export_center.digests import sha256_hex
 
 __all__ = [
     "BUNDLE_ID_PREFIX",
@@ -30,10 +32,8 @@ __all__ = [
     "build_manifest",
     "bundle_id_for",
     "category_of",
-    "checksums_text",
     "content_type_for",
     "format_generated_at",
-    "parse_checksums",
 ]
 
 MANIFEST_VERSION = "devportal-offline/v1"
@@ -236,8 +236,8 @@ def bundle_id_for(entries: Iterable[Entry]) -> str:
     (``<hex>  <path>\\n``, sorted by path): it names what the bundle carries, independent of
     the time, the metadata or the signing key.
     """
-    listing = checksums_text((e.path, e.sha256) for e in entries)
-    return BUNDLE_ID_PREFIX + hashlib.sha256(listing).hexdigest()[:32]
+    listing = build_checksums((e.path, e.sha256) for e in entries)
+    return BUNDLE_ID_PREFIX + sha256_hex(listing)[:32]
 
 
 def format_generated_at(moment: datetime) -> str:
@@ -269,36 +269,3 @@ def build_manifest(
         totals=_totals(ordered),
         entries=ordered,
     )
-
-
-def checksums_text(items: Iterable[tuple[str, str]]) -> bytes:
-    """``sha256sum`` format: ``<hex>  <path>\\n`` per ``(path, hex)``, sorted by path.
-
-    Paths never contain a newline or backslash (the input scanner refuses them), so no line
-    needs sha256sum's escaping.
-    """
-    lines = sorted(items, key=lambda item: _path_key(item[0]))
-    return "".join(f"{digest}  {path}\n" for path, digest in lines).encode("utf-8")
-
-
-def parse_checksums(data: bytes) -> dict[str, str]:
-    """Read checksums.txt strictly: ``{path: hex}``.
-
-    Raises:
-        ValueError: not UTF-8, a malformed line, unsorted or duplicate paths.
-    """
-    text = data.decode("utf-8")
-    if text and not text.endswith("\n"):
-        raise ValueError("the last line has no newline")
-    out: dict[str, str] = {}
-    previous: bytes | None = None
-    for n, line in enumerate(text.splitlines(), start=1):
-        digest, sep, path = line[:64], line[64:66], line[66:]
-        if not _SHA256_HEX.match(digest) or sep != "  " or not path:
-            raise ValueError(f"line {n}: expected '<64 hex>  <path>'")
-        key = _path_key(path)
-        if previous is not None and key <= previous:
-            raise ValueError(f"line {n}: {path!r} is out of order or repeated")
-        previous = key
-        out[path] = digest
-    return out

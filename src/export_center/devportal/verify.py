@@ -2,10 +2,12 @@
 
 The same chain as ``verify-offline.sh`` (checksums, then the DSSE signature over manifest.json,
 then the signed entries against the files), but on the archive itself, without extracting
-it, and trusting nothing inside the bundle: the archive is streamed with the guards of
-:mod:`.tarball`, only the paths the bundle's layout allows are accepted, manifest.json must be
-RFC 8785 canonical and match the schema exactly (unknown fields refused), and every derived
-field (sources, totals, bundleId) is recomputed.
+it, and trusting nothing inside the bundle: the archive is streamed through the one safe
+reader (:func:`~export_center.archive.reader.iter_members`), narrowed to what the bundle writer
+produces (a gzip-compressed tar, no PAX records beyond names, sizes and ownership); only the
+paths the bundle's layout allows are accepted, manifest.json must be RFC 8785 canonical and
+match the schema exactly (unknown fields refused), and every derived field (sources, totals,
+bundleId) is recomputed.
 
 Each check is reported by name; the first failure raises. Exit code in the CLI: 2 for every
 failure (export-center.md §7); the shell script separates checksum (2) from signature (3).
@@ -22,36 +24,47 @@ from typing import Any, BinaryIO
 import rfc8785
 from pydantic import ValidationError
 
+from export_center.archive.reader import ArchiveFormat, Limits, iter_members
+from export_center.checksums import parse_checksums
 from export_center.devportal.layout import CHECKSUMS, MANIFEST, MANIFEST_DSSE, ROOT_FILES
-from export_center.devportal.manifest import (
-    PAYLOAD_TYPE,
-    DevportalManifest,
-    category_of,
-    parse_checksums,
-)
-from export_center.devportal.tarball import Limits, ReadMember, read_members
+from export_center.devportal.manifest import PAYLOAD_TYPE, DevportalManifest, category_of
+from export_center.digests import prefixed, sha256_chunks, sha256_hex
 from export_center.errors import VerificationError
 from export_center.signing.dsse import verify_envelope
 from export_center.signing.interface import PublicKey
+from export_center.verification import CheckResult, VerifyReport
 
-__all__ = ["CheckResult", "VerifyReport", "verify_bundle"]
+__all__ = ["LIMITS", "verify_bundle"]
 
 logger = logging.getLogger(__name__)
 
+#: Bounds for reading a devportal bundle. Wider than the archive reader's defaults where a
+#: portal needs it: names up to 4096 bytes (PATH_MAX; a documentation tree can be deep, so
+#: no depth bound beyond what the name length allows), 8 GiB per file (SDK archives), 32 GiB
+#: in all, and the ratio check from 64 MiB on.
+LIMITS = Limits(
+    max_name_length=4096,
+    max_path_depth=2048,
+    max_member_bytes=8 << 30,
+    max_total_bytes=32 << 30,
+    ratio_grace_bytes=64 << 20,
+)
+# What the bundle writer produces: a .tgz whose PAX records carry at most a long or non-ASCII
+# path; bundles written before the shared archive writer (through tarfile) may also carry
+# ownership and mtime records. Anything else did not come from us.
+_FORMATS: frozenset[ArchiveFormat] = frozenset({"gzip"})
+_PAX_KEYS = frozenset({"mtime", "uid", "gid", "uname", "gname"})
+# Root files are read into memory (they are parsed); anything larger is refused.
+_MAX_ROOT_FILE_BYTES = 64 << 20
+
 
 @dataclass(frozen=True)
-class CheckResult:
-    name: str
-    detail: str
+class _File:
+    """A file as read: its digest and size; ``data`` only for the root files."""
 
-
-@dataclass(frozen=True)
-class VerifyReport:
-    bundle_id: str
-    generated_at: str
-    root_hash: str  # "sha256:<hex>" of checksums.txt
-    entry_count: int
-    checks: tuple[CheckResult, ...]
+    sha256: str
+    size: int
+    data: bytes | None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -88,6 +101,9 @@ def verify_bundle(
 ) -> VerifyReport:
     """Verify a ``devportal-offline-bundle.tgz`` stream against ``trust_roots``.
 
+    ``limits`` defaults to :data:`LIMITS`. The report lists the checks that passed and the
+    bundle's id, ``generatedAt``, root hash and entry count.
+
     Raises:
         UnsafeArchiveError: the archive is malformed or hostile (check ``archive``).
         VerificationError: ``layout``, ``checksums``, ``dsse``, ``manifest`` or ``entries``
@@ -95,54 +111,62 @@ def verify_bundle(
     """
     if not trust_roots:
         raise VerificationError("dsse", "no trust roots: refusing to verify against nothing")
-    checks: list[CheckResult] = []
-    members = list(read_members(archive, keep=lambda p: p in ROOT_FILES, limits=limits))
-    files = {m.path: m for m in members if not m.is_dir}
-    directories = {m.path for m in members if m.is_dir}
-    checks.append(CheckResult("archive", f"{len(files)} files, {len(directories)} directories"))
+    report = VerifyReport(bundle=str(getattr(archive, "name", "<stream>")))
+
+    def passed(name: str, detail: str) -> None:
+        report.checks.append(CheckResult(name, "pass", detail))
+
+    files, directories = _read_archive(archive, limits or LIMITS)
+    passed("archive", f"{len(files)} files, {len(directories)} directories")
 
     _check_layout(files, directories)
-    checks.append(CheckResult("layout", "root files present, nothing outside the layout"))
+    passed("layout", "root files present, nothing outside the layout")
 
     checksums = _data(files, CHECKSUMS)
-    root_hash = "sha256:" + _sha(files, CHECKSUMS)
+    report.root_hash = prefixed(files[CHECKSUMS].sha256)
     _check_checksums(files, checksums)
-    checks.append(CheckResult("checksums", f"{len(files) - 1} files match checksums.txt"))
+    passed("checksums", f"{len(files) - 1} files match checksums.txt")
 
     manifest_bytes = _data(files, MANIFEST)
     payload = verify_envelope(_data(files, MANIFEST_DSSE), trust_roots, PAYLOAD_TYPE)
     if payload != manifest_bytes:
         raise VerificationError("dsse", "manifest.json is not the payload signed in the envelope")
-    checks.append(CheckResult("dsse", "manifest.json is signed by a trusted key"))
+    passed("dsse", "manifest.json is signed by a trusted key")
 
     manifest = _parse_manifest(manifest_bytes)
-    checks.append(CheckResult("manifest", f"{manifest.version}, bundleId {manifest.bundle_id}"))
+    passed("manifest", f"{manifest.version}, bundleId {manifest.bundle_id}")
 
     _check_entries(manifest, files)
-    checks.append(
-        CheckResult("entries", f"{manifest.totals.entry_count} files match the signed manifest")
-    )
+    passed("entries", f"{manifest.totals.entry_count} files match the signed manifest")
     logger.info("devportal bundle %s verified", manifest.bundle_id)
-    return VerifyReport(
-        bundle_id=manifest.bundle_id,
-        generated_at=manifest.generated_at,
-        root_hash=root_hash,
-        entry_count=manifest.totals.entry_count,
-        checks=tuple(checks),
-    )
+    report.bundle_id = manifest.bundle_id
+    report.generated_at = manifest.generated_at
+    report.entry_count = manifest.totals.entry_count
+    return report
 
 
-def _data(files: Mapping[str, ReadMember], path: str) -> bytes:
+def _read_archive(archive: BinaryIO, limits: Limits) -> tuple[dict[str, _File], set[str]]:
+    files: dict[str, _File] = {}
+    directories: set[str] = set()
+    for member in iter_members(archive, limits, formats=_FORMATS, pax_keys=_PAX_KEYS):
+        if member.is_dir:
+            directories.add(member.name)
+        elif member.name in ROOT_FILES:
+            data = member.read(max_bytes=_MAX_ROOT_FILE_BYTES)
+            files[member.name] = _File(sha256_hex(data), len(data), data)
+        else:
+            digest, size = sha256_chunks(member.chunks())
+            files[member.name] = _File(digest, size, None)
+    return files, directories
+
+
+def _data(files: Mapping[str, _File], path: str) -> bytes:
     data = files[path].data
-    assert data is not None  # kept by read_members for every root file
+    assert data is not None  # kept by _read_archive for every root file
     return data
 
 
-def _sha(files: Mapping[str, ReadMember], path: str) -> str:
-    return files[path].sha256
-
-
-def _check_layout(files: Mapping[str, ReadMember], directories: set[str]) -> None:
+def _check_layout(files: Mapping[str, _File], directories: set[str]) -> None:
     missing = sorted(ROOT_FILES - files.keys())
     if missing:
         raise VerificationError("layout", f"missing {', '.join(missing)}")
@@ -155,7 +179,7 @@ def _check_layout(files: Mapping[str, ReadMember], directories: set[str]) -> Non
         raise VerificationError("layout", f"{stray[0]}/: a directory with no listed file")
 
 
-def _check_checksums(files: Mapping[str, ReadMember], checksums: bytes) -> None:
+def _check_checksums(files: Mapping[str, _File], checksums: bytes) -> None:
     try:
         listed = parse_checksums(checksums)
     except ValueError as e:
@@ -170,7 +194,7 @@ def _check_checksums(files: Mapping[str, ReadMember], checksums: bytes) -> None:
             raise VerificationError("checksums", f"{path}: sha256 does not match checksums.txt")
 
 
-def _check_entries(manifest: DevportalManifest, files: Mapping[str, ReadMember]) -> None:
+def _check_entries(manifest: DevportalManifest, files: Mapping[str, _File]) -> None:
     content = {p for p in files if p not in ROOT_FILES}
     signed = {e.path: e for e in manifest.entries}
     for path in sorted(content - signed.keys()):

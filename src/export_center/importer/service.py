@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import orjson
 
-from export_center.bundle.verify import VerifyReport
 from export_center.errors import (
     BadInputError,
     ConflictError,
@@ -44,6 +43,7 @@ from export_center.mirror.crypto import KeyMaterial
 from export_center.mirror.policy import POLICY_PREFIXES
 from export_center.signing.interface import PublicKey
 from export_center.store.repository import EvidenceStore
+from export_center.verification import VerifyReport
 
 log = logging.getLogger(__name__)
 

@@ -32,11 +32,12 @@ from typing import Any, Literal
 import orjson
 
 from export_center.archive.reader import Limits, iter_members
-from export_center.bundle.verify import VerifyReport, verify_bundle
+from export_center.bundle.verify import verify_bundle
 from export_center.errors import ConflictError, UnsafeArchiveError, VerificationError
 from export_center.importer.source import open_source
 from export_center.oci.trivy import KINDS, TrivyDbKind
 from export_center.signing.interface import PublicKey
+from export_center.verification import VerifyReport
 
 __all__ = [
     "TRIVY_CHECKS",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from export_center.archive.reader import Limits, safe_extract
-from export_center.bundle.verify import VerifyReport, verify_bundle
+from export_center.bundle.verify import verify_bundle
 from export_center.errors import BadInputError, UnsafeArchiveError, VerificationError
 from export_center.importer.records import (
     iter_bundle_records,
@@ -41,6 +41,7 @@ from export_center.mirror.policy import POLICY_PREFIXES
 from export_center.mirror.tuf import ROLE_FILES, root_keys_trusted, verify_tuf_metadata
 from export_center.signing.interface import PublicKey
 from export_center.store.repository import check_tenant
+from export_center.verification import VerifyReport
 
 _ALLOWED_DATA = (
     "data/raw/",
