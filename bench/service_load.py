@@ -42,8 +42,8 @@ from service_support import (
 )
 
 from export_center.planner.profiles import parse_profile_spec
-from export_center.service.config import load_service_settings
-from export_center.service.container import Services
+from export_center.runtime.container import Services
+from export_center.service.auth import TokenStore
 
 STELLA = Path(sys.executable).with_name("stella")
 
@@ -167,7 +167,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="stella-bench-"))
     settings = make_settings(tmp / "data", args.database_url)
     generate_key(settings)
-    services = Services.open(settings, load_service_settings(settings, env={}))
+    services = Services.open(settings)
     tokens = []
     for n in range(args.tenants):
         tenant = f"tenant-{n}"
@@ -175,7 +175,7 @@ def main() -> None:
         services.registry.create(
             tenant, "bench", parse_profile_spec({"kind": "json", "variant": "raw"})
         )
-        tokens.append(services.tokens.create("bench", [tenant], ALL_SCOPES)[1])
+        tokens.append(TokenStore(services.store).create("bench", [tenant], ALL_SCOPES)[1])
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STELLA_")}

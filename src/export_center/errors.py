@@ -1,13 +1,22 @@
-"""One error tree for the whole tool.
+"""One error tree for the whole tool, and the one table of its codes.
 
-Every error carries a stable ``code`` (the REST API's ``ERR_EXPORT_*`` codes) and an
-``exit_code`` (export-center.md §7). Only the CLI and the service map errors to exit codes or
-HTTP statuses; library code raises these and chains the cause with ``raise ... from``.
+Every error class carries a stable ``code`` (the REST API's ``ERR_EXPORT_*`` codes), an
+``exit_code`` (export-center.md §7) and an ``http_status``; subclasses inherit what they do not
+redefine. Library code raises these and chains the cause with ``raise ... from``; the CLI turns
+them into exit codes, the service into HTTP statuses, and :func:`error_class` turns a code that
+crossed the wire (an API error body, a failed run's record) back into its class.
+
+The classes of the service's own refusals (authentication, quotas, idempotency, ...) live here
+too, so that the API client and the CLI know them without importing the web framework.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping, Sequence
 from enum import IntEnum
+from functools import cache
+from typing import Any, ClassVar, Self
 
 
 class ExitCode(IntEnum):
@@ -25,8 +34,9 @@ class ExitCode(IntEnum):
 class ExportCenterError(Exception):
     """Root of every error this package raises on purpose."""
 
-    code = "ERR_EXPORT_INTERNAL"
-    exit_code = ExitCode.UNEXPECTED
+    code: ClassVar[str] = "ERR_EXPORT_INTERNAL"
+    exit_code: ExitCode = ExitCode.UNEXPECTED
+    http_status: ClassVar[int] = 500
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -36,6 +46,15 @@ class ExportCenterError(Exception):
     def diagnostics(self) -> str:
         """The message plus, when known, what the user can do about it."""
         return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+    @classmethod
+    def reported(cls, message: str) -> Self:
+        """This error as another process reported it (an API error body, a failed run's
+        record): only its message is known, so a subclass's constructor, which builds the
+        message from parts, is bypassed and the message is kept as it came."""
+        error = cls.__new__(cls)
+        ExportCenterError.__init__(error, message)
+        return error
 
 
 class ConfigError(ExportCenterError):
@@ -50,6 +69,7 @@ class BadInputError(ExportCenterError):
 
     code = "ERR_EXPORT_BAD_INPUT"
     exit_code = ExitCode.BAD_INPUT
+    http_status = 400
 
 
 class DocumentRefused(BadInputError):
@@ -59,6 +79,10 @@ class DocumentRefused(BadInputError):
     """
 
     code = "ERR_EXPORT_DOCUMENT_REFUSED"
+
+    # Reported by another process: the message is all there is.
+    where = ""
+    reason = ""
 
     def __init__(self, where: str, reason: str) -> None:
         super().__init__(f"{where}: {reason}")
@@ -78,6 +102,7 @@ class NotFoundError(ExportCenterError):
 
     code = "ERR_EXPORT_NOT_FOUND"
     exit_code = ExitCode.NOT_FOUND
+    http_status = 404
 
 
 class ConflictError(ExportCenterError):
@@ -85,6 +110,7 @@ class ConflictError(ExportCenterError):
 
     code = "ERR_EXPORT_CONFLICT"
     exit_code = ExitCode.QUOTA_OR_CONFLICT
+    http_status = 409
 
 
 class QuotaExceededError(ExportCenterError):
@@ -92,6 +118,7 @@ class QuotaExceededError(ExportCenterError):
 
     code = "ERR_EXPORT_QUOTA"
     exit_code = ExitCode.QUOTA_OR_CONFLICT
+    http_status = 429
 
 
 class VerificationError(ExportCenterError):
@@ -99,6 +126,9 @@ class VerificationError(ExportCenterError):
 
     code = "ERR_EXPORT_VERIFICATION"
     exit_code = ExitCode.VERIFICATION_FAILED
+
+    # Which check failed; "" when the error was reported by another process.
+    check = ""
 
     def __init__(self, check: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(f"{check}: {message}", hint=hint)
@@ -123,3 +153,195 @@ class CancelledError(ExportCenterError):
     """A run was cancelled; nothing was published."""
 
     code = "ERR_EXPORT_CANCELLED"
+    http_status = 409
+
+
+# ---- refusals of the REST API -------------------------------------------------------------
+
+
+class AuthenticationError(ExportCenterError):
+    """No bearer token, or one that is unknown, revoked, expired or badly signed."""
+
+    code = "ERR_EXPORT_UNAUTHENTICATED"
+    exit_code = ExitCode.BAD_INPUT
+    http_status = 401
+
+
+class ForbiddenError(ExportCenterError):
+    """The token lacks the scope, or does not carry the tenant asked for."""
+
+    code = "ERR_EXPORT_FORBIDDEN"
+    exit_code = ExitCode.BAD_INPUT
+    http_status = 403
+
+
+class RunNotReadyError(ConflictError):
+    """The run has no published artifact (yet): it is pending, running, failed or cancelled."""
+
+    code = "ERR_EXPORT_NOT_READY"
+
+
+class ArtifactExpiredError(NotFoundError):
+    """Retention removed the run's artifact."""
+
+    code = "ERR_EXPORT_EXPIRED"
+    http_status = 410
+
+
+class IdempotencyConflictError(ConflictError):
+    """The Idempotency-Key was used before with another request body (or is still in flight)."""
+
+    code = "ERR_EXPORT_IDEMPOTENCY"
+
+
+class ServiceUnavailableError(ExportCenterError):
+    """A dependency of the service (database, artifact store) is not usable right now, or the
+    client cannot reach the server."""
+
+    code = "ERR_EXPORT_UNAVAILABLE"
+    http_status = 503
+
+
+class RangeNotSatisfiableError(BadInputError):
+    """A download ``Range`` starts at or past the end of the archive."""
+
+    code = "ERR_EXPORT_RANGE_NOT_SATISFIABLE"
+    http_status = 416
+    size = 0  # of the archive; 0 when reported by another process
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+class QuotaError(QuotaExceededError):
+    """A quota refusal with the numbers the HTTP layer turns into headers."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        quota: str,
+        limit: int,
+        remaining: int,
+        reset_seconds: int,
+        retry_after: int,
+    ) -> None:
+        super().__init__(message, hint=f"wait {retry_after} s or ask for a higher {quota} quota")
+        self.quota = quota
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_seconds = reset_seconds
+        self.retry_after = retry_after
+
+
+class RequestValidationFailed(BadInputError):
+    """A request did not match the API schema; ``details`` names each bad field."""
+
+    def __init__(self, message: str, details: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(message)
+        self.details = [dict(d) for d in details]
+
+
+# The HTTP layer's own refusals (no route matched the method, the body is too large, ...):
+# raised by the web framework, answered with these codes.
+
+
+class MethodNotAllowedError(BadInputError):
+    """The path exists, the method does not."""
+
+    code = "ERR_EXPORT_METHOD_NOT_ALLOWED"
+    http_status = 405
+
+
+class NotAcceptableError(BadInputError):
+    """The ``Accept`` header asks for a representation the endpoint does not have."""
+
+    code = "ERR_EXPORT_NOT_ACCEPTABLE"
+    http_status = 406
+
+
+class PayloadTooLargeError(BadInputError):
+    """The request body is over the endpoint's limit."""
+
+    code = "ERR_EXPORT_TOO_LARGE"
+    http_status = 413
+
+
+class UnsupportedMediaTypeError(BadInputError):
+    """The request body is not of a media type the endpoint reads."""
+
+    code = "ERR_EXPORT_UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+
+
+# ---- the code table ---------------------------------------------------------------------------
+
+# Modules that declare error classes with their own code besides this one. They are imported
+# when the table is built, so that a code maps to its class whatever the caller imported
+# (tests/core/test_errors.py checks this list against the whole package).
+_DECLARING_MODULES = (
+    "export_center.devportal.errors",
+    "export_center.importer.service",
+    "export_center.oci.registry",
+)
+
+# The class that stands for an HTTP status when an answer carries no code of ours (a proxy's
+# error page, a status the web framework raised itself).
+_STATUS_CLASSES = (
+    BadInputError,
+    AuthenticationError,
+    ForbiddenError,
+    NotFoundError,
+    MethodNotAllowedError,
+    NotAcceptableError,
+    ConflictError,
+    ArtifactExpiredError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    RangeNotSatisfiableError,
+    QuotaExceededError,
+    ServiceUnavailableError,
+)
+
+
+def _subclasses(cls: type[ExportCenterError]) -> list[type[ExportCenterError]]:
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out += _subclasses(sub)
+    return out
+
+
+@cache
+def error_classes() -> Mapping[str, type[ExportCenterError]]:
+    """Every error code, with the class that declares it.
+
+    A subclass that does not declare its own ``code`` (``QuotaError``, ``KmsError``) shares
+    its parent's, and the code stands for the parent.
+
+    Raises:
+        AssertionError: two classes declare the same code.
+    """
+    for module in _DECLARING_MODULES:
+        importlib.import_module(module)
+    table: dict[str, type[ExportCenterError]] = {}
+    for cls in _subclasses(ExportCenterError):
+        if "code" not in vars(cls):
+            continue
+        other = table.setdefault(cls.code, cls)
+        assert other is cls, f"{cls.__qualname__} and {other.__qualname__} both use {cls.code}"
+    return table
+
+
+def error_class(code: str) -> type[ExportCenterError] | None:
+    """The class of an error code; None for a code this build does not know."""
+    return error_classes().get(code)
+
+
+def error_class_for_status(status: int) -> type[ExportCenterError]:
+    """The class an HTTP error status stands for when no code says more
+    (:class:`ExportCenterError` for any other status)."""
+    for cls in _STATUS_CLASSES:
+        if cls.http_status == status:
+            return cls
+    return ExportCenterError

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export_center.bundle.builder import BundleResult, build_bundle
+from export_center.mirror.kms import Pkcs11Access
 from export_center.planner.plan import ExportPlan, make_plan
 from export_center.planner.registry import ProfileRevisionView
 from export_center.settings import Settings
@@ -28,7 +29,8 @@ def resolve_signer(settings: Settings, profile: ProfileRevisionView) -> Signer:
     """The profile's named key, else the newest key in the key store.
 
     A key named ``pkcs11:token=...;object=...?module-path=...`` is used on its HSM token
-    (PIN from ``STELLA_PKCS11_PIN``); anything else is a keyid (or prefix) in the key store.
+    (PIN from the settings' ``STELLA_PKCS11_PIN``); anything else is a keyid (or prefix) in the
+    key store (encrypted keys open with ``STELLA_KEY_PASSPHRASE``).
 
     Raises:
         NotFoundError: no such key / no key at all (hint: ``stella keys generate``).
@@ -36,7 +38,9 @@ def resolve_signer(settings: Settings, profile: ProfileRevisionView) -> Signer:
     """
     key = profile.spec.signing.key
     if key is not None and key.startswith("pkcs11:"):
-        return create_signer("pkcs11", {"uri": key})
+        pin = settings.pkcs11_pin
+        config = {"uri": key} | ({"pin": pin.get_secret_value()} if pin else {})
+        return create_signer("pkcs11", config)
     return KeyStore.from_settings(settings).signer(key)
 
 
@@ -56,6 +60,12 @@ def run_export(
     on_plan(plan)
     signer = signer or resolve_signer(settings, profile)
     bundle = build_bundle(
-        plan, store, signer, out_dir, progress=progress, is_cancelled=is_cancelled
+        plan,
+        store,
+        signer,
+        out_dir,
+        progress=progress,
+        is_cancelled=is_cancelled,
+        kms=Pkcs11Access.from_settings(settings),
     )
     return ExportOutcome(plan, bundle)

@@ -13,6 +13,8 @@ from pkcs11 import Attribute, KeyType
 
 from export_center.importer.service import ImportRefused
 from export_center.mirror.crypto import KeyMaterial
+from export_center.mirror.kms import Pkcs11Access
+from export_center.settings import load_settings
 
 
 def main(root: Path, module: str, token_label: str, pin: str) -> None:
@@ -27,6 +29,10 @@ def main(root: Path, module: str, token_label: str, pin: str) -> None:
         )
     signer = new_signer()
     a, b = Instance.create(root / "A"), Instance.create(root / "B")
+    # The exporter reaches the KMS with the settings' STELLA_PKCS11_MODULE / _PIN (set by the
+    # parent test in this process's environment, as for the CLI).
+    a = Instance(a.root, load_settings(env=a.env()), a.store)
+    assert a.settings.pkcs11_module == module
     a.put("feed", *(advisory(f"ADV-{i}") for i in range(10)))
     key_id = f"kms://pkcs11/{token_label}/mirror-kek"
     body = {"kind": "mirror", "variant": "full", "options": {"encryption": {"kms": [key_id]}}}
@@ -45,7 +51,8 @@ def main(root: Path, module: str, token_label: str, pin: str) -> None:
         assert e.exit_code == 4, e
     else:
         raise AssertionError("imported without a key")
-    got = b.import_(built.archive_path, options(signer, keys=KeyMaterial(use_kms=True)))
+    keys = KeyMaterial(use_kms=True, kms_access=Pkcs11Access(module, pin))
+    got = b.import_(built.archive_path, options(signer, keys=keys))
     assert got.status == "imported"
     assert evidence(a.store) == evidence(b.store)
     print("KMS-ROUND-TRIP-OK")

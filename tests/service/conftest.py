@@ -19,10 +19,10 @@ from service_support import (
 )
 
 from export_center.planner.profiles import parse_profile_spec
+from export_center.runtime.container import Services
+from export_center.runtime.metrics import Metrics
 from export_center.service.app import create_app
 from export_center.service.auth import SCOPE_READ
-from export_center.service.container import Services
-from export_center.service.metrics import Metrics
 from export_center.settings import Settings
 from export_center.worker.runtime import WorkerRuntime
 
@@ -47,7 +47,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    svc = Services.open(settings, fast_service(settings), metrics=Metrics())
+    svc = Services.open(fast_service(settings), metrics=Metrics())
     yield svc
     svc.close()
 

@@ -15,9 +15,8 @@ import uvicorn
 from export_center.exporter import ExportOutcome, run_export
 from export_center.ingest.interface import ParsedRecord
 from export_center.model import Advisory, AffectedPackage
-from export_center.service.auth import SCOPES
-from export_center.service.config import ServiceSettings, load_service_settings
-from export_center.service.container import Services
+from export_center.runtime.container import Services
+from export_center.service.auth import SCOPES, TokenStore
 from export_center.settings import Settings, load_settings
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
@@ -44,12 +43,13 @@ def make_settings(data_dir: Path, database_url: str | None = None) -> Settings:
     return load_settings(env=env)
 
 
-def fast_service(settings: Settings, **overrides: Any) -> ServiceSettings:
-    return load_service_settings(settings, env={}, **(FAST | overrides))
+def fast_service(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` with short service timings (and ``overrides``)."""
+    return settings.with_service(**(FAST | overrides))
 
 
 def generate_key(settings: Settings) -> str:
-    return KeyStore(settings.key_dir, env={}).generate(KeyType.ED25519).keyid
+    return KeyStore(settings.key_dir).generate(KeyType.ED25519).keyid
 
 
 def advisory(upstream: str, body: bytes) -> ParsedRecord:
@@ -152,7 +152,7 @@ class World:
 
 
 def tenant_token(services: Services, tenants: list[str], scopes: list[str] | None = None) -> str:
-    _, secret = services.tokens.create("test", tenants, scopes or ALL_SCOPES)
+    _, secret = TokenStore(services.store).create("test", tenants, scopes or ALL_SCOPES)
     return secret
 
 

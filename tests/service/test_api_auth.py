@@ -10,13 +10,14 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from service_support import World, auth, fast_service
 
+from export_center.runtime.container import Services
+from export_center.runtime.metrics import Metrics
 from export_center.service.app import create_app
 from export_center.service.auth import SCOPE_READ
-from export_center.service.container import Services
-from export_center.service.metrics import Metrics
 from export_center.settings import Settings
 
 
@@ -38,15 +39,15 @@ def test_missing_malformed_and_unknown_tokens_are_401(client: TestClient, world:
         assert _code(r) == "ERR_EXPORT_UNAUTHENTICATED"
 
 
-def test_revoked_and_expired_tokens_are_401(
-    client: TestClient, services: Services, world: World
-) -> None:
-    info, secret = services.tokens.create("short", ["acme"], [SCOPE_READ])
+def test_revoked_and_expired_tokens_are_401(client: TestClient, app: FastAPI, world: World) -> None:
+    # The API's own token store: a revocation clears the cache of verified tokens it keeps.
+    tokens = app.state.api.tokens
+    info, secret = tokens.create("short", ["acme"], [SCOPE_READ])
     assert client.get("/api/export/profiles", headers=auth(secret)).status_code == 200
-    services.tokens.revoke(info.id)
+    tokens.revoke(info.id)
     r = client.get("/api/export/profiles", headers=auth(secret))
     assert r.status_code == 401
-    _, expired = services.tokens.create(
+    _, expired = tokens.create(
         "gone", ["acme"], [SCOPE_READ], expires_in=timedelta(seconds=-1)
     )
     assert client.get("/api/export/profiles", headers=auth(expired)).status_code == 401
@@ -125,10 +126,8 @@ def _jwks(tmp: Path) -> tuple[Path, Ed25519PrivateKey]:
 
 def test_jwt_against_offline_jwks(tmp_path: Path, settings: Settings, world: World) -> None:
     path, key = _jwks(tmp_path)
-    service = fast_service(
-        settings, jwks_file=str(path), jwt_issuer="https://idp.example", jwt_audience="stella"
-    )
-    services = Services.open(settings, service, metrics=Metrics())
+    jwks = {"jwks_file": str(path), "jwt_issuer": "https://idp.example", "jwt_audience": "stella"}
+    services = Services.open(fast_service(settings, **jwks), metrics=Metrics())
     try:
         client = TestClient(create_app(services))
         claims = {

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from service_support import LiveServer, World, auth, put_advisories, slow_export
 
-from export_center.service.client import parse_sse
-from export_center.service.container import Services
+from export_center.client import parse_sse
+from export_center.runtime.container import Services
 from export_center.worker.runtime import WorkerRuntime
 
 

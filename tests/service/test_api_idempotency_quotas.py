@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from fastapi.testclient import TestClient
 from service_support import World, auth, fast_service
 
+from export_center.runtime.container import Services
+from export_center.runtime.metrics import Metrics
 from export_center.service.app import create_app
-from export_center.service.config import Quotas
-from export_center.service.container import Services
-from export_center.service.metrics import Metrics
-from export_center.settings import Settings
+from export_center.settings import Quotas, Settings
 
 RUNS = "/api/export/runs"
 
@@ -65,9 +62,7 @@ def test_failed_requests_release_their_key(client: TestClient, world: World) -> 
 
 
 def _client_with(settings: Settings, quotas: Quotas) -> tuple[Services, TestClient]:
-    service = fast_service(settings)
-    service = dataclasses.replace(service, quotas=quotas)
-    services = Services.open(settings, service, metrics=Metrics())
+    services = Services.open(fast_service(settings, quotas=quotas), metrics=Metrics())
     return services, TestClient(create_app(services))
 
 

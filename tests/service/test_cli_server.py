@@ -15,10 +15,11 @@ from fastapi import FastAPI
 from service_support import LiveServer, World, wait_for
 
 from export_center.cli import common, export_cmd, serve
+from export_center.client import ApiClient
 from export_center.errors import ExitCode, VerificationError
 from export_center.planner.profiles import parse_profile_spec
-from export_center.service.client import ApiClient
-from export_center.service.container import Services
+from export_center.runtime.container import Services
+from export_center.service.auth import TokenStore
 from export_center.settings import Settings
 from export_center.worker.runtime import WorkerRuntime
 
@@ -62,7 +63,7 @@ def test_tokens_commands(
     assert run(cli, args, monkeypatch) == 0
     created = json.loads(capsys.readouterr().out)
     assert created["token"].startswith("stl_")
-    assert services.tokens.verify(created["token"]).tenants == {"acme"}
+    assert TokenStore(services.store).verify(created["token"]).tenants == {"acme"}
     assert run(cli, ["tokens", "list", "--format", "json"], monkeypatch) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [t["id"] for t in listed] == [created["id"]]

@@ -11,8 +11,8 @@ from service_support import fast_service, put_advisories, wait_for
 from export_center.bundle.verify import verify_bundle
 from export_center.oci.registry import pull_bundle
 from export_center.planner.profiles import parse_profile_spec
-from export_center.service.container import Services
-from export_center.service.metrics import Metrics
+from export_center.runtime.container import Services
+from export_center.runtime.metrics import Metrics
 from export_center.settings import Settings
 from export_center.signing.interface import load_trust_roots
 from export_center.signing.keystore import KeyStore
@@ -33,9 +33,7 @@ registry = _oci_conftest().registry
 
 
 def _run_once(settings: Settings, repository: str) -> tuple[Services, str]:
-    services = Services.open(
-        settings, fast_service(settings, oci_repository=repository), metrics=Metrics()
-    )
+    services = Services.open(fast_service(settings, oci_repository=repository), metrics=Metrics())
     put_advisories(services.store, "acme", 12)
     services.registry.create(
         "acme", "acme-json", parse_profile_spec({"kind": "json", "variant": "raw"})

@@ -25,7 +25,7 @@ def openssl() -> str:
 
 @pytest.fixture
 def store(tmp_path: Path) -> KeyStore:
-    return KeyStore(tmp_path / "keys", env={})
+    return KeyStore(tmp_path / "keys")
 
 
 # -- SoftHSM2 ------------------------------------------------------------------------------

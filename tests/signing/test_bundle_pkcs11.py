@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from signing_support import SoftHsm
 
 from export_center.bundle.verify import verify_bundle
@@ -18,11 +17,10 @@ from export_center.signing.interface import create_signer, load_trust_roots
 from export_center.store.repository import EvidenceStore
 
 
-def test_profile_naming_a_pkcs11_key_signs_on_the_token(
-    softhsm: SoftHsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STELLA_PKCS11_PIN", softhsm.pin)
-    settings = load_settings(env={"STELLA_DATA_DIR": str(tmp_path / "data")})
+def test_profile_naming_a_pkcs11_key_signs_on_the_token(softhsm: SoftHsm, tmp_path: Path) -> None:
+    # The PIN reaches the token through the settings (STELLA_PKCS11_PIN), as in the CLI.
+    env = {"STELLA_DATA_DIR": str(tmp_path / "data"), "STELLA_PKCS11_PIN": softhsm.pin}
+    settings = load_settings(env=env)
     store = EvidenceStore.open(settings.database_url)
     with store.session() as s:
         cursor = store.lock_tenant(s, "default")
@@ -47,7 +45,7 @@ def test_profile_naming_a_pkcs11_key_signs_on_the_token(
         parse_profile_spec({"kind": "json", "variant": "raw", "signing": {"key": uri}}),
     )
     outcome = run_export(settings, store, prof, tmp_path / "out")
-    token_key = create_signer("pkcs11", {"uri": uri})
+    token_key = create_signer("pkcs11", {"uri": uri, "pin": softhsm.pin})
     roots = load_trust_roots(token_key.public_key_pem())
     report = verify_bundle(outcome.bundle.archive_path, roots)
     assert report.ok, report.as_json()

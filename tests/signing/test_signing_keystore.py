@@ -13,6 +13,7 @@ import pytest
 from signing_support import openssl_keyid
 
 from export_center.errors import BadInputError, ConfigError, NotFoundError, SigningError
+from export_center.settings import load_settings
 from export_center.signing.interface import KeyType, keyid_of, load_public_key, verify_signature
 from export_center.signing.keystore import KeyStore
 
@@ -127,13 +128,15 @@ def test_passphrase_protected_key(store: KeyStore) -> None:
         store.signer(info.keyid, passphrase="wrong")
     signer = store.signer(info.keyid, passphrase="correct horse")
     assert verify_signature(load_public_key(signer.public_key_pem()), b"d", signer.sign(b"d"))
-    # From the environment, as the CLI and the worker use it.
-    env_store = KeyStore(store.directory, env={"STELLA_KEY_PASSPHRASE": "correct horse"})
+    # From the environment through the settings, as the CLI and the worker use it.
+    env = {"STELLA_DATA_DIR": str(store.directory.parent), "STELLA_KEY_PASSPHRASE": "correct horse"}
+    env_store = KeyStore.from_settings(load_settings(env=env))
+    assert env_store.directory == store.directory
     assert env_store.signer().keyid == info.keyid
 
 
 def test_passphrase_is_ignored_for_unencrypted_keys(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path, env={"STELLA_KEY_PASSPHRASE": "set globally"})
+    store = KeyStore(tmp_path, passphrase="set globally")
     info = store.generate(KeyType.ED25519)
     assert store.signer().keyid == info.keyid
 

@@ -72,15 +72,14 @@ def test_token_signed_dsse_envelope(softhsm: SoftHsm, key_type: KeyType) -> None
     Envelope.from_dict(json.loads(envelope)).verify([key], 1)
 
 
-def test_uri_and_env_pin_through_the_registry(
-    softhsm: SoftHsm, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STELLA_PKCS11_PIN", softhsm.pin)
+def test_uri_and_pin_through_the_registry(softhsm: SoftHsm) -> None:
+    # The PIN is the caller's (the settings' STELLA_PKCS11_PIN): the signer reads no environment.
     uri = f"pkcs11:token={softhsm.token};object=p256;type=private?module-path={softhsm.module}"
-    signer = create_signer("pkcs11", {"uri": uri})
+    signer = create_signer("pkcs11", {"uri": uri, "pin": softhsm.pin})
     assert signer.key_type is KeyType.ECDSA_P256
     same = create_signer(
-        "pkcs11", {"module": softhsm.module, "token": softhsm.token, "key_label": "p256"}
+        "pkcs11",
+        {"module": softhsm.module, "token": softhsm.token, "key_label": "p256", "pin": softhsm.pin},
     )
     assert same.keyid == signer.keyid
 
@@ -91,7 +90,7 @@ def test_wrong_or_missing_pin(softhsm: SoftHsm) -> None:
         Pkcs11Signer(config)
     assert "STELLA_PKCS11_PIN" in err.value.diagnostics()
     with pytest.raises(SigningError, match="no user PIN"):
-        Pkcs11Signer(Pkcs11Config(softhsm.module, softhsm.token, "p256"), env={})
+        Pkcs11Signer(Pkcs11Config(softhsm.module, softhsm.token, "p256"))
 
 
 def test_unknown_token_or_key(softhsm: SoftHsm) -> None:

@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 from service_support import fast_service, generate_key, make_settings
 
-from export_center.service.container import Services
-from export_center.service.metrics import Metrics
+from export_center.runtime.container import Services
+from export_center.runtime.metrics import Metrics
 from export_center.settings import Settings
 
 
@@ -26,6 +26,6 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    svc = Services.open(settings, fast_service(settings), metrics=Metrics())
+    svc = Services.open(fast_service(settings), metrics=Metrics())
     yield svc
     svc.close()

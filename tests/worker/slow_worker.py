@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 from service_support import slow_export
 
-from export_center.service.container import Services
-from export_center.service.logs import configure_logging
+from export_center.runtime.container import Services
+from export_center.runtime.logs import configure_logging
 from export_center.settings import load_settings
 from export_center.worker.runtime import WorkerRuntime
 

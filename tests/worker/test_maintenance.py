@@ -12,13 +12,14 @@ from sqlalchemy.exc import OperationalError
 
 from export_center.errors import BadInputError, ConfigError
 from export_center.planner.profiles import parse_profile_spec
-from export_center.service.config import Quotas, load_service_settings
-from export_center.service.container import Services
-from export_center.service.runs import RunService
-from export_center.settings import Settings
-from export_center.worker.maintenance import Maintenance, schedule_slot
+from export_center.runs.clock import aware
+from export_center.runs.operations import RunService
+from export_center.runs.repository import RunRepository
+from export_center.runs.schedules import schedule_slot
+from export_center.runtime.container import Services
+from export_center.settings import Quotas, Settings, load_settings
+from export_center.worker.maintenance import Maintenance
 from export_center.worker.retry import backoff_seconds, classify
-from export_center.worker.runs import RunRepository, aware
 
 
 class Clock:
@@ -54,7 +55,9 @@ def test_cron_schedules_fire_once_per_slot(services: Services) -> None:
     spec = parse_profile_spec({"kind": "json", "variant": "raw", "schedule": "*/15 * * * *"})
     created = aware(services.registry.create("acme", "every-15", spec).created_at)
     assert created is not None
-    clock = Clock(created + timedelta(minutes=1))
+    # At the very time the schedule was set (a minute later would owe the next slot whenever
+    # the test runs in the last minute before a quarter hour).
+    clock = Clock(created)
     m, repo = _maintenance(services, clock)
     # The last slot before the schedule existed is not owed.
     assert m.sweep().scheduled == []
@@ -145,16 +148,19 @@ def test_service_settings(tmp_path: Path, settings: Settings) -> None:
         "[service]\nlease_seconds = 45\nquota_runs_per_hour = 10\n"
         "[service.tenant_quotas.big]\nruns_per_hour = 1000\n"
     )
-    s = load_service_settings(
-        settings, env={"STELLA_CONFIG": str(cfg), "STELLA_SERVICE_MAX_ATTEMPTS": "5"}
-    )
+    env = {"STELLA_CONFIG": str(cfg), "STELLA_SERVICE_MAX_ATTEMPTS": "5"}
+    loaded = load_settings(env={"STELLA_DATA_DIR": str(settings.data_dir), **env})
+    assert loaded.default_tenant == "acme"
+    s = loaded.service
     assert (s.lease_seconds, s.max_attempts) == (45.0, 5)
     assert s.quotas_for("acme") == Quotas(concurrent_runs=4, runs_per_hour=10, bytes_per_day=0)
     assert s.quotas_for("big").runs_per_hour == 1000
     assert s.quotas_for("big").concurrent_runs == 4
     with pytest.raises(ConfigError, match="unknown service setting 'lease'"):
-        load_service_settings(settings, env={}, lease=3)
+        settings.with_service(lease=3)
+    with pytest.raises(ConfigError, match="unknown service setting 'lease'"):
+        load_settings(env={}, service={"lease": 3})
     with pytest.raises(ConfigError, match="heartbeat_seconds"):
-        load_service_settings(settings, env={}, heartbeat_seconds=10, lease_seconds=5)
+        settings.with_service(heartbeat_seconds=10, lease_seconds=5)
     with pytest.raises(ConfigError, match="not a number"):
-        load_service_settings(settings, env={"STELLA_SERVICE_LEASE_SECONDS": "soon"})
+        load_settings(env={"STELLA_SERVICE_LEASE_SECONDS": "soon"})

@@ -23,10 +23,10 @@ from sqlalchemy import text
 
 from export_center.exporter import run_export
 from export_center.planner.profiles import parse_profile_spec
-from export_center.service.container import Services
-from export_center.service.metrics import Metrics
+from export_center.runs.repository import RunView
+from export_center.runtime.container import Services
+from export_center.runtime.metrics import Metrics
 from export_center.settings import Settings
-from export_center.worker.runs import RunView
 
 pytestmark = pytest.mark.postgres
 
@@ -89,8 +89,7 @@ class Workers:
 def pg_services(pg_url: str, tmp_path: Path) -> Iterator[Services]:
     settings = make_settings(tmp_path / "data", pg_url)
     generate_key(settings)
-    service = fast_service(settings, **TIMINGS)
-    services = Services.open(settings, service, metrics=Metrics())
+    services = Services.open(fast_service(settings, **TIMINGS), metrics=Metrics())
     services.registry.create(
         "acme", "acme-json", parse_profile_spec({"kind": "json", "variant": "raw"})
     )

@@ -14,11 +14,11 @@ from service_support import failing_export, put_advisories, slow_export, wait_fo
 
 from export_center.errors import BadInputError
 from export_center.planner.profiles import parse_profile_spec
-from export_center.service.container import Services
-from export_center.service.logs import configure_logging
+from export_center.runs.repository import WORKER_LOST, RunView
+from export_center.runtime.container import Services
+from export_center.runtime.logs import configure_logging
 from export_center.worker.maintenance import Maintenance
 from export_center.worker.runner import RunExecutor
-from export_center.worker.runs import WORKER_LOST, RunView
 
 
 @pytest.fixture

@@ -12,11 +12,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from export_center.errors import BadInputError, CancelledError
 from export_center.planner.plan import ExportPlan
 from export_center.store.repository import EvidenceStore
+
+if TYPE_CHECKING:
+    from export_center.mirror.kms import Pkcs11Access
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,8 @@ class ExportContext:
     staging: Staging
     progress: Callable[[int], None] = lambda _n: None
     is_cancelled: Callable[[], bool] = lambda: False
+    # How to reach the operator's KMS (mirror encryption to kms:// recipients).
+    kms: Pkcs11Access | None = None
     # Filled by the adapter: record counts per type, and per-source input-set digests.
     counts: dict[str, int] = field(default_factory=dict)
     dependencies: dict[str, str] = field(default_factory=dict)

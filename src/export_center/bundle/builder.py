@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from export_center.adapters.interface import ExportContext, Staging
 from export_center.adapters.registry import adapter_for
@@ -42,6 +42,9 @@ from export_center.planner.plan import ExportPlan
 from export_center.signing.dsse import detached_signature, sign_envelope
 from export_center.signing.interface import Signer
 from export_center.store.repository import EvidenceStore
+
+if TYPE_CHECKING:
+    from export_center.mirror.kms import Pkcs11Access
 
 JSON = "application/json"
 _SUFFIX = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
@@ -99,8 +102,10 @@ def build_bundle(
     *,
     progress: Callable[[int], None] = lambda _n: None,
     is_cancelled: Callable[[], bool] = lambda: False,
+    kms: Pkcs11Access | None = None,
 ) -> BundleResult:
-    """Build, sign and publish the bundle of ``plan`` into ``out_dir``.
+    """Build, sign and publish the bundle of ``plan`` into ``out_dir`` (``kms``: how adapters
+    reach the operator's KMS).
 
     Raises:
         CancelledError: ``is_cancelled`` turned true; nothing was published.
@@ -114,7 +119,9 @@ def build_bundle(
     tmp = Path(tempfile.mkdtemp(prefix=f".{plan.export_id}.", dir=out_dir))
     try:
         staging = Staging(tmp)
-        ctx = ExportContext(plan, store, staging, progress=progress, is_cancelled=is_cancelled)
+        ctx = ExportContext(
+            plan, store, staging, progress=progress, is_cancelled=is_cancelled, kms=kms
+        )
         adapter.build(ctx)
         ctx.check_cancelled()
         # Adapters that sign metadata of their own (mirror: TUF over data/, optional

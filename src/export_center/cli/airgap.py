@@ -9,7 +9,6 @@ trusted PEM keys, and later imports chain from the installed one).
 from __future__ import annotations
 
 import getpass
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -74,6 +73,7 @@ def _options(
 ) -> Any:
     from export_center.importer.service import ImportOptions
     from export_center.mirror.crypto import KeyMaterial, load_age_identities
+    from export_center.mirror.kms import Pkcs11Access
 
     roots = common.read_trust_roots(trust_roots)
     root_bytes = None
@@ -90,14 +90,17 @@ def _options(
         except OSError as e:
             raise BadInputError(f"{ident}: cannot read the identity: {e.strerror}") from e
         identities += load_age_identities(text, str(ident))
+    settings = common.settings()
+    kms_access = Pkcs11Access.from_settings(settings)
     return ImportOptions(
         trust_roots=roots,
         tuf_root=root_bytes,
-        keys=KeyMaterial(age_identities=identities, use_kms=kms),
+        keys=KeyMaterial(age_identities=identities, use_kms=kms, kms_access=kms_access),
         force=force,
         reason=reason,
-        imported_by=by or os.environ.get("STELLA_USER") or _login(),
+        imported_by=by or settings.user or _login(),
         tenant=tenant,
+        registry_credentials=settings.registry_credentials,
     )
 
 

@@ -28,8 +28,28 @@ TenantOpt = Annotated[
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
 
 
+_SETTINGS_KEY = "export_center.settings"
+
+
 def settings() -> Settings:
-    return load_settings()
+    """The settings, loaded once per command (the first time a command asks for them).
+
+    They are kept on the command's root context, not in a global: a test runs many commands
+    in one process, each with its own environment.
+
+    Raises:
+        ConfigError: the settings are invalid (only commands that need them fail).
+    """
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return load_settings()
+    meta = ctx.find_root().meta
+    loaded = meta.get(_SETTINGS_KEY)
+    if not isinstance(loaded, Settings):
+        loaded = meta[_SETTINGS_KEY] = load_settings()
+    return loaded
 
 
 def tenant_or_default(tenant: str | None) -> str:

@@ -18,7 +18,7 @@ from export_center.planner.profiles import ProfileSpec, parse_profile_spec
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 
 if TYPE_CHECKING:
-    from export_center.service.client import ApiClient
+    from export_center.client import ApiClient
 
 export_app = typer.Typer(help="Plan, run and verify exports.", no_args_is_help=True)
 profile_app = typer.Typer(
@@ -446,7 +446,8 @@ def push(
     if target.startswith("oci://"):
         work = Path(tempfile.mkdtemp(prefix="stella-push-"))
         try:
-            art = push_bundle(bundle, target, work)
+            credentials = common.settings().registry_credentials
+            art = push_bundle(bundle, target, work, credentials=credentials)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     elif target.startswith("oci:"):
@@ -478,7 +479,12 @@ def _push_trivy(bundle: Path, target: str, trust_roots: Path | None, output: str
     """``push`` of a Trivy bundle: verify it, push Trivy's artifact (oci/trivy.py)."""
     from export_center.oci.trivy import push_trivy_bundle
 
-    digest = push_trivy_bundle(bundle, target, trust_roots=common.read_trust_roots(trust_roots))
+    digest = push_trivy_bundle(
+        bundle,
+        target,
+        trust_roots=common.read_trust_roots(trust_roots),
+        credentials=common.settings().registry_credentials,
+    )
     if output == "json":
         common.print_json({"target": target, "manifestDigest": digest, "verified": True})
         return
@@ -490,8 +496,6 @@ def _push_trivy(bundle: Path, target: str, trust_roots: Path | None, output: str
 
 # ---- server mode: `--server URL --token T` (the REST API instead of the local store) ---------
 
-_FINAL_STATES = {"succeeded", "failed", "cancelled", "expired"}
-
 
 def _require(reg: ProfileRegistry | None) -> ProfileRegistry:
     assert reg is not None
@@ -499,7 +503,7 @@ def _require(reg: ProfileRegistry | None) -> ProfileRegistry:
 
 
 def _client(server: str | None, token: str | None, tenant: str | None) -> ApiClient:
-    from export_center.service.client import ApiClient
+    from export_center.client import ApiClient
 
     if not server:
         raise BadInputError("this needs --server URL (or STELLA_SERVER)")
@@ -548,23 +552,13 @@ def _run_error(run: dict[str, Any]) -> ExportCenterError:
     message = f"run {run['id']} {run['status']}" + (
         f": {code}: {error.get('message')}" if code else ""
     )
-    classes: dict[str, type[ExportCenterError]] = {
-        cls.code: cls
-        for cls in (
-            errors.BadInputError,
-            errors.NotFoundError,
-            errors.ConflictError,
-            errors.QuotaExceededError,
-            errors.SigningError,
-            errors.VerificationError,
-        )
-    }
     if run["status"] == "cancelled":
         return errors.CancelledError(message)
-    cls = classes.get(code, ExportCenterError)
+    # Codes outside the tree (ERR_EXPORT_IO, ERR_EXPORT_WORKER_LOST, ...) are unexpected (1).
+    cls = errors.error_class(code) or ExportCenterError
     if cls is errors.VerificationError:
         return errors.VerificationError("export", message)
-    return cls(message)
+    return cls.reported(message)
 
 
 def _follow(client: ApiClient, run_id: str, *, quiet: bool) -> dict[str, Any]:
@@ -663,8 +657,8 @@ def _local_follow(run_id: str, tenant: str | None) -> dict[str, Any]:
     """watch without --server: follow the run in the local store (e.g. `stella serve` there)."""
     import time
 
+    from export_center.runs.repository import RunRepository
     from export_center.service.schemas import RunPublic
-    from export_center.worker.runs import RunRepository
 
     repo = RunRepository(common.open_store())
     t = common.tenant_or_default(tenant)

@@ -45,15 +45,18 @@ def serve(
     """Serve the REST API (and, by default, run exports in-process)."""
     import uvicorn
 
+    from export_center.runtime.container import Services
+    from export_center.runtime.logs import configure_logging
     from export_center.service.app import create_app
-    from export_center.service.container import Services
-    from export_center.service.logs import configure_logging
     from export_center.worker.runtime import WorkerRuntime
 
     configure_logging(log_level)
     services = Services.open(common.settings())
-    runtime = WorkerRuntime(services, concurrency=concurrency) if with_worker else None
+    runtime = None
     try:
+        # Before anything starts: a bad JWKS file stops the server here.
+        api = create_app(services)
+        runtime = WorkerRuntime(services, concurrency=concurrency) if with_worker else None
         if demo:
             from export_center.service.demo import seed_demo
 
@@ -71,7 +74,7 @@ def serve(
         if runtime is not None:
             runtime.start()
         uvicorn.run(
-            create_app(services),
+            api,
             host=host,
             port=port,
             log_config=None,
@@ -110,8 +113,8 @@ def worker(
     """Execute queued export runs (no API). Any number may run, on any hosts."""
     from prometheus_client import start_http_server
 
-    from export_center.service.container import Services
-    from export_center.service.logs import configure_logging
+    from export_center.runtime.container import Services
+    from export_center.runtime.logs import configure_logging
     from export_center.worker.runtime import WorkerRuntime
 
     configure_logging(log_level)
@@ -156,8 +159,8 @@ def tokens_create(
     output: common.FormatOpt = "table",
 ) -> None:
     """Create an API token; its secret is printed once."""
+    from export_center.runtime.container import open_store
     from export_center.service.auth import TokenStore
-    from export_center.service.container import open_store
 
     store = open_store(common.settings())
     info, secret = TokenStore(store).create(
@@ -182,8 +185,8 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(output: common.FormatOpt = "table") -> None:
     """List tokens (never their secrets)."""
+    from export_center.runtime.container import open_store
     from export_center.service.auth import TokenStore
-    from export_center.service.container import open_store
 
     tokens = TokenStore(open_store(common.settings())).list_tokens()
     if output == "json":
@@ -217,8 +220,8 @@ def tokens_list(output: common.FormatOpt = "table") -> None:
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id (tok_...).")]) -> None:
     """Revoke a token (effective within seconds on every server)."""
+    from export_center.runtime.container import open_store
     from export_center.service.auth import TokenStore
-    from export_center.service.container import open_store
 
     TokenStore(open_store(common.settings())).revoke(token_id)
     common.console.print(f"revoked {token_id}")

@@ -52,7 +52,13 @@ def trivy_install(
 
     roots = common.read_trust_roots(trust_roots)
     try:
-        result = install_trivy_bundle(bundle, cache_dir, roots, force=force)
+        result = install_trivy_bundle(
+            bundle,
+            cache_dir,
+            roots,
+            force=force,
+            registry_credentials=common.settings().registry_credentials,
+        )
     except TrivyBundleRefused as e:
         if output == "json":
             common.print_json({"status": "refused", "reason": e.message, **e.report.as_json()})

@@ -83,6 +83,8 @@ class ImportOptions:
     reason: str | None = None
     imported_by: str = "unknown"
     tenant: str | None = None  # when given, the bundle must be for this tenant
+    # (username, password) for pulling oci:// references from a registry.
+    registry_credentials: tuple[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.force and not (self.reason and self.reason.strip()):
@@ -147,7 +149,7 @@ def verify_source(
     work: Path,
 ) -> tuple[OpenedBundle, MirrorVerification]:
     """Open and verify ``ref`` (a private copy under ``work``)."""
-    opened = open_source(ref, work / "src")
+    opened = open_source(ref, work / "src", registry_credentials=options.registry_credentials)
 
     def installed_root(tenant: str) -> bytes | None:
         if store is None:

@@ -35,8 +35,11 @@ def _layout_ref(ref: str) -> tuple[Path, str | None]:
     return Path(rest), None
 
 
-def open_source(ref: str, work: Path) -> OpenedBundle:
-    """Make a private copy of the bundle ``ref`` under ``work``.
+def open_source(
+    ref: str, work: Path, *, registry_credentials: tuple[str, str] | None = None
+) -> OpenedBundle:
+    """Make a private copy of the bundle ``ref`` under ``work`` (pulled from a registry with
+    ``registry_credentials`` for ``oci://`` references).
 
     Raises:
         NotFoundError: nothing at ``ref``.
@@ -47,7 +50,7 @@ def open_source(ref: str, work: Path) -> OpenedBundle:
         from export_center.oci.registry import pull_bundle
 
         dest = work / "bundle"
-        pull_bundle(ref, dest)
+        pull_bundle(ref, dest, credentials=registry_credentials)
         return OpenedBundle(ref, dest, False, "registry")
     if ref.startswith("oci:"):
         from export_center.oci.layout import read_oci_layout

@@ -101,6 +101,7 @@ def open_trivy_bundle(
     *,
     part: Literal["archive", "layout"],
     limits: Limits | None = None,
+    registry_credentials: tuple[str, str] | None = None,
 ) -> TrivyBundle:
     """Verify the Trivy bundle ``bundle`` (archive, directory, ``oci:DIR[:TAG]`` or
     ``oci://HOST/REPO:TAG``) and make its database ``part`` available under ``work``: the
@@ -114,7 +115,7 @@ def open_trivy_bundle(
     if not trust_roots:
         raise VerificationError("trust-roots", "no trusted public keys given")
     roots = dict(trust_roots)
-    source = open_source(str(bundle), work / "source")
+    source = open_source(str(bundle), work / "source", registry_credentials=registry_credentials)
     state: dict[str, Any] = {}
     dest = work / "extracted"
 
@@ -314,6 +315,7 @@ def install_trivy_bundle(
     *,
     force: bool = False,
     limits: Limits | None = None,
+    registry_credentials: tuple[str, str] | None = None,
 ) -> TrivyInstallResult:
     """Verify the Trivy bundle ``bundle`` and install its database into the Trivy cache
     ``cache_dir`` (``db/trivy.db`` + ``db/metadata.json``, or ``java-db/trivy-java.db`` +
@@ -331,7 +333,14 @@ def install_trivy_bundle(
     """
     work = Path(tempfile.mkdtemp(prefix="stella-trivy-install-"))
     try:
-        opened = open_trivy_bundle(bundle, trust_roots, work, part="archive", limits=limits)
+        opened = open_trivy_bundle(
+            bundle,
+            trust_roots,
+            work,
+            part="archive",
+            limits=limits,
+            registry_credentials=registry_credentials,
+        )
         kind = opened.kind
         archive = opened.root / kind.archive_path
         target = cache_dir / kind.cache_subdir

@@ -320,7 +320,7 @@ class MirrorAdapter:
                     if item.records is not None:
                         w.records = item.records
                 files.append({"path": item.path, "digest": f"sha256:{digest}", "bytes": size})
-            recipients = crypto.wrap_data_key(key, opts.encryption, plan.export_id)
+            recipients = crypto.wrap_data_key(key, opts.encryption, plan.export_id, ctx.kms)
             ctx.manifest_extra["encryption"] = {
                 "algorithm": crypto.ALGORITHM,
                 "aad": crypto.AAD_FORMAT,

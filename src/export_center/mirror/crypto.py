@@ -29,7 +29,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from export_center.errors import BadInputError, ConfigError, VerificationError
-from export_center.mirror.kms import kms_for
+from export_center.mirror.kms import Pkcs11Access, kms_for
 from export_center.mirror.options import EncryptionOptions
 
 ALGORITHM = "AES-256-GCM"
@@ -105,8 +105,11 @@ def decrypt_file(src: Path, dst: Path, key: bytes, aad: bytes, *, where: str) ->
     return h.hexdigest(), n
 
 
-def wrap_data_key(key: bytes, options: EncryptionOptions, export_id: str) -> list[dict[str, str]]:
-    """The manifest's ``encryption.recipients``: the data key wrapped for each recipient.
+def wrap_data_key(
+    key: bytes, options: EncryptionOptions, export_id: str, kms: Pkcs11Access | None = None
+) -> list[dict[str, str]]:
+    """The manifest's ``encryption.recipients``: the data key wrapped for each recipient
+    (KMS recipients reached with ``kms``).
 
     Raises:
         ConfigError: a KMS key id names an unknown backend or its settings are missing.
@@ -124,7 +127,7 @@ def wrap_data_key(key: bytes, options: EncryptionOptions, export_id: str) -> lis
         wrapped = pyrage.encrypt(key, [recipient])
         out.append({"type": "age", "recipient": r, "wrappedKey": _b64(wrapped)})
     for key_id in options.kms:
-        wrapped = kms_for(key_id).wrap(key_id, key, export_id.encode())
+        wrapped = kms_for(key_id, kms).wrap(key_id, key, export_id.encode())
         out.append({"type": "kms", "keyId": key_id, "wrappedKey": _b64(wrapped)})
     return out
 
@@ -135,7 +138,7 @@ class KeyMaterial:
 
     age_identities: tuple[str, ...] = ()
     use_kms: bool = False
-    kms_env: Mapping[str, str] | None = None
+    kms_access: Pkcs11Access | None = None
 
     @property
     def empty(self) -> bool:
@@ -198,7 +201,8 @@ def unwrap_data_key(
             key_id = str(entry.get("keyId"))
             tried.append(key_id)
             try:
-                key = kms_for(key_id, material.kms_env).unwrap(key_id, wrapped, export_id.encode())
+                kms = kms_for(key_id, material.kms_access)
+                key = kms.unwrap(key_id, wrapped, export_id.encode())
             except (VerificationError, ConfigError):
                 continue
         else:

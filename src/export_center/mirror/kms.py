@@ -4,23 +4,27 @@ key-management system. Key ids are URIs, ``kms://<backend>/<backend-specific>``.
 One backend ships: ``kms://pkcs11/<token label>/<key label>``, an AES key on a PKCS#11 token
 (an HSM, or SoftHSM2 in tests). Wrapping is ``CKM_AES_GCM`` on the token with a fresh 12-byte
 nonce, 128-bit tag and the export id as associated data; the wrapped key is
-``nonce || ciphertext || tag``. The module path comes from ``STELLA_PKCS11_MODULE`` and the PIN
-from ``STELLA_PKCS11_PIN`` (key ids end up in signed manifests, so they carry no secrets).
+``nonce || ciphertext || tag``. The module path and the PIN come from the caller
+(:class:`Pkcs11Access`, filled from the settings' ``STELLA_PKCS11_MODULE`` and
+``STELLA_PKCS11_PIN``): key ids end up in signed manifests, so they carry no secrets.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote
 
 from export_center.errors import ConfigError, NotFoundError, VerificationError
 
-__all__ = ["Kms", "KmsError", "Pkcs11Kms", "kms_for"]
+if TYPE_CHECKING:
+    from export_center.settings import Settings
 
+__all__ = ["Kms", "KmsError", "Pkcs11Access", "Pkcs11Kms", "kms_for"]
+
+# Where the settings read the module and the PIN from (named in hints).
 MODULE_ENV = "STELLA_PKCS11_MODULE"
 PIN_ENV = "STELLA_PKCS11_PIN"
 _NONCE = 12
@@ -54,11 +58,24 @@ def _split(key_id: str) -> tuple[str, list[str]]:
     return backend, [unquote(p) for p in rest.split("/")] if rest else []
 
 
+@dataclass(frozen=True)
+class Pkcs11Access:
+    """The operator's PKCS#11 module (the vendor's ``.so``) and the user PIN of its tokens."""
+
+    module: str | None = None
+    pin: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pkcs11Access:
+        pin = settings.pkcs11_pin
+        return cls(settings.pkcs11_module, pin.get_secret_value() if pin else None)
+
+
 class Pkcs11Kms:
     """``kms://pkcs11/<token label>/<key label>``: an AES key on a PKCS#11 token."""
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = os.environ if env is None else env
+    def __init__(self, access: Pkcs11Access | None = None) -> None:
+        self._access = access or Pkcs11Access()
 
     def _key(self, key_id: str) -> tuple[object, object]:
         import pkcs11
@@ -69,12 +86,12 @@ class Pkcs11Kms:
         if len(parts) != 2 or not all(parts):
             raise ConfigError(f"{key_id}: expected kms://pkcs11/<token label>/<key label>")
         token_label, key_label = parts
-        module = self._env.get(MODULE_ENV)
+        module = self._access.module
         if not module or not Path(module).is_file():
             raise ConfigError(
                 f"{key_id}: no PKCS#11 module (set {MODULE_ENV} to the vendor's .so)",
             )
-        pin = self._env.get(PIN_ENV)
+        pin = self._access.pin
         if not pin:
             raise ConfigError(f"{key_id}: no PIN (set {PIN_ENV})")
         try:
@@ -127,13 +144,13 @@ class Pkcs11Kms:
             session.close()  # type: ignore[attr-defined]
 
 
-def kms_for(key_id: str, env: Mapping[str, str] | None = None) -> Kms:
-    """The KMS backend named by ``key_id`` (closed registry).
+def kms_for(key_id: str, access: Pkcs11Access | None = None) -> Kms:
+    """The KMS backend named by ``key_id`` (closed registry), reached with ``access``.
 
     Raises:
         ConfigError: not a ``kms://`` id, or an unknown backend.
     """
     backend, _ = _split(key_id)
     if backend == "pkcs11":
-        return Pkcs11Kms(env)
+        return Pkcs11Kms(access)
     raise ConfigError(f"{key_id}: unknown KMS backend {backend!r} (supported: pkcs11)")

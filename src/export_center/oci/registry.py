@@ -3,8 +3,8 @@
 References look like ``oci://HOST[:PORT]/REPOSITORY[:TAG|@sha256:DIGEST]``. HTTPS always,
 except for loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``), where plain HTTP is used:
 a test or a local registry, never a network hop. Authentication: anonymous, HTTP Basic, or the
-registry token flow (``WWW-Authenticate: Bearer realm=...``), with credentials from
-``STELLA_REGISTRY_USERNAME`` / ``STELLA_REGISTRY_PASSWORD``.
+registry token flow (``WWW-Authenticate: Bearer realm=...``), with the credentials the caller
+passes (the settings' ``STELLA_REGISTRY_USERNAME`` / ``STELLA_REGISTRY_PASSWORD``).
 
 Pulls are a security boundary: the manifest is size-limited and, when pulled by digest, checked
 against it; layers go through :func:`~export_center.oci.layout.materialize` (names, sizes and
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -36,8 +35,6 @@ from export_center.oci.layout import (
     write_oci_layout,
 )
 
-USER_ENV = "STELLA_REGISTRY_USERNAME"
-PASSWORD_ENV = "STELLA_REGISTRY_PASSWORD"  # noqa: S105 (a variable name)
 _REPO = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
@@ -119,14 +116,13 @@ class RegistryClient:
         ref: OciRef,
         *,
         client: httpx.Client | None = None,
-        env: Mapping[str, str] | None = None,
+        credentials: tuple[str, str] | None = None,
         timeout: float = 60.0,
     ) -> None:
+        """``credentials``: (username, password) for Basic or the token flow; anonymous if None."""
         self.ref = ref
         self._client = client or httpx.Client(timeout=timeout, follow_redirects=True)
-        env = os.environ if env is None else env
-        user, password = env.get(USER_ENV), env.get(PASSWORD_ENV)
-        self._basic = (user, password) if user and password else None
+        self._basic = credentials
         self._token: str | None = None
 
     def close(self) -> None:
@@ -297,7 +293,12 @@ class RegistryClient:
 
 
 def push_bundle(
-    bundle: Path, ref: str, work: Path, *, client: httpx.Client | None = None
+    bundle: Path,
+    ref: str,
+    work: Path,
+    *,
+    client: httpx.Client | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> OciArtifact:
     """Push ``bundle`` (archive or directory) to ``ref`` as one artifact; returns it (with the
     manifest digest the registry now serves under the tag).
@@ -312,7 +313,7 @@ def push_bundle(
     layout = work / "oci-layout"
     art = write_oci_layout(bundle, layout, tag=oref.reference)
     blobs = layout / "blobs" / "sha256"
-    with RegistryClient(oref, client=client) as reg:
+    with RegistryClient(oref, client=client, credentials=credentials) as reg:
         for layer in sorted(set(art.layers), key=lambda x: x.digest):
             reg.push_blob(layer.digest, path=blobs / layer.digest.split(":", 1)[1])
         reg.push_blob(art.config_digest(), data=CONFIG_BYTES)
@@ -320,7 +321,13 @@ def push_bundle(
     return art
 
 
-def pull_bundle(ref: str, dest: Path, *, client: httpx.Client | None = None) -> OciArtifact:
+def pull_bundle(
+    ref: str,
+    dest: Path,
+    *,
+    client: httpx.Client | None = None,
+    credentials: tuple[str, str] | None = None,
+) -> OciArtifact:
     """Download the bundle artifact at ``ref`` into the directory ``dest`` (must not exist).
 
     Raises:
@@ -329,7 +336,7 @@ def pull_bundle(ref: str, dest: Path, *, client: httpx.Client | None = None) -> 
             manifest or a blob that does not match its descriptor.
     """
     oref = parse_ref(ref)
-    with RegistryClient(oref, client=client) as reg:
+    with RegistryClient(oref, client=client, credentials=credentials) as reg:
         manifest = reg.get_manifest()
         layers = parse_manifest(manifest, str(oref))
         materialize(layers, reg.blob_chunks, dest)

@@ -300,6 +300,7 @@ def push_trivy_bundle(
     *,
     trust_roots: Mapping[str, PublicKey],
     client: httpx.Client | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> str:
     """Verify the Trivy bundle ``bundle_path`` against ``trust_roots``, then push its
     database artifact (Trivy's media types) to ``ref`` (``oci://HOST/REPO[:TAG]``; the tag
@@ -316,7 +317,9 @@ def push_trivy_bundle(
     parse_ref(_target(ref, DB))  # refuse a bad reference before any work
     work = Path(tempfile.mkdtemp(prefix="stella-trivy-push-"))
     try:
-        opened = open_trivy_bundle(bundle_path, trust_roots, work, part="layout")
+        opened = open_trivy_bundle(
+            bundle_path, trust_roots, work, part="layout", registry_credentials=credentials
+        )
         target = parse_ref(_target(ref, opened.kind))
         art = read_trivy_layout(opened.root / opened.kind.layout_dir, opened.kind)
         own = client is None
@@ -326,7 +329,7 @@ def push_trivy_bundle(
         if not own:
             hooks = http.event_hooks
             http.event_hooks = {**hooks, "request": [*hooks.get("request", []), refuse_plain_http]}
-        reg = RegistryClient(target, client=http)
+        reg = RegistryClient(target, client=http, credentials=credentials)
         try:
             reg.push_blob(_sha256(CONFIG_BYTES), data=CONFIG_BYTES)
             reg.push_blob(art.layer_digest, path=art.layer_path)

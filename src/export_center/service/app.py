@@ -1,8 +1,9 @@
 """The FastAPI application: routes, error envelope, request context, OpenAPI.
 
-Routes only translate HTTP into calls on :class:`~export_center.service.container.Services`;
-this module owns the one mapping from the error tree to HTTP statuses, and the error body
-``{"code", "message", "details", "traceId", "timestamp"}`` of export-center.md §6.
+Routes only translate HTTP into calls on :class:`~export_center.runtime.container.Services`;
+this module answers every error with the body ``{"code", "message", "details", "traceId",
+"timestamp"}`` of export-center.md §6, and the status the error tree gives its class
+(:mod:`export_center.errors`).
 """
 
 from __future__ import annotations
@@ -26,63 +27,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from export_center import __version__
 from export_center.errors import (
     BadInputError,
-    CancelledError,
-    ConflictError,
     ExportCenterError,
-    NotFoundError,
-    QuotaExceededError,
-)
-from export_center.service._http import BASE
-from export_center.service.container import Services
-from export_center.service.errors import (
-    ArtifactExpiredError,
-    AuthenticationError,
-    ForbiddenError,
     QuotaError,
     RangeNotSatisfiableError,
-    ServiceUnavailableError,
+    error_class_for_status,
 )
+from export_center.runs.clock import utcnow
+from export_center.runtime.container import Services
+from export_center.service._http import BASE
+from export_center.service.context import ApiContext
 from export_center.service.schemas import ErrorBody, timestamp
-from export_center.worker.runs import utcnow
 
 log = logging.getLogger("export_center.service.http")
 
 OPENAPI_URL = "/.well-known/openapi"
 _TRACE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-# (class, HTTP status), most specific first.
-_STATUS: tuple[tuple[type[ExportCenterError], int], ...] = (
-    (AuthenticationError, 401),
-    (ForbiddenError, 403),
-    (ArtifactExpiredError, 410),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (CancelledError, 409),
-    (QuotaExceededError, 429),
-    (RangeNotSatisfiableError, 416),
-    (BadInputError, 400),
-    (ServiceUnavailableError, 503),
-)
-
-_HTTP_CODES = {
-    400: "ERR_EXPORT_BAD_INPUT",
-    401: "ERR_EXPORT_UNAUTHENTICATED",
-    403: "ERR_EXPORT_FORBIDDEN",
-    404: "ERR_EXPORT_NOT_FOUND",
-    405: "ERR_EXPORT_METHOD_NOT_ALLOWED",
-    406: "ERR_EXPORT_NOT_ACCEPTABLE",
-    413: "ERR_EXPORT_TOO_LARGE",
-    415: "ERR_EXPORT_UNSUPPORTED_MEDIA_TYPE",
-    416: "ERR_EXPORT_RANGE_NOT_SATISFIABLE",
-}
-
-
-def http_status(error: ExportCenterError) -> int:
-    for cls, status in _STATUS:
-        if isinstance(error, cls):
-            return status
-    return 500
-
 
 def _trace_id(request: Request) -> str:
     return str(getattr(request.state, "trace_id", "") or uuid.uuid4().hex)
@@ -111,7 +70,7 @@ def error_response(
 
 async def _on_export_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ExportCenterError)
-    status = http_status(exc)
+    status = exc.http_status
     headers: dict[str, str] = {}
     details: list[dict[str, Any]] = list(getattr(exc, "details", []) or [])
     if exc.hint:
@@ -154,7 +113,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "ERR_EXPORT_INTERNAL")
+    code = error_class_for_status(exc.status_code).code
     return error_response(
         request,
         exc.status_code,
@@ -246,8 +205,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def create_app(services: Services) -> FastAPI:
-    """The API over ``services`` (which the caller opens and closes)."""
+    """The API over ``services`` (which the caller opens and closes).
+
+    Raises:
+        ConfigError: the JWKS file of the service settings is unreadable.
+    """
     from export_center.service import routes_ops, routes_profiles, routes_runs
+
+    api = ApiContext.open(services)
 
     app = FastAPI(
         title="Stella Export Center API",
@@ -259,6 +224,7 @@ def create_app(services: Services) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    app.state.api = api
     services.metrics.watch_queue(services.repo.queue_stats)
     app.add_exception_handler(ExportCenterError, _on_export_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -28,11 +28,16 @@ import orjson
 from jwt.types import Options
 from sqlalchemy import select, update
 
-from export_center.errors import BadInputError, ConfigError, NotFoundError
-from export_center.service.errors import AuthenticationError, ForbiddenError
+from export_center.errors import (
+    AuthenticationError,
+    BadInputError,
+    ConfigError,
+    ForbiddenError,
+    NotFoundError,
+)
+from export_center.runs.clock import aware, utcnow
 from export_center.store.models import ApiToken
 from export_center.store.repository import EvidenceStore, check_tenant
-from export_center.worker.runs import aware, utcnow
 
 SCOPE_PROFILES: Final = "export:profile:manage"
 SCOPE_RUN: Final = "export:run"

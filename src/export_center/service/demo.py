@@ -14,8 +14,8 @@ from pathlib import Path
 
 from export_center.errors import ConflictError
 from export_center.planner.profiles import parse_profile_spec
-from export_center.service.auth import SCOPES
-from export_center.service.container import Services
+from export_center.runtime.container import Services
+from export_center.service.auth import SCOPES, TokenStore
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
 
@@ -75,5 +75,5 @@ def seed_demo(services: Services, *, tenant: str | None = None) -> DemoSetup:
         services.registry.create(
             tenant, DEMO_PROFILE, parse_profile_spec({"kind": "json", "variant": "raw"})
         )
-    _, secret = services.tokens.create("demo", [tenant], list(SCOPES))
+    _, secret = TokenStore(services.store).create("demo", [tenant], list(SCOPES))
     return DemoSetup(tenant=tenant, profile=DEMO_PROFILE, token=secret, ingested=ingested)

@@ -10,6 +10,7 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from export_center.runtime.container import Services
 from export_center.service.auth import (
     SCOPE_DOWNLOAD,
     SCOPE_PROFILES,
@@ -17,7 +18,7 @@ from export_center.service.auth import (
     SCOPE_RUN,
     Principal,
 )
-from export_center.service.container import Services
+from export_center.service.context import ApiContext
 from export_center.service.idempotency import StoredResponse, fingerprint
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (stl_…) or a JWT.")
@@ -31,9 +32,17 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+async def get_api(request: Request) -> ApiContext:
+    api: ApiContext = request.app.state.api
+    return api
+
+
+ApiDep = Annotated[ApiContext, Depends(get_api)]
+
+
 async def get_principal(
     request: Request,
-    services: ServicesDep,
+    api: ApiDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     x_stella_tenant: Annotated[
         str | None,
@@ -46,9 +55,9 @@ async def get_principal(
     header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
     # Dependencies are async so that a request costs one thread hop (its route), not one per
     # dependency; only a token not verified recently needs the database.
-    principal = services.auth.authenticate_cached(header, x_stella_tenant)
+    principal = api.auth.authenticate_cached(header, x_stella_tenant)
     if principal is None:
-        principal = await run_in_threadpool(services.auth.authenticate, header, x_stella_tenant)
+        principal = await run_in_threadpool(api.auth.authenticate, header, x_stella_tenant)
     request.state.principal = principal
     return principal
 
@@ -71,12 +80,12 @@ Downloader = Annotated[Principal, Depends(_scoped(SCOPE_DOWNLOAD))]
 class Idempotent:
     """Runs a POST handler once per ``Idempotency-Key`` and tenant."""
 
-    services: Services
+    api: ApiContext
     key: str | None
     fingerprint: str
 
     def __call__(self, tenant: str, handler: Callable[[], StoredResponse]) -> Response:
-        stored, replayed = self.services.idempotency.run(
+        stored, replayed = self.api.idempotency.run(
             tenant, self.key, self.fingerprint, handler
         )
         headers = dict(stored.headers)
@@ -92,7 +101,7 @@ class Idempotent:
 
 async def get_idempotent(
     request: Request,
-    services: ServicesDep,
+    api: ApiDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -103,9 +112,7 @@ async def get_idempotent(
     ] = None,
 ) -> Idempotent:
     body = await request.body()
-    return Idempotent(
-        services, idempotency_key, fingerprint(request.method, request.url.path, body)
-    )
+    return Idempotent(api, idempotency_key, fingerprint(request.method, request.url.path, body))
 
 
 IdempotentDep = Annotated[Idempotent, Depends(get_idempotent)]

@@ -18,11 +18,10 @@ import orjson
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from export_center.errors import BadInputError
-from export_center.service.errors import IdempotencyConflictError
+from export_center.errors import BadInputError, IdempotencyConflictError
+from export_center.runs.clock import aware, utcnow
 from export_center.store.models import IdempotencyRecord
 from export_center.store.repository import EvidenceStore
-from export_center.worker.runs import aware, utcnow
 
 MAX_KEY_LENGTH = 255
 # A first request still "in flight" after this long died with its process: its key is free.

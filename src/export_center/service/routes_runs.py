@@ -16,17 +16,19 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from export_center.errors import BadInputError
-from export_center.service._http import AUTHED, BASE, errors, next_link, stored
-from export_center.service.container import Services
-from export_center.service.deps import Downloader, IdempotentDep, Reader, Runner, ServicesDep
-from export_center.service.errors import (
+from export_center.errors import (
     ArtifactExpiredError,
+    BadInputError,
     RangeNotSatisfiableError,
     RunNotReadyError,
 )
+from export_center.runs.quotas import QuotaStatus
+from export_center.runs.repository import RunView
+from export_center.runs.states import FINAL_EVENTS
+from export_center.runtime.container import Services
+from export_center.service._http import AUTHED, BASE, errors, next_link, stored
+from export_center.service.deps import Downloader, IdempotentDep, Reader, Runner, ServicesDep
 from export_center.service.idempotency import StoredResponse
-from export_center.service.quotas import QuotaStatus
 from export_center.service.schemas import (
     EventPublic,
     PlanPublic,
@@ -38,7 +40,6 @@ from export_center.service.schemas import (
     RunPublic,
     RunStatus,
 )
-from export_center.worker.runs import FINAL_EVENTS, RunView
 
 router = APIRouter(tags=["runs"])
 
@@ -238,7 +239,7 @@ def _published(services: Services, tenant: str, run_id: str) -> RunView:
 
 
 def _bundle_file(services: Services, tenant: str, run_id: str, name: str) -> Response:
-    from export_center.worker.artifacts import read_bundle_files
+    from export_center.runs.artifacts import read_bundle_files
 
     run = _published(services, tenant, run_id)
     assert run.archive_path and run.archive_sha256

@@ -16,8 +16,9 @@ from pydantic.alias_generators import to_camel
 
 from export_center.planner.profiles import ProfileSpec
 from export_center.planner.registry import ProfileRevisionView
-from export_center.service.runs import PlanPreview
-from export_center.worker.runs import RunEvent, RunView, rfc3339
+from export_center.runs.clock import rfc3339
+from export_center.runs.operations import PlanPreview
+from export_center.runs.repository import RunEvent, RunView
 
 
 class _Api(BaseModel):

@@ -219,9 +219,10 @@ def create_signer(backend: str, config: Mapping[str, str]) -> Signer:
     """Build a signer for ``backend`` (``file`` or ``pkcs11``) from its settings.
 
     ``file`` reads ``key_dir`` (required), ``keyid`` (default: the newest key) and
-    ``passphrase`` (default: ``STELLA_KEY_PASSPHRASE``). ``pkcs11`` reads either ``uri``
-    (``pkcs11:token=...;object=...?module-path=...``) or ``module``, ``token`` and ``key_label``;
-    the PIN comes from ``pin`` or ``STELLA_PKCS11_PIN``.
+    ``passphrase`` (for an encrypted key). ``pkcs11`` reads either ``uri``
+    (``pkcs11:token=...;object=...?module-path=...``) or ``module``, ``token`` and ``key_label``,
+    and the ``pin``. Callers fill secrets from the settings (``STELLA_KEY_PASSPHRASE``,
+    ``STELLA_PKCS11_PIN``); this module reads no environment.
 
     Raises:
         ConfigError: unknown backend or missing setting.

@@ -34,12 +34,9 @@ from export_center.settings import Settings
 from export_center.signing.interface import KeyType, keyid_of, load_public_key, public_key_pem
 from export_center.signing.keyfile import FileSigner, generate_private_key, private_key_pem
 
-__all__ = ["PASSPHRASE_ENV", "KeyInfo", "KeyStore", "signer_from_config"]
+__all__ = ["KeyInfo", "KeyStore", "signer_from_config"]
 
 logger = logging.getLogger(__name__)
-
-#: Environment variable read for the private-key passphrase when none is passed.
-PASSPHRASE_ENV = "STELLA_KEY_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 
 _INDEX = "index.json"
 _LOCK = ".lock"
@@ -80,13 +77,16 @@ class KeyInfo:
 class KeyStore:
     """Key pairs in one directory. Reading never creates anything; ``generate`` does."""
 
-    def __init__(self, directory: Path, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, directory: Path, *, passphrase: str | None = None) -> None:
+        """``passphrase`` opens encrypted keys when a call gives none (the settings'
+        ``STELLA_KEY_PASSPHRASE``, see :meth:`from_settings`)."""
         self.directory = directory
-        self._env = env
+        self._passphrase = passphrase
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KeyStore:
-        return cls(settings.key_dir)
+        secret = settings.key_passphrase
+        return cls(settings.key_dir, passphrase=secret.get_secret_value() if secret else None)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -157,8 +157,8 @@ class KeyStore:
     def signer(self, keyid: str | None = None, passphrase: str | None = None) -> FileSigner:
         """A signer for ``keyid`` (or a unique prefix), or for the newest key.
 
-        The passphrase of an encrypted key comes from ``passphrase`` or, when None, from
-        ``STELLA_KEY_PASSPHRASE``.
+        The passphrase of an encrypted key comes from ``passphrase`` or, when None, from the
+        store's (``STELLA_KEY_PASSPHRASE`` for a store made :meth:`from_settings`).
 
         Raises:
             NotFoundError: no such key (or an empty store), or its key file is missing.
@@ -166,9 +166,8 @@ class KeyStore:
             SigningError: wrong or missing passphrase, or the file holds another key.
         """
         info = self.get(keyid) if keyid is not None else self.newest()
-        env = os.environ if self._env is None else self._env
         if passphrase is None:
-            passphrase = env.get(PASSPHRASE_ENV)
+            passphrase = self._passphrase
         pem = self._read_file(info.private_path, info.keyid)
         signer = FileSigner.from_pem(pem, passphrase, where=str(info.private_path))
         if signer.keyid != info.keyid:
@@ -193,7 +192,7 @@ class KeyStore:
             SigningError: empty passphrase, or the directory cannot be written.
         """
         if out_dir is not None and out_dir != self.directory:
-            return KeyStore(out_dir, env=self._env).generate(
+            return KeyStore(out_dir, passphrase=self._passphrase).generate(
                 key_type, passphrase=passphrase, now=now
             )
         key = generate_private_key(key_type)

@@ -1,7 +1,8 @@
 """A :class:`~export_center.signing.interface.Signer` whose private key stays on a PKCS#11 token.
 
 Configuration names the module (the vendor's ``.so``), the token label and the key label; the
-user PIN comes from the configuration or ``STELLA_PKCS11_PIN``. The same settings can be given
+user PIN comes from the configuration, which callers fill from the settings' ``STELLA_PKCS11_PIN``
+(this module reads no environment). The same settings can be given
 as an RFC 7512 URI subset: ``pkcs11:token=<label>;object=<label>?module-path=<path>``
 (percent-encoded; a ``pin-value`` in the URI is refused, since URIs end up in logs).
 
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -57,7 +57,7 @@ __all__ = ["PIN_ENV", "Pkcs11Config", "Pkcs11Signer", "signer_from_config"]
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable read for the user PIN when the configuration has none.
+#: Where the settings read the user PIN from (named in hints).
 PIN_ENV = "STELLA_PKCS11_PIN"
 
 # DER of the curve identifiers found in CKA_EC_PARAMS.
@@ -143,15 +143,16 @@ def _uri_attrs(part: str, sep: str, uri: str) -> dict[str, str]:
 class Pkcs11Signer:
     """Signs with a private key that never leaves the token."""
 
-    def __init__(self, config: Pkcs11Config, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: Pkcs11Config) -> None:
         """Open the module, find the token and key pair, read the public key.
+
+        The PIN is the configuration's (the caller fills it from ``STELLA_PKCS11_PIN``).
 
         Raises:
             SigningError: no PIN, wrong PIN, module unloadable, unsupported key.
             NotFoundError: no such token or key.
         """
-        env = os.environ if env is None else env
-        pin = config.pin or env.get(PIN_ENV)
+        pin = config.pin
         if not pin:
             raise SigningError(
                 f"PKCS#11 token {config.token_label!r}: no user PIN",

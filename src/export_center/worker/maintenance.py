@@ -12,23 +12,23 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import orjson
-from croniter import croniter
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from export_center.errors import ExportCenterError
+from export_center.errors import ExportCenterError, QuotaError
 from export_center.planner.profiles import parse_profile_spec
-from export_center.service.config import ServiceSettings
-from export_center.service.errors import QuotaError
-from export_center.service.runs import RunService
+from export_center.runs.artifacts import ArtifactStore
+from export_center.runs.clock import aware
+from export_center.runs.operations import RunService
+from export_center.runs.queue import JobQueue
+from export_center.runs.repository import RunRepository
+from export_center.runs.schedules import owed_slot
+from export_center.settings import ServiceSettings
 from export_center.store.models import IdempotencyRecord, Profile, ProfileRevision
 from export_center.store.repository import EvidenceStore
-from export_center.worker.artifacts import ArtifactStore
-from export_center.worker.queue import JobQueue
-from export_center.worker.runs import RunRepository, aware
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +45,6 @@ class SweepReport:
     expired: list[str] = field(default_factory=list)
     scheduled: list[str] = field(default_factory=list)
     idempotency_purged: int = 0
-
-
-def schedule_slot(expression: str, now: datetime) -> datetime:
-    """The most recent cron fire time at or before ``now`` (UTC).
-
-    Raises:
-        ValueError: not a valid cron expression.
-    """
-    if not croniter.is_valid(expression):
-        raise ValueError(f"invalid cron expression {expression!r}")
-    base = now.astimezone(UTC)
-    it = croniter(expression, base + timedelta(microseconds=1))
-    prev = it.get_prev(datetime)
-    assert isinstance(prev, datetime)
-    return prev if prev.tzinfo else prev.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -209,15 +194,11 @@ class Maintenance:
             if not p.schedule or p.archived:
                 continue
             try:
-                slot_time = schedule_slot(p.schedule, now)
+                slot = owed_slot(p.schedule, now, since=p.revision_created)
             except ValueError as e:
                 log.error("profile %s/%s: %s", p.tenant, p.name, e)
                 continue
-            # Slots before the revision that set the schedule existed are not owed.
-            if slot_time < p.revision_created:
-                continue
-            slot = slot_time.strftime("%Y-%m-%dT%H:%M:%SZ")
-            if self.repo.schedule_slot_taken(p.tenant, p.name, slot):
+            if slot is None or self.repo.schedule_slot_taken(p.tenant, p.name, slot):
                 continue
             try:
                 run, _ = self.runs.create(

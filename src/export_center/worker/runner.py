@@ -3,7 +3,7 @@
 Whatever queue delivered the job (procrastinate on PostgreSQL, the in-process poller on SQLite),
 this is the code that runs it, so both behave the same:
 
-- the claim is a lease on the run row (:mod:`export_center.worker.runs`); a heartbeat thread
+- the claim is a lease on the run row (:mod:`export_center.runs.repository`); a heartbeat thread
   renews it; a worker that loses it stops and writes nothing;
 - the bundle writer's ``is_cancelled`` polls the run's cancel flag every
   ``cancel_poll_seconds``, so a cancel stops the export within about that long (plus the time to
@@ -33,14 +33,13 @@ from export_center.errors import CancelledError, ExportCenterError
 from export_center.exporter import ExportOutcome, run_export
 from export_center.planner.plan import ExportPlan
 from export_center.planner.registry import ProfileRegistry
-from export_center.service.config import ServiceSettings
-from export_center.service.logs import bind
-from export_center.service.metrics import Metrics
-from export_center.settings import Settings
+from export_center.runs.artifacts import ArtifactStore
+from export_center.runs.repository import Artifact, Claim, RunRepository
+from export_center.runtime.logs import bind
+from export_center.runtime.metrics import Metrics
+from export_center.settings import ServiceSettings, Settings
 from export_center.store.repository import EvidenceStore
-from export_center.worker.artifacts import ArtifactStore
 from export_center.worker.retry import backoff_seconds, classify
-from export_center.worker.runs import Artifact, Claim, RunRepository
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +329,9 @@ class RunExecutor:
         ref = f"{repository.rstrip('/')}:{export_id}"
         try:
             with tempfile.TemporaryDirectory(prefix=".oci-push-", dir=archive.parent) as work:
-                pushed = push_bundle(archive, ref, Path(work))
+                pushed = push_bundle(
+                    archive, ref, Path(work), credentials=self.settings.registry_credentials
+                )
         except (ExportCenterError, OSError, httpx.HTTPError) as e:  # RegistryError included
             log.error("pushing %s to %s failed: %s", archive.name, ref, e)
             self.metrics.failures_total.labels("ERR_EXPORT_OCI_PUSH").inc()

@@ -11,7 +11,7 @@ import logging
 import threading
 from datetime import datetime
 
-from export_center.service.container import Services
+from export_center.runtime.container import Services
 from export_center.worker.maintenance import Maintenance
 from export_center.worker.runner import ExportFunction, RunExecutor
 

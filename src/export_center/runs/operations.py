@@ -19,11 +19,11 @@ from export_center.adapters.registry import adapter_for
 from export_center.errors import ConflictError
 from export_center.planner.plan import ExportPlan, make_plan
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
-from export_center.service.config import ServiceSettings
-from export_center.service.quotas import QuotaStatus, check_and_reserve
+from export_center.runs.queue import JobQueue
+from export_center.runs.quotas import QuotaStatus, check_and_reserve
+from export_center.runs.repository import RunRepository, RunView
+from export_center.settings import ServiceSettings
 from export_center.store.repository import EvidenceStore
-from export_center.worker.queue import JobQueue
-from export_center.worker.runs import RunRepository, RunView
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class RunService:
         with self.store.session() as s, s.begin():
             self.repo.lock_tenant(s, tenant)
             quota = check_and_reserve(
-                self.repo, s, tenant, self.service.quotas_for(tenant), now or self.repo.clock()
+                s, tenant, self.service.quotas_for(tenant), now or self.repo.clock()
             )
             run = self.repo.create(
                 s,

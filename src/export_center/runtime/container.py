@@ -1,4 +1,8 @@
-"""The objects a service or worker process shares, built once from the settings."""
+"""The objects a service, worker or CLI process shares, built once from the settings.
+
+What only the HTTP API needs (authentication, idempotency) is added by the API itself
+(:class:`export_center.service.context.ApiContext`), so that a worker never loads it.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select, text
 
 from export_center.planner.registry import ProfileRegistry
-from export_center.service.auth import Authenticator, JwtVerifier, TokenStore
-from export_center.service.config import ServiceSettings, load_service_settings
-from export_center.service.idempotency import IdempotencyStore
-from export_center.service.metrics import Metrics
-from export_center.service.runs import RunService
-from export_center.settings import Settings
+from export_center.runs.artifacts import ArtifactStore, FilesystemArtifactStore
+from export_center.runs.operations import RunService
+from export_center.runs.queue import JobQueue, open_queue
+from export_center.runs.repository import RunRepository
+from export_center.runtime.metrics import Metrics
+from export_center.settings import ServiceSettings, Settings
 from export_center.store.db import make_engine, migrate
 from export_center.store.repository import EvidenceStore
-from export_center.worker.artifacts import ArtifactStore, FilesystemArtifactStore
-from export_center.worker.queue import JobQueue, open_queue
-from export_center.worker.runs import RunRepository
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,6 @@ class Services:
     repo: RunRepository
     registry: ProfileRegistry
     runs: RunService
-    tokens: TokenStore
-    auth: Authenticator
-    idempotency: IdempotencyStore
     artifacts: ArtifactStore
     metrics: Metrics
     _queue: JobQueue | None = None
@@ -73,7 +71,6 @@ class Services:
     def open(
         cls,
         settings: Settings,
-        service: ServiceSettings | None = None,
         *,
         metrics: Metrics | None = None,
         queue: JobQueue | None = None,
@@ -82,18 +79,12 @@ class Services:
         """Open the store (migrating it) and wire everything.
 
         Raises:
-            ConfigError: invalid settings, an unreadable JWKS file, an unsupported database.
+            ConfigError: an unsupported database.
         """
-        service = service or load_service_settings(settings)
+        service = settings.service
         store = open_store(settings, run_migrations=run_migrations)
         repo = RunRepository(store)
         registry = ProfileRegistry(store)
-        tokens = TokenStore(store)
-        jwt = (
-            JwtVerifier(service.jwks_file, issuer=service.jwt_issuer, audience=service.jwt_audience)
-            if service.jwks_file
-            else None
-        )
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
         holder: list[Services] = []
         runs = RunService(
@@ -110,9 +101,6 @@ class Services:
             repo=repo,
             registry=registry,
             runs=runs,
-            tokens=tokens,
-            auth=Authenticator(tokens, jwt),
-            idempotency=IdempotencyStore(store),
             artifacts=FilesystemArtifactStore(settings.artifact_dir),
             metrics=metrics or Metrics(),
             _queue=queue,

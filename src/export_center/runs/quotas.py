@@ -10,11 +10,14 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from export_center.service.config import Quotas
-from export_center.service.errors import QuotaError
-from export_center.worker.runs import RunRepository
+from export_center.errors import QuotaError
+from export_center.runs.clock import aware
+from export_center.runs.states import ACTIVE
+from export_center.settings import Quotas
+from export_center.store.models import ExportRun
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -31,15 +34,43 @@ class QuotaStatus:
     reset_seconds: int
 
 
-def check_and_reserve(
-    repo: RunRepository, s: Session, tenant: str, quotas: Quotas, now: datetime
-) -> QuotaStatus | None:
+def usage(
+    s: Session, tenant: str, *, hour_ago: datetime, day_ago: datetime
+) -> tuple[int, list[datetime], int]:
+    """(active runs, creation times within the hour, bytes published within the day)."""
+    active = s.execute(
+        select(func.count()).where(
+            ExportRun.tenant == tenant, ExportRun.status.in_(sorted(ACTIVE))
+        )
+    ).scalar_one()
+    recent = [
+        aware(t) or t
+        for t in s.execute(
+            select(ExportRun.created_at)
+            .where(ExportRun.tenant == tenant, ExportRun.created_at > hour_ago)
+            .order_by(ExportRun.created_at)
+        ).scalars()
+    ]
+    published = s.execute(
+        select(func.coalesce(func.sum(ExportRun.archive_bytes), 0)).where(
+            ExportRun.tenant == tenant,
+            ExportRun.finished_at > day_ago,
+            ExportRun.archive_bytes.is_not(None),
+        )
+    ).scalar_one()
+    return int(active), recent, int(published or 0)
+
+
+def check_and_reserve(s: Session, tenant: str, quotas: Quotas, now: datetime) -> QuotaStatus | None:
     """Refuse a new run over quota; else the hourly window's state after this run.
+
+    Call it in the transaction that inserts the run, with the tenant's row locked
+    (:meth:`~export_center.runs.repository.RunRepository.lock_tenant`).
 
     Raises:
         QuotaError: a quota is exhausted (with the numbers for the 429 headers).
     """
-    active, recent, published = repo.quota_usage(s, tenant, hour_ago=now - HOUR, day_ago=now - DAY)
+    active, recent, published = usage(s, tenant, hour_ago=now - HOUR, day_ago=now - DAY)
     reset = math.ceil((recent[0] + HOUR - now).total_seconds()) if recent else 3600
     reset = max(1, reset)
     hourly = quotas.runs_per_hour

@@ -12,7 +12,7 @@ worker that stopped heartbeating are closed by :meth:`ProcrastinateQueue.recover
 the maintenance loop enqueues a fresh job for every due run that has none.
 
 procrastinate's App is asynchronous; this module runs it on a private event loop thread and offers
-the synchronous interface of :class:`~export_center.worker.queue.JobQueue`.
+the synchronous interface of :class:`~export_center.runs.queue.JobQueue`.
 """
 
 from __future__ import annotations

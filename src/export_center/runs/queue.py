@@ -1,10 +1,11 @@
 """The job queue interface, and its embedded implementation (SQLite, one process).
 
-A queue delivers run ids to workers; it decides nothing about runs. What a run's state is, whether
-it may start, and who holds it is the run table's business (:mod:`export_center.worker.runs`), so
-a queue that delivers a job twice, late, or after its run was cancelled does no harm: the claim
-refuses. The database URL chooses the implementation (:func:`open_queue`): procrastinate on
-PostgreSQL (:mod:`export_center.worker.pgqueue`), the in-process poller here on SQLite.
+A queue delivers run ids to workers; it decides nothing about runs. What a run's state is,
+whether it may start, and who holds it is the run table's business
+(:mod:`export_center.runs.repository`), so a queue that delivers a job twice, late, or after its
+run was cancelled does no harm: the claim refuses. The database URL chooses the implementation
+(:func:`open_queue`): procrastinate on PostgreSQL (:mod:`export_center.runs.pgqueue`), the
+in-process poller here on SQLite.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+import structlog
 from sqlalchemy.engine import make_url
-
-from export_center.service.logs import bind
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ class LocalQueue:
     ) -> None:
         def loop(n: int) -> None:
             seen = -1
-            with bind(worker=f"local-{n}"):
+            # Every log line of this thread names its poller (see runtime.logs.bind).
+            with structlog.contextvars.bound_contextvars(worker=f"local-{n}"):
                 while not stop.is_set():
                     ran = False
                     try:
@@ -120,7 +121,7 @@ def open_queue(
 ) -> JobQueue:
     """The queue that goes with the database: procrastinate on PostgreSQL, else local."""
     if make_url(database_url).get_backend_name() == "postgresql":
-        from export_center.worker.pgqueue import ProcrastinateQueue
+        from export_center.runs.pgqueue import ProcrastinateQueue
 
         return ProcrastinateQueue(
             database_url,

@@ -1,9 +1,12 @@
 """A small synchronous client of the REST API (what ``stella export ... --server`` uses).
 
-Errors from the server come back as the package's own errors (``NotFoundError`` for 404 and so
-on), so the CLI maps them to the same exit codes as in-process runs. Event streams reconnect with
-``Last-Event-ID``; downloads resume with ``Range`` + ``If-Range`` and are checked against the
-archive's SHA-256 before they get their final name.
+Errors from the server come back as the package's own errors, found by their code
+(:func:`export_center.errors.error_class`), so the CLI maps them to the same exit codes as
+in-process runs. Event streams reconnect with ``Last-Event-ID``; downloads resume with ``Range``
++ ``If-Range`` and are checked against the archive's SHA-256 before they get their final name.
+
+It imports neither the web framework nor the server's packages: the CLI works against a
+server without them.
 """
 
 from __future__ import annotations
@@ -21,32 +24,17 @@ import httpx
 import orjson
 
 from export_center.errors import (
-    BadInputError,
     ConflictError,
-    ExportCenterError,
-    NotFoundError,
-    QuotaExceededError,
-    VerificationError,
-)
-from export_center.service.errors import (
-    ArtifactExpiredError,
-    AuthenticationError,
-    ForbiddenError,
     ServiceUnavailableError,
+    VerificationError,
+    error_class,
+    error_class_for_status,
 )
 
 API_BASE = "/api/export"
+# The final events of a run's stream (export_center.runs.states.FINAL_EVENTS; the client does
+# not import the server's packages).
 FINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
-_ERRORS: dict[int, type[ExportCenterError]] = {
-    400: BadInputError,
-    401: AuthenticationError,
-    403: ForbiddenError,
-    404: NotFoundError,
-    409: ConflictError,
-    410: ArtifactExpiredError,
-    429: QuotaExceededError,
-    503: ServiceUnavailableError,
-}
 
 
 @dataclass(frozen=True)
@@ -64,11 +52,13 @@ def _raise_for(resp: httpx.Response) -> None:
         code, message = str(body.get("code", "")), str(body.get("message", ""))
     except (orjson.JSONDecodeError, AttributeError):
         code, message = "", resp.reason_phrase
-    cls = _ERRORS.get(resp.status_code, ExportCenterError)
+    # The code names the class (and so the CLI's exit code); the status stands in when the
+    # answer carries no code of ours (a proxy's error page).
+    cls = error_class(code) or error_class_for_status(resp.status_code)
     text = f"server answered {resp.status_code} {code}: {message}".replace("  ", " ")
     if resp.status_code == 429:
         text += f" (retry after {resp.headers.get('Retry-After', '?')} s)"
-    raise cls(text)
+    raise cls.reported(text)
 
 
 def parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:

@@ -1,8 +1,7 @@
-"""Runs in the database: the state machine of export-center.md §5, leases, and the event log.
+"""Runs in the database: leases, the event log, listings and the maintenance queries.
 
-States: ``pending`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``; ``succeeded`` →
-``expired`` when retention removes the artifact. Every transition appends an event in the same
-transaction, numbered per run (the SSE event id).
+Every state change follows the transition table of :mod:`export_center.runs.states` and appends
+its event in the same transaction, numbered per run (the SSE event id).
 
 Workers hold a run through a lease (``lease_owner`` + ``lease_expires_at``), taken and renewed
 by conditional UPDATEs: a claim succeeds only on a due pending run or a running run whose lease
@@ -20,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -28,52 +27,24 @@ from sqlalchemy import CursorResult, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from export_center.errors import ConflictError, NotFoundError
+from export_center.errors import NotFoundError
+from export_center.runs.clock import aware, rfc3339, utcnow
+from export_center.runs.states import (
+    ACTIVE,
+    TERMINAL,
+    RunStatus,
+    Transition,
+    next_status,
+    sources,
+    target,
+)
 from export_center.store.models import ExportRun, ExportRunEvent, Tenant
 from export_center.store.repository import EvidenceStore
 
-RunStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "expired"]
-STATUSES: tuple[RunStatus, ...] = (
-    "pending",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "expired",
-)
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
-#: Event types. ``queued``, ``retrying`` and ``expired`` complete the spec's list (every
-#: transition is an event); ``artifact_ready`` precedes ``succeeded``.
-EVENT_TYPES = (
-    "queued",
-    "started",
-    "progress",
-    "retrying",
-    "artifact_ready",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "expired",
-)
-FINAL_EVENTS = frozenset({"succeeded", "failed", "cancelled", "expired"})
-
 WORKER_LOST = "ERR_EXPORT_WORKER_LOST"
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without their zone; we only ever store UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    value = aware(value)
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_PENDING: RunStatus = "pending"
+_RUNNING: RunStatus = "running"
 
 
 @dataclass(frozen=True)
@@ -207,7 +178,7 @@ class RunRepository:
             ExportRunEvent(
                 run_id=run_id,
                 seq=seq,
-                type=type_,
+                type=str(type_),
                 data=orjson.dumps(dict(data), option=orjson.OPT_SORT_KEYS).decode(),
                 at=at,
             )
@@ -349,13 +320,14 @@ class RunRepository:
             ConflictError: the run already finished (succeeded, failed or expired).
         """
         now = self.clock()
+        cancel = Transition.CANCELLED
         with self.store.session() as s, s.begin():
             flagged = s.execute(
                 update(ExportRun)
                 .where(
                     ExportRun.id == run_id,
                     ExportRun.tenant == tenant,
-                    ExportRun.status.in_(["pending", "running"]),
+                    ExportRun.status.in_(sorted(sources(cancel))),
                 )
                 .values(cancel_requested=True)
             )
@@ -364,45 +336,21 @@ class RunRepository:
             ).scalar_one_or_none()
             if row is None:
                 raise NotFoundError(f"no run {run_id!r}")
-            if _rowcount(flagged) == 0 and row.status != "cancelled":
-                raise ConflictError(
-                    f"run {run_id} already {row.status}; only pending or running runs cancel"
-                )
-            if row.status == "pending":
-                row.status = "cancelled"
+            # Cancelling a cancelled run again is a no-op; any other refusal is a conflict.
+            if _rowcount(flagged) == 0 and row.status != target(cancel):
+                next_status(row.status, cancel, run_id=run_id)  # raises ConflictError
+            # A pending run has no worker to stop: it is cancelled at once. A running one is
+            # only flagged; its worker (or recovery, if the worker is lost) makes the move.
+            if row.status == _PENDING:
+                status = next_status(row.status, cancel, run_id=run_id)
+                row.status = status
                 row.finished_at = now
                 row.next_attempt_at = None
                 s.flush()
-                self._event(s, run_id, "cancelled", {"status": "cancelled", "stage": "queued"}, now)
+                self._event(s, run_id, cancel, {"status": status, "stage": "queued"}, now)
             s.flush()
             s.refresh(row)
             return _view(row)
-
-    def quota_usage(
-        self, s: Session, tenant: str, *, hour_ago: datetime, day_ago: datetime
-    ) -> tuple[int, list[datetime], int]:
-        """(active runs, creation times within the hour, bytes published within the day)."""
-        active = s.execute(
-            select(func.count()).where(
-                ExportRun.tenant == tenant, ExportRun.status.in_(["pending", "running"])
-            )
-        ).scalar_one()
-        recent = [
-            aware(t) or t
-            for t in s.execute(
-                select(ExportRun.created_at)
-                .where(ExportRun.tenant == tenant, ExportRun.created_at > hour_ago)
-                .order_by(ExportRun.created_at)
-            ).scalars()
-        ]
-        published = s.execute(
-            select(func.coalesce(func.sum(ExportRun.archive_bytes), 0)).where(
-                ExportRun.tenant == tenant,
-                ExportRun.finished_at > day_ago,
-                ExportRun.archive_bytes.is_not(None),
-            )
-        ).scalar_one()
-        return int(active), recent, int(published or 0)
 
     # ---- worker side ---------------------------------------------------------------------
 
@@ -414,7 +362,7 @@ class RunRepository:
         now = self.clock()
         until = now + timedelta(seconds=lease_seconds)
         values = {
-            "status": "running",
+            "status": target(Transition.STARTED),
             "lease_owner": owner,
             "lease_expires_at": until,
             "attempts": ExportRun.attempts + 1,
@@ -426,7 +374,7 @@ class RunRepository:
                 update(ExportRun)
                 .where(
                     ExportRun.id == run_id,
-                    ExportRun.status == "pending",
+                    ExportRun.status == _PENDING,
                     ExportRun.cancel_requested.is_(False),
                     or_(ExportRun.next_attempt_at.is_(None), ExportRun.next_attempt_at <= now),
                 )
@@ -438,7 +386,7 @@ class RunRepository:
                     update(ExportRun)
                     .where(
                         ExportRun.id == run_id,
-                        ExportRun.status == "running",
+                        ExportRun.status == _RUNNING,
                         ExportRun.cancel_requested.is_(False),
                         ExportRun.lease_expires_at < now,
                     )
@@ -451,9 +399,9 @@ class RunRepository:
             self._event(
                 s,
                 run_id,
-                "started",
+                Transition.STARTED,
                 {
-                    "status": "running",
+                    "status": row.status,
                     "attempt": row.attempts,
                     "takeover": takeover,
                     "worker": owner,
@@ -466,7 +414,7 @@ class RunRepository:
 
     def _owned(self, run_id: str, owner: str) -> Any:
         return and_(
-            ExportRun.id == run_id, ExportRun.lease_owner == owner, ExportRun.status == "running"
+            ExportRun.id == run_id, ExportRun.lease_owner == owner, ExportRun.status == _RUNNING
         )
 
     def heartbeat(self, run_id: str, owner: str, *, lease_seconds: float) -> bool:
@@ -489,7 +437,7 @@ class RunRepository:
         if row is None:
             return True
         cancel, lease_owner, status = row
-        return bool(cancel) or lease_owner != owner or status != "running"
+        return bool(cancel) or lease_owner != owner or status != _RUNNING
 
     def progress(self, run_id: str, owner: str, done: int, total: int, *, event: bool) -> bool:
         now = self.clock()
@@ -518,21 +466,22 @@ class RunRepository:
         """
         now = self.clock()
         with self.store.session() as s, s.begin():
+            cancel, succeed = Transition.CANCELLED, Transition.SUCCEEDED
             cancelled = s.execute(
                 update(ExportRun)
                 .where(self._owned(run_id, owner), ExportRun.cancel_requested.is_(True))
-                .values(status="cancelled", finished_at=now, lease_owner=None)
+                .values(status=target(cancel), finished_at=now, lease_owner=None)
             )
             if _rowcount(cancelled) == 1:
                 self._event(
-                    s, run_id, "cancelled", {"status": "cancelled", "stage": "publish"}, now
+                    s, run_id, cancel, {"status": target(cancel), "stage": "publish"}, now
                 )
-                return "cancelled"
+                return target(cancel)
             ok = s.execute(
                 update(ExportRun)
                 .where(self._owned(run_id, owner))
                 .values(
-                    status="succeeded",
+                    status=target(succeed),
                     finished_at=now,
                     lease_owner=None,
                     lease_expires_at=None,
@@ -562,8 +511,8 @@ class RunRepository:
                 },
                 now,
             )
-            self._event(s, run_id, "succeeded", {"status": "succeeded"}, now)
-            return "succeeded"
+            self._event(s, run_id, succeed, {"status": target(succeed)}, now)
+            return target(succeed)
 
     def finish(
         self,
@@ -575,12 +524,13 @@ class RunRepository:
         message: str | None = None,
     ) -> bool:
         now = self.clock()
+        transition = Transition(status)
         with self.store.session() as s, s.begin():
             ok = s.execute(
                 update(ExportRun)
                 .where(self._owned(run_id, owner))
                 .values(
-                    status=status,
+                    status=target(transition),
                     finished_at=now,
                     lease_owner=None,
                     lease_expires_at=None,
@@ -590,10 +540,10 @@ class RunRepository:
             )
             if _rowcount(ok) == 0:
                 return False
-            data: dict[str, Any] = {"status": status}
+            data: dict[str, Any] = {"status": target(transition)}
             if code:
                 data["error"] = {"code": code, "message": message}
-            self._event(s, run_id, status, data, now)
+            self._event(s, run_id, transition, data, now)
             return True
 
     def retry_later(
@@ -606,7 +556,7 @@ class RunRepository:
                 update(ExportRun)
                 .where(self._owned(run_id, owner))
                 .values(
-                    status="pending",
+                    status=target(Transition.RETRYING),
                     lease_owner=None,
                     lease_expires_at=None,
                     next_attempt_at=at,
@@ -620,9 +570,9 @@ class RunRepository:
             self._event(
                 s,
                 run_id,
-                "retrying",
+                Transition.RETRYING,
                 {
-                    "status": "pending",
+                    "status": target(Transition.RETRYING),
                     "notBefore": rfc3339(at),
                     "error": {"code": code, "message": message},
                 },
@@ -636,12 +586,21 @@ class RunRepository:
             ok = s.execute(
                 update(ExportRun)
                 .where(self._owned(run_id, owner))
-                .values(status="pending", lease_owner=None, lease_expires_at=None, items_done=0)
+                .values(
+                    status=target(Transition.RETRYING),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    items_done=0,
+                )
             )
             if _rowcount(ok) == 0:
                 return False
             self._event(
-                s, run_id, "retrying", {"status": "pending", "reason": "released"}, self.clock()
+                s,
+                run_id,
+                Transition.RETRYING,
+                {"status": target(Transition.RETRYING), "reason": "released"},
+                self.clock(),
             )
             return True
 
@@ -657,13 +616,13 @@ class RunRepository:
                     .where(
                         or_(
                             and_(
-                                ExportRun.status == "pending",
+                                ExportRun.status == _PENDING,
                                 or_(
                                     ExportRun.next_attempt_at.is_(None),
                                     ExportRun.next_attempt_at <= now,
                                 ),
                             ),
-                            and_(ExportRun.status == "running", ExportRun.lease_expires_at < now),
+                            and_(ExportRun.status == _RUNNING, ExportRun.lease_expires_at < now),
                         )
                     )
                     .order_by(ExportRun.created_at, ExportRun.id)
@@ -682,7 +641,7 @@ class RunRepository:
             ids = list(
                 s.execute(
                     select(ExportRun.id, ExportRun.cancel_requested).where(
-                        ExportRun.status == "running",
+                        ExportRun.status == _RUNNING,
                         ExportRun.lease_expires_at < now,
                         or_(
                             ExportRun.cancel_requested.is_(True),
@@ -692,13 +651,14 @@ class RunRepository:
                 )
             )
         for run_id, cancel in ids:
-            status: Literal["failed", "cancelled"] = "cancelled" if cancel else "failed"
+            transition = Transition.CANCELLED if cancel else Transition.FAILED
+            status = target(transition)
             with self.store.session() as s, s.begin():
                 ok = s.execute(
                     update(ExportRun)
                     .where(
                         ExportRun.id == run_id,
-                        ExportRun.status == "running",
+                        ExportRun.status == _RUNNING,
                         ExportRun.lease_expires_at < now,
                     )
                     .values(
@@ -716,7 +676,7 @@ class RunRepository:
                     data: dict[str, Any] = {"status": status}
                     if not cancel:
                         data["error"] = {"code": WORKER_LOST, "message": "attempts exhausted"}
-                    self._event(s, run_id, status, data, now)
+                    self._event(s, run_id, transition, data, now)
                     out.append((run_id, status))
         return out
 
@@ -726,18 +686,18 @@ class RunRepository:
             counts = dict(
                 s.execute(
                     select(ExportRun.status, func.count())
-                    .where(ExportRun.status.in_(["pending", "running"]))
+                    .where(ExportRun.status.in_(sorted(ACTIVE)))
                     .group_by(ExportRun.status)
                 ).all()
             )
             lapsed = s.execute(
                 select(func.count()).where(
-                    ExportRun.status == "running", ExportRun.lease_expires_at < now
+                    ExportRun.status == _RUNNING, ExportRun.lease_expires_at < now
                 )
             ).scalar_one()
             oldest = s.execute(
                 select(func.min(ExportRun.created_at)).where(
-                    ExportRun.status == "pending",
+                    ExportRun.status == _PENDING,
                     or_(ExportRun.next_attempt_at.is_(None), ExportRun.next_attempt_at <= now),
                 )
             ).scalar_one()
@@ -765,15 +725,16 @@ class RunRepository:
 
     def expire(self, run_id: str, reason: str) -> bool:
         now = self.clock()
+        expire = Transition.EXPIRED
         with self.store.session() as s, s.begin():
             ok = s.execute(
                 update(ExportRun)
-                .where(ExportRun.id == run_id, ExportRun.status == "succeeded")
-                .values(status="expired", expired_at=now)
+                .where(ExportRun.id == run_id, ExportRun.status.in_(sorted(sources(expire))))
+                .values(status=target(expire), expired_at=now)
             )
             if _rowcount(ok) == 0:
                 return False
-            self._event(s, run_id, "expired", {"status": "expired", "reason": reason}, now)
+            self._event(s, run_id, expire, {"status": target(expire), "reason": reason}, now)
             return True
 
     def schedule_slot_taken(self, tenant: str, profile: str, slot: str) -> bool:
