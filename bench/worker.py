@@ -122,8 +122,8 @@ def task_mirror_delta(a: dict[str, Any]) -> dict[str, Any]:
     import random
 
     from export_center.exporter import run_export
-    from export_center.ingest.interface import ParsedRecord
     from export_center.ingest.pipeline import InputDocument, parse_records
+    from export_center.model import ParsedRecord
     from export_center.planner.profiles import parse_profile_spec
     from export_center.planner.registry import ProfileRegistry
     from export_center.settings import load_settings

@@ -1,6 +1,8 @@
-"""In-process export: profile revision -> plan (pinned) -> bundle, with the signer resolved.
+"""In-process export: the pipeline composed, from a profile revision to a published bundle.
 
-The CLI's ``stella export run`` and the worker both call :func:`run_export`.
+plan (the revision pinned to an as-of sequence) -> the profile's adapter (from the closed
+registry) -> the bundle writer (staging, manifest, provenance, archive) -> the signer. The CLI's
+``stella export run`` and the worker both call :func:`run_export`.
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from export_center.bundle.builder import BundleResult, build_bundle
+from export_center.adapters.interface import ExportContext, produce
+from export_center.adapters.registry import adapter_for
+from export_center.bundle.staging import Staging
+from export_center.bundle.writer import BundleResult, StagedContent, build_bundle
 from export_center.mirror.kms import Pkcs11Access
 from export_center.planner.plan import ExportPlan, make_plan
 from export_center.planner.registry import ProfileRevisionView
 from export_center.settings import Settings
-from export_center.signing.interface import Signer, create_signer
+from export_center.signing.interface import Signer
 from export_center.signing.keystore import KeyStore
+from export_center.signing.registry import create_signer
 from export_center.store.repository import EvidenceStore
 
 
@@ -56,16 +62,25 @@ def run_export(
     is_cancelled: Callable[[], bool] = lambda: False,
     on_plan: Callable[[ExportPlan], None] = lambda _p: None,
 ) -> ExportOutcome:
+    """Plan, build, sign and publish one export of ``profile`` into ``out_dir``.
+
+    Raises:
+        NotFoundError: no such as-of sequence, or no signing key.
+        BadInputError: the profile cannot be exported (no adapter yet, invalid options).
+        CancelledError: ``is_cancelled`` turned true; nothing was published.
+        SigningError: the key could not sign.
+    """
     plan = make_plan(store, profile, as_of_seq=as_of_seq)
     on_plan(plan)
     signer = signer or resolve_signer(settings, profile)
-    bundle = build_bundle(
-        plan,
-        store,
-        signer,
-        out_dir,
-        progress=progress,
-        is_cancelled=is_cancelled,
-        kms=Pkcs11Access.from_settings(settings),
-    )
+    adapter = adapter_for(plan.spec.profile_kind)
+    kms = Pkcs11Access.from_settings(settings)
+
+    def content(staging: Staging, run_signer: Signer) -> StagedContent:
+        ctx = ExportContext(
+            plan, store, staging, progress=progress, is_cancelled=is_cancelled, kms=kms
+        )
+        return produce(adapter, ctx, run_signer)
+
+    bundle = build_bundle(plan, signer, out_dir, content, is_cancelled=is_cancelled)
     return ExportOutcome(plan, bundle)

@@ -1,9 +1,10 @@
 """Normalized evidence: the typed view derived from raw documents.
 
 These frozen dataclasses are what ingesters produce and what adapters, the policy engine and the
-Trivy writer consume. They serialize to JSON with :func:`to_json_dict`; keys are sorted by the
-canonical writer, and every tuple here is built in a stable order (sorted where the source order
-carries no meaning) so that output never depends on set or dict iteration order.
+Trivy writer consume; :class:`ParsedRecord` is one record on its way into the store. They
+serialize to JSON with :func:`to_json_dict`; keys are sorted by the canonical writer, and every
+tuple here is built in a stable order (sorted where the source order carries no meaning) so that
+output never depends on set or dict iteration order.
 """
 
 from __future__ import annotations
@@ -131,6 +132,25 @@ class Sbom:
 
 
 Normalized = Advisory | VexDocument | Sbom
+
+
+@dataclass(frozen=True)
+class ParsedRecord:
+    """One evidence record ready for the store.
+
+    ``content`` is what the store keeps as the raw record: the file's exact bytes for a
+    single-record file; for an entry of a multi-record container, the RFC 8785 canonical JSON of
+    that entry (the container's own bytes cannot be split byte-exactly; documented in
+    docs/evidence-store.md).
+    """
+
+    upstream_id: str
+    doc_type: DocType
+    format: str
+    media_type: str
+    content: bytes
+    normalized: Normalized
+    withdrawn: bool = False
 
 
 def to_json_dict(obj: Any) -> Any:

@@ -9,11 +9,14 @@ the error tree (:class:`~export_center.errors.ExitCode`): a failed check is exit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from export_center.errors import ExitCode
 
 __all__ = ["CheckResult", "Status", "VerifyReport"]
+
+#: The verified bundle's manifest model (export bundles: ``ExportManifest``).
+M = TypeVar("M")
 
 #: ``skipped`` is a check that did not apply (it says why); ``not run`` comes after a failure.
 Status = Literal["pass", "fail", "skipped", "not run"]
@@ -29,7 +32,7 @@ class CheckResult:
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(Generic[M]):
     """The checks of one verification, in order, and what the verified bundle says it is.
 
     Mutable on purpose: a verifier appends each check as it runs and fills the identity fields
@@ -42,7 +45,7 @@ class VerifyReport:
     root_hash: str | None = None  # "sha256:<hex>" of checksums.txt
     # export bundles (manifests/export.json)
     export_id: str | None = None
-    manifest: dict[str, Any] | None = None
+    manifest: M | None = None  # set once its signature and schema checked out
     # devportal:offline bundles (manifest.json)
     bundle_id: str | None = None
     generated_at: str | None = None

@@ -6,8 +6,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from export_center.ingest.interface import ParsedRecord
-from export_center.model import Advisory, AffectedPackage, RangeEvent, VersionRange
+from export_center.model import Advisory, AffectedPackage, ParsedRecord, RangeEvent, VersionRange
 from export_center.planner.profiles import parse_profile_spec
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 from export_center.settings import Settings

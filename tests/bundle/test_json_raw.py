@@ -14,11 +14,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+import rfc8785
 import zstandard
 from bundle_support import Env, advisory_record, put
 
+from export_center.bundle.manifest import EXPORT_DSSE, EXPORT_JSON, MANIFEST_PAYLOAD_TYPE
 from export_center.bundle.verify import verify_bundle
 from export_center.exporter import run_export
+from export_center.signing.dsse import sign_envelope
 from export_center.signing.interface import KeyType, load_trust_roots
 
 
@@ -238,6 +241,39 @@ def test_consistent_tampering_is_caught_by_signature(env: Env, tmp_path: Path) -
     report = verify_bundle(bad, _roots(env))
     assert report.failed is not None and report.failed.name == "contents"
     assert "does not match the signed manifest" in report.failed.detail
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [((), "surprise"), (("profile",), "profile.color"), (("contents", 0), "contents.0.mode")],
+)
+def test_unknown_manifest_field_is_refused_even_when_signed(
+    env: Env, tmp_path: Path, where: tuple[str | int, ...], field: str
+) -> None:
+    """The manifest is our own schema: a field the verifier does not know is refused, not
+    ignored, even when a trusted key signed it (fail closed)."""
+    env.profile()
+    members = _members(_export(env).bundle.archive_path)
+    manifest = orjson.loads(members[EXPORT_JSON])
+    node = manifest
+    for step in where:
+        node = node[step]
+    node[field.rsplit(".", 1)[-1]] = "x"
+    body = rfc8785.dumps(manifest)
+    members[EXPORT_JSON] = body
+    signer = env.keys.signer(env.keyid)
+    members[EXPORT_DSSE] = sign_envelope(body, MANIFEST_PAYLOAD_TYPE, [signer])
+    members["checksums.txt"] = b"".join(
+        f"{hashlib.sha256(members[n]).hexdigest()}  {n}\n".encode()
+        for n in sorted(members)
+        if n != "checksums.txt"
+    )
+    bad = tmp_path / "bad.tar.zst"
+    _repack(members, bad)
+    report = verify_bundle(bad, _roots(env))
+    assert report.failed is not None and report.failed.name == "manifest-signature"
+    assert report.failed.detail == f"manifest-signature: {EXPORT_JSON}: unknown field {field!r}"
+    assert report.manifest is None and int(report.exit_code) == 2
 
 
 @pytest.mark.parametrize("change", ["remove", "add"])

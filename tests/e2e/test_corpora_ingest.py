@@ -119,16 +119,16 @@ def test_json_raw_export_of_all_corpora_verifies(corpora: Path, tmp_path: Path) 
     assert report.manifest is not None
     seq = store.current_sequence("default")
     store_counts = store.counts("default", seq)
-    assert report.manifest["counts"] == {
+    assert report.manifest.counts == {
         "advisories": store_counts["advisory"],
         "vex": store_counts["vex"],
         "sboms": store_counts["sbom"],
     }
     # Record counts per shard add up to the store's counts too.
     per_type: dict[str, int] = {}
-    for entry in report.manifest["contents"]:
-        if entry["path"].startswith("data/raw/"):
-            kind = entry["path"].split("/")[2]
-            per_type[kind] = per_type.get(kind, 0) + entry["records"]
-    assert per_type == {k: v for k, v in report.manifest["counts"].items() if v}
+    for entry in report.manifest.contents:
+        if entry.path.startswith("data/raw/"):
+            kind = entry.path.split("/")[2]
+            per_type[kind] = per_type.get(kind, 0) + (entry.records or 0)
+    assert per_type == {k: v for k, v in report.manifest.counts.items() if v}
     shutil.rmtree(tmp_path / "out")

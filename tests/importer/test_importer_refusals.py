@@ -28,7 +28,7 @@ from mirror_support import (
     snapshot,
 )
 
-from export_center.bundle.builder import BundleResult
+from export_center.bundle.writer import BundleResult
 from export_center.importer import apply as apply_mod
 from export_center.importer import generations
 from export_center.importer.service import ImportRefused

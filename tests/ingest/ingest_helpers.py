@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from export_center.errors import DocumentRefused
 from export_center.ingest.detect import detect, parse_document
-from export_center.ingest.interface import ParsedRecord, RecordRefused
+from export_center.ingest.interface import RecordRefused
+from export_center.model import ParsedRecord
 
 Outcome = ParsedRecord | RecordRefused
 ReadFn = Callable[[str], list[Outcome]]

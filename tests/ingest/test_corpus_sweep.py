@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from ingest_helpers import read_bytes
 
-from export_center.ingest.interface import ParsedRecord, RecordRefused
+from export_center.ingest.interface import RecordRefused
+from export_center.model import ParsedRecord
 
 SUFFIXES = (".json", ".yaml", ".yml")
 

@@ -11,9 +11,9 @@ import pytest
 import rfc8785
 from ingest_helpers import ReadFn, only_record, only_refusal, read_bytes
 
-from export_center.ingest.interface import ParsedRecord, RecordRefused
+from export_center.ingest.interface import RecordRefused
 from export_center.ingest.osv import purl_type_for_ecosystem
-from export_center.model import Advisory, RangeEvent, Severity, VersionRange
+from export_center.model import Advisory, ParsedRecord, RangeEvent, Severity, VersionRange
 
 TRIVY_DB_OSV = "aquasecurity-trivy-db/pkg/vulnsrc/osv/testdata/happy/vuln-list/osv/python"
 

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_helpers import read_bytes
 
-from export_center.ingest.interface import ParsedRecord, RecordRefused
+from export_center.ingest.interface import RecordRefused
+from export_center.model import ParsedRecord
 
 FIELDS = [
     "id",

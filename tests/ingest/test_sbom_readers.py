@@ -7,8 +7,7 @@ import orjson
 import pytest
 from ingest_helpers import ReadFn, only_record, only_refusal, read_bytes
 
-from export_center.ingest.interface import ParsedRecord
-from export_center.model import Component, Sbom
+from export_center.model import Component, ParsedRecord, Sbom
 
 
 def sbom(rec: ParsedRecord) -> Sbom:

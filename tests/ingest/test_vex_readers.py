@@ -7,8 +7,7 @@ import orjson
 import pytest
 from ingest_helpers import ReadFn, only_record, only_refusal, read_bytes
 
-from export_center.ingest.interface import ParsedRecord
-from export_center.model import Advisory, Sbom, Severity, VexDocument, VexStatement
+from export_center.model import Advisory, ParsedRecord, Sbom, Severity, VexDocument, VexStatement
 
 
 def vex(rec: ParsedRecord) -> VexDocument:

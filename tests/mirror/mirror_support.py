@@ -17,7 +17,6 @@ import orjson
 import rfc8785
 from sqlalchemy import select, text
 
-from export_center.bundle.builder import BundleResult
 from export_center.bundle.manifest import (
     CHECKSUMS,
     EXPORT_DSSE,
@@ -25,17 +24,17 @@ from export_center.bundle.manifest import (
     MANIFEST_PAYLOAD_TYPE,
     PROVENANCE_DSSE,
     PROVENANCE_JSON,
-    PROVENANCE_PAYLOAD_TYPE,
     rerun_hash,
 )
+from export_center.bundle.provenance import PROVENANCE_PAYLOAD_TYPE
+from export_center.bundle.writer import BundleResult
 from export_center.checksums import build_checksums
 from export_center.errors import ConflictError
 from export_center.exporter import run_export
 from export_center.importer.service import ImportOptions, ImportOutcome, import_bundle
-from export_center.ingest.interface import ParsedRecord
 from export_center.ingest.pipeline import ingest_paths
 from export_center.mirror.crypto import KeyMaterial
-from export_center.model import DOC_TYPES, Advisory, AffectedPackage
+from export_center.model import DOC_TYPES, Advisory, AffectedPackage, ParsedRecord
 from export_center.planner.profiles import parse_profile_spec
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 from export_center.settings import Settings, load_settings

@@ -13,7 +13,8 @@ import orjson
 import pytest
 from mirror_support import TENANT, Instance, advisory, evidence, options, snapshot, stella
 
-from export_center.bundle.builder import BundleResult
+from export_center.bundle.writer import BundleResult
+from export_center.distribution.push import push_bundle
 from export_center.errors import BadInputError, UnsafeArchiveError, VerificationError
 from export_center.oci.layout import (
     ARTIFACT_TYPE,
@@ -23,7 +24,7 @@ from export_center.oci.layout import (
     read_oci_layout,
     write_oci_layout,
 )
-from export_center.oci.registry import RegistryClient, is_loopback, parse_ref, push_bundle
+from export_center.oci.registry import RegistryClient, is_loopback, parse_ref
 from export_center.signing.keyfile import FileSigner
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from export_center.adapters.interface import ExportContext, Staging
+from export_center.adapters.interface import ExportContext
 from export_center.adapters.json_raw import JsonRawAdapter
+from export_center.bundle.staging import Staging
 from export_center.errors import BadInputError, ConflictError, NotFoundError
 from export_center.ingest.pipeline import ingest_paths
 from export_center.planner.plan import make_plan

@@ -13,8 +13,7 @@ from typing import Any
 import uvicorn
 
 from export_center.exporter import ExportOutcome, run_export
-from export_center.ingest.interface import ParsedRecord
-from export_center.model import Advisory, AffectedPackage
+from export_center.model import Advisory, AffectedPackage, ParsedRecord
 from export_center.runtime.container import Services
 from export_center.service.auth import SCOPES, TokenStore
 from export_center.settings import Settings, load_settings

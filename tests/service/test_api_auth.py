@@ -47,9 +47,7 @@ def test_revoked_and_expired_tokens_are_401(client: TestClient, app: FastAPI, wo
     tokens.revoke(info.id)
     r = client.get("/api/export/profiles", headers=auth(secret))
     assert r.status_code == 401
-    _, expired = tokens.create(
-        "gone", ["acme"], [SCOPE_READ], expires_in=timedelta(seconds=-1)
-    )
+    _, expired = tokens.create("gone", ["acme"], [SCOPE_READ], expires_in=timedelta(seconds=-1))
     assert client.get("/api/export/profiles", headers=auth(expired)).status_code == 401
 
 

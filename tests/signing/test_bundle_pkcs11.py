@@ -8,12 +8,12 @@ from signing_support import SoftHsm
 
 from export_center.bundle.verify import verify_bundle
 from export_center.exporter import run_export
-from export_center.ingest.interface import ParsedRecord
-from export_center.model import Advisory
+from export_center.model import Advisory, ParsedRecord
 from export_center.planner.profiles import parse_profile_spec
 from export_center.planner.registry import ProfileRegistry
 from export_center.settings import load_settings
-from export_center.signing.interface import create_signer, load_trust_roots
+from export_center.signing.interface import load_trust_roots
+from export_center.signing.registry import create_signer
 from export_center.store.repository import EvidenceStore
 
 

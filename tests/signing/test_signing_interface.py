@@ -12,16 +12,15 @@ from cryptography.x509.oid import NameOID
 from signing_support import openssl_keyid
 
 from export_center.errors import ConfigError, VerificationError
-from export_center.signing import interface
 from export_center.signing.interface import (
     KeyType,
-    create_signer,
     keyid_of,
     load_trust_roots,
     verify_signature,
 )
 from export_center.signing.keyfile import FileSigner, generate_private_key
 from export_center.signing.keystore import KeyStore
+from export_center.signing.registry import SignerBackend, create_signer
 
 
 @pytest.mark.parametrize("key_type", list(KeyType))
@@ -133,7 +132,7 @@ def test_registry_builds_a_file_signer(tmp_path: Path) -> None:
     info = KeyStore(tmp_path).generate(KeyType.ED25519)
     signer = create_signer("file", {"key_dir": str(tmp_path)})
     assert signer.keyid == info.keyid
-    assert set(interface.SignerBackend) == {"file", "pkcs11"}
+    assert set(SignerBackend) == {"file", "pkcs11"}
 
 
 def test_registry_refuses_unknown_backend_and_bad_settings(tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ from export_center.errors import ConfigError, NotFoundError, SigningError
 from export_center.signing.dsse import detached_signature, sign_envelope, verify_envelope
 from export_center.signing.interface import (
     KeyType,
-    create_signer,
     load_trust_roots,
     verify_signature,
 )
 from export_center.signing.pkcs11 import Pkcs11Config, Pkcs11Signer
+from export_center.signing.registry import create_signer
 
 LABELS = {KeyType.ECDSA_P256: "p256", KeyType.ED25519: "ed25519"}
 

@@ -7,8 +7,7 @@ import hashlib
 import pytest
 
 from export_center.errors import BadInputError, NotFoundError
-from export_center.ingest.interface import ParsedRecord
-from export_center.model import Advisory, AffectedPackage
+from export_center.model import Advisory, AffectedPackage, ParsedRecord
 from export_center.store.repository import EvidenceStore
 
 

@@ -6,9 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from export_center.ingest.detect import parse_document
-from export_center.ingest.interface import ParsedRecord
 from export_center.ingest.osv import OsvReader
-from export_center.model import Advisory
+from export_center.model import Advisory, ParsedRecord
 
 #: feed name → files (globs relative to the corpora root)
 FEEDS: dict[str, tuple[str, ...]] = {

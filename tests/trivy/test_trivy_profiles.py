@@ -39,27 +39,25 @@ from test_trivy_real import (
 
 from export_center.adapters.trivy_db import parse_validity
 from export_center.archive.reader import iter_members, safe_extract
-from export_center.bundle.builder import BundleResult
 from export_center.bundle.verify import verify_bundle
-from export_center.errors import BadInputError
-from export_center.exporter import run_export
-from export_center.importer.trivy_install import TrivyBundleRefused, install_trivy_bundle
-from export_center.ingest.pipeline import ingest_paths
-from export_center.oci.registry import RegistryError
-from export_center.oci.trivy import (
-    CONFIG_TYPE,
-    DB,
-    JAVA_DB,
+from export_center.bundle.writer import BundleResult
+from export_center.distribution.trivy import (
+    TrivyBundleRefused,
     is_trivy_bundle,
     push_trivy_bundle,
-    read_trivy_layout,
 )
+from export_center.errors import BadInputError
+from export_center.exporter import run_export
+from export_center.importer.trivy_install import install_trivy_bundle
+from export_center.ingest.pipeline import ingest_paths
+from export_center.oci.registry import RegistryError
 from export_center.planner.profiles import parse_profile_spec
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 from export_center.settings import Settings, load_settings
 from export_center.signing.interface import KeyType, load_trust_roots
 from export_center.signing.keyfile import FileSigner, generate_private_key
 from export_center.store.repository import EvidenceStore
+from export_center.trivy.artifact import CONFIG_TYPE, DB, JAVA_DB, read_trivy_layout
 from export_center.trivy.bbolt import BoltReader
 
 TENANT = "default"
@@ -256,8 +254,8 @@ def test_db_bundle_holds_trivy_layout_and_oci_artifact(
     assert report.ok, report.as_json()
     manifest = report.manifest
     assert manifest is not None
-    assert manifest["profile"]["kind"] == "trivy" and is_trivy_bundle(bundle)
-    trivy_paths = sorted(e["path"] for e in manifest["contents"] if e["path"].startswith("trivy/"))
+    assert manifest.profile.kind == "trivy" and is_trivy_bundle(bundle)
+    trivy_paths = sorted(e.path for e in manifest.contents if e.path.startswith("trivy/"))
     assert trivy_paths[0] == "trivy/db.tar.gz"
     assert all(p.startswith("trivy/oci/db/") for p in trivy_paths[1:])
     assert len(trivy_paths) == 6  # archive, oci-layout, index.json, manifest, config, layer
@@ -271,7 +269,7 @@ def test_db_bundle_holds_trivy_layout_and_oci_artifact(
     with tarfile.open(fileobj=io.BytesIO(layer), mode="r:gz") as tf:
         tf.extractall(tmp_path, filter="data")
     metadata = json.loads((tmp_path / "metadata.json").read_bytes())
-    as_of = manifest["asOf"]["time"]
+    as_of = manifest.as_of.time
     next_update = datetime.fromisoformat(as_of.replace("Z", "+00:00")) + timedelta(days=3)
     assert metadata == {
         "Version": 2,
@@ -303,9 +301,10 @@ def test_db_bundle_holds_trivy_layout_and_oci_artifact(
     index = json.loads((layout / "trivy/oci/db/index.json").read_bytes())
     assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": "2"}
     assert b"created" not in art.manifest and b"created" not in json.dumps(index).encode()
-    section = manifest["trivy"]["db"]
-    assert section["oci"]["manifestDigest"] == art.manifest_digest
-    assert section["withdrawnLeftOut"] > 0 and manifest["counts"]["withdrawn"] > 0
+    assert manifest.trivy is not None and manifest.trivy.db is not None
+    section = manifest.trivy.db
+    assert section.oci.manifest_digest == art.manifest_digest
+    assert section.withdrawn_left_out > 0 and manifest.counts["withdrawn"] > 0
 
     # Provenance covers the DB; every source's input set is a resolved dependency.
     prov = json.loads((layout / "manifests/provenance.json").read_bytes())
@@ -313,7 +312,7 @@ def test_db_bundle_holds_trivy_layout_and_oci_artifact(
     assert subjects["trivy/db.tar.gz"] == hashlib.sha256(layer).hexdigest()
     deps = {d["name"] for d in prov["predicate"]["buildDefinition"]["resolvedDependencies"]}
     assert deps == {f"advisories/{s}" for s, _ in CORPUS_SOURCES}
-    assert manifest["counts"]["advisories"] == section["advisories"] > 8000
+    assert manifest.counts["advisories"] == section.advisories > 8000
 
 
 def test_java_db_bundle_indexes_the_sbom_component(env: Env, tmp_path: Path) -> None:

@@ -1,105 +1,36 @@
 """The adapter plug-in point: one adapter per profile, writing files into a staging area.
 
 Adapters never touch tar, compression, signing or the final location: they stream records from
-the store (pinned to the plan's as-of sequence) into :class:`Staging`, which hashes and counts as
-it writes. The bundle writer then owns everything else.
+the store (pinned to the plan's as-of sequence) into the run's
+:class:`~export_center.bundle.staging.Staging`, which hashes and counts as it writes, and report
+what the manifest and provenance need (counts, input sets, manifest sections). The bundle writer
+then owns everything else; :func:`produce` is the one place that runs an adapter for it.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from export_center.errors import BadInputError, CancelledError
+from export_center.bundle.manifest import (
+    DeltaSection,
+    EncryptionSection,
+    ManifestSections,
+    MirrorSection,
+    PolicySection,
+    TrivySection,
+)
+from export_center.bundle.staging import Staging
+from export_center.bundle.writer import StagedContent, raise_if_cancelled
 from export_center.planner.plan import ExportPlan
+from export_center.signing.interface import Signer
 from export_center.store.repository import EvidenceStore
 
 if TYPE_CHECKING:
     from export_center.mirror.kms import Pkcs11Access
 
-
-@dataclass(frozen=True)
-class StagedFile:
-    path: str  # path inside the bundle, '/'-separated
-    local: Path
-    sha256: str  # hex
-    size: int
-    records: int | None
-    content_type: str
-
-
-class StagedWriter:
-    """A file being staged: write bytes, count records; digest and size come for free."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self._hash = hashlib.sha256()
-        self.size = 0
-        self.records = 0
-
-    def write(self, data: bytes) -> None:
-        self._fh.write(data)
-        self._hash.update(data)
-        self.size += len(data)
-
-    def write_record(self, line: bytes) -> None:
-        """One JSONL record (``line`` without its newline)."""
-        self.write(line + b"\n")
-        self.records += 1
-
-    @property
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
-class Staging:
-    """A private directory where a run's files are spooled before they are archived."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._files: dict[str, StagedFile] = {}
-
-    @staticmethod
-    def _check(path: str) -> None:
-        parts = path.split("/")
-        if not path or path.startswith("/") or any(p in {"", ".", ".."} for p in parts):
-            raise BadInputError(f"adapter produced an invalid bundle path {path!r}")
-
-    @contextmanager
-    def open(
-        self, path: str, content_type: str, *, count_records: bool = False
-    ) -> Iterator[StagedWriter]:
-        self._check(path)
-        if path in self._files:
-            raise BadInputError(f"bundle path {path!r} written twice")
-        local = self.root / "files" / path
-        local.parent.mkdir(parents=True, exist_ok=True)
-        with local.open("wb") as fh:
-            w = StagedWriter(fh)
-            yield w
-        self._files[path] = StagedFile(
-            path, local, w.hexdigest, w.size, w.records if count_records else None, content_type
-        )
-
-    def add_bytes(
-        self, path: str, data: bytes, content_type: str, records: int | None = None
-    ) -> StagedFile:
-        with self.open(path, content_type) as w:
-            w.write(data)
-        staged = self._files[path]
-        if records is not None:
-            staged = StagedFile(
-                staged.path, staged.local, staged.sha256, staged.size, records, content_type
-            )
-            self._files[path] = staged
-        return staged
-
-    def files(self) -> list[StagedFile]:
-        return [self._files[p] for p in sorted(self._files, key=lambda s: s.encode())]
+__all__ = ["Adapter", "ExportContext", "SealingAdapter", "produce"]
 
 
 @dataclass
@@ -114,15 +45,63 @@ class ExportContext:
     # Filled by the adapter: record counts per type, and per-source input-set digests.
     counts: dict[str, int] = field(default_factory=dict)
     dependencies: dict[str, str] = field(default_factory=dict)
-    # Extra manifest sections an adapter contributes (e.g. "delta", "encryption").
-    manifest_extra: dict[str, object] = field(default_factory=dict)
+    # The manifest sections an adapter contributes (bundle.manifest has one model for each).
+    delta: DeltaSection | None = None
+    encryption: EncryptionSection | None = None
+    policy: PolicySection | None = None
+    mirror: MirrorSection | None = None
+    trivy: TrivySection | None = None
 
     def check_cancelled(self) -> None:
-        if self.is_cancelled():
-            raise CancelledError("the run was cancelled; nothing was published")
+        """Stop the adapter when the run was cancelled.
+
+        Raises:
+            CancelledError: the run was cancelled.
+        """
+        raise_if_cancelled(self.is_cancelled)
 
 
 class Adapter(Protocol):
     """Produces a profile's content under ``data/`` (or ``trivy/``, ...) in the staging area."""
 
     def build(self, ctx: ExportContext) -> None: ...
+
+
+@runtime_checkable
+class SealingAdapter(Protocol):
+    """An adapter with a second phase that needs the run's signer (mirror profiles).
+
+    ``seal`` runs after ``build`` and before the manifest is written; it may add files to the
+    staging area and manifest sections to ``ctx``, and returns extra provenance
+    ``externalParameters`` (or None).
+    """
+
+    def build(self, ctx: ExportContext) -> None: ...
+
+    def seal(self, ctx: ExportContext, signer: Signer) -> Mapping[str, Any] | None: ...
+
+
+def produce(adapter: Adapter, ctx: ExportContext, signer: Signer) -> StagedContent:
+    """Run ``adapter`` over ``ctx`` (build, then seal when it seals) and report its content.
+
+    Raises:
+        CancelledError: the run was cancelled meanwhile.
+        BadInputError: the adapter refused the profile (options, policy document, ...).
+    """
+    adapter.build(ctx)
+    ctx.check_cancelled()
+    # Adapters that sign metadata of their own (mirror: TUF over data/, optional
+    # encryption) finish with the run's signer; what they add is covered by the manifest.
+    parameters = adapter.seal(ctx, signer) if isinstance(adapter, SealingAdapter) else None
+    return StagedContent(
+        counts=dict(ctx.counts),
+        dependencies=dict(ctx.dependencies),
+        sections=ManifestSections(
+            delta=ctx.delta,
+            encryption=ctx.encryption,
+            policy=ctx.policy,
+            mirror=ctx.mirror,
+            trivy=ctx.trivy,
+        ),
+        provenance_parameters=parameters,
+    )

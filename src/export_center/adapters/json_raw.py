@@ -4,13 +4,13 @@ Layout and order (documented in docs/bundle-format.md):
 - ``data/raw/<type>/<source>.jsonl``: one raw record per line.
 - ``data/normalized/<type>/<source>.jsonl``: the same records' normalized view, same order.
 ``<type>`` is ``advisories``, ``vex`` or ``sboms``. Lines are sorted by upstream id (bytewise);
-keys inside a line are sorted. Raw bytes are carried exactly: as a UTF-8 string when they decode
-as UTF-8, else base64 (``contentEncoding`` says which); ``digest`` is the sha256 of those bytes.
+keys inside a line are sorted. The line formats are :mod:`export_center.bundle.jsonl`'s (shared
+with mirror bundles and the importer): raw bytes are carried exactly, as a UTF-8 string when
+they decode as UTF-8, else base64; ``digest`` is the sha256 of those bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterator
 from itertools import groupby
@@ -18,50 +18,11 @@ from itertools import groupby
 import orjson
 
 from export_center.adapters.interface import ExportContext
+from export_center.bundle.jsonl import INCLUDE_TO_TYPE, JSONL, TYPE_DIRS, normalized_line, raw_line
 from export_center.planner.selectors import matches, needs_record_data
 from export_center.store.repository import RawView
 
-TYPE_DIRS = {"advisory": "advisories", "vex": "vex", "sbom": "sboms"}
-INCLUDE_TO_TYPE = {"advisories": "advisory", "vex": "vex", "sboms": "sbom"}
-JSONL = "application/x-ndjson"
 _PROGRESS_EVERY = 200
-
-
-def raw_line(rec: RawView) -> bytes:
-    try:
-        content, encoding = rec.content.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        content, encoding = base64.b64encode(rec.content).decode(), "base64"
-    return orjson.dumps(
-        {
-            "content": content,
-            "contentEncoding": encoding,
-            "digest": rec.digest,
-            "format": rec.format,
-            "mediaType": rec.media_type,
-            "observationId": rec.observation_id,
-            "revision": rec.revision,
-            "source": rec.source,
-            "supersedes": rec.supersedes,
-            "upstreamId": rec.upstream_id,
-            "withdrawn": rec.withdrawn,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
-
-
-def normalized_line(rec: RawView, data: str) -> bytes:
-    return orjson.dumps(
-        {
-            "data": orjson.Fragment(data),  # already canonical (sorted keys) in the store
-            "observationId": rec.observation_id,
-            "recordType": rec.doc_type,
-            "source": rec.source,
-            "upstreamId": rec.upstream_id,
-            "withdrawn": rec.withdrawn,
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
 
 
 def selected_records(ctx: ExportContext, doc_type: str) -> Iterator[tuple[RawView, str]]:

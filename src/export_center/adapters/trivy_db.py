@@ -40,9 +40,11 @@ from pydantic.alias_generators import to_camel
 
 from export_center.adapters.interface import ExportContext
 from export_center.adapters.json_raw import selected_records
+from export_center.bundle.manifest import TrivyArchive, TrivyDbSection, TrivyOci, TrivySection
+from export_center.digests import prefixed
 from export_center.errors import BadInputError
 from export_center.model import Advisory, advisory_from_json
-from export_center.oci.trivy import DB, TrivyDbKind, layout_files
+from export_center.trivy.artifact import DB, TrivyDbKind, layout_files
 from export_center.trivy.dbwriter import metadata_json, write_db_archive, write_trivy_db
 from export_center.trivy.mapping import DataSource
 
@@ -126,9 +128,9 @@ def parse_options(options: Mapping[str, Any], profile: str) -> TrivyOptions:
 
 def stage_trivy_artifact(
     ctx: ExportContext, kind: TrivyDbKind, archive: Path, digest: str
-) -> dict[str, Any]:
+) -> tuple[TrivyArchive, TrivyOci]:
     """Stage ``archive`` as ``trivy/<archive name>`` and as the layer of Trivy's OCI image
-    layout under ``trivy/oci/<variant>/``; returns the manifest section describing both."""
+    layout under ``trivy/oci/<variant>/``; returns the manifest's description of both."""
     size = archive.stat().st_size
     paths = [kind.archive_path]
     files, layer_blob = layout_files(kind, digest, size)
@@ -137,20 +139,20 @@ def stage_trivy_artifact(
         with ctx.staging.open(path, kind.layer_type) as w, archive.open("rb") as fh:
             while chunk := fh.read(_CHUNK):
                 w.write(chunk)
-        if "sha256:" + w.hexdigest != digest:
+        if prefixed(w.hexdigest) != digest:
             raise BadInputError(f"{archive} changed while it was staged")
     for rel, data, content_type in files:
         ctx.staging.add_bytes(f"{kind.layout_dir}/{rel}", data, content_type)
     manifest_blob = next(rel for rel, _d, ct in files if ct.endswith("manifest.v1+json"))
-    return {
-        "archive": {"path": kind.archive_path, "digest": digest, "bytes": size},
-        "oci": {
-            "layout": kind.layout_dir,
-            "tag": kind.tag,
-            "manifestDigest": "sha256:" + manifest_blob.rsplit("/", 1)[-1],
-            "layerMediaType": kind.layer_type,
-        },
-    }
+    return (
+        TrivyArchive(path=kind.archive_path, digest=digest, size=size),
+        TrivyOci(
+            layout=kind.layout_dir,
+            tag=kind.tag,
+            manifest_digest=prefixed(manifest_blob.rsplit("/", 1)[-1]),
+            layer_media_type=kind.layer_type,
+        ),
+    )
 
 
 class TrivyDbAdapter:
@@ -191,7 +193,7 @@ class TrivyDbAdapter:
             metadata = metadata_json(plan.as_of_time, validity)
             archive = work / DB.archive_name
             digest = write_db_archive(archive, db, metadata)
-            section = stage_trivy_artifact(ctx, DB, archive, digest)
+            staged_archive, staged_oci = stage_trivy_artifact(ctx, DB, archive, digest)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         for source, h in sorted(deps.items()):
@@ -201,19 +203,20 @@ class TrivyDbAdapter:
         ctx.counts["trivyEntries"] = report.entries
         ctx.counts["trivyVulnerabilities"] = report.vulnerabilities
         meta = orjson.loads(metadata)
-        ctx.manifest_extra["trivy"] = {
-            "db": {
-                **section,
-                "schemaVersion": meta["Version"],
-                "updatedAt": meta["UpdatedAt"],
-                "nextUpdate": meta["NextUpdate"],
-                "advisories": report.advisories,
-                "mappedAdvisories": report.mapped,
-                "withdrawnLeftOut": sum(withdrawn.values()),
-                "entries": report.entries,
-                "mergedEntries": report.merged_entries,
-                "vulnerabilities": report.vulnerabilities,
-                "buckets": list(report.buckets),
-                "skipped": dict(report.skipped),
-            }
-        }
+        ctx.trivy = TrivySection(
+            db=TrivyDbSection(
+                archive=staged_archive,
+                oci=staged_oci,
+                schema_version=meta["Version"],
+                updated_at=meta["UpdatedAt"],
+                next_update=meta["NextUpdate"],
+                advisories=report.advisories,
+                mapped_advisories=report.mapped,
+                withdrawn_left_out=sum(withdrawn.values()),
+                entries=report.entries,
+                merged_entries=report.merged_entries,
+                vulnerabilities=report.vulnerabilities,
+                buckets=tuple(report.buckets),
+                skipped=dict(report.skipped),
+            )
+        )

@@ -25,9 +25,10 @@ import orjson
 from export_center.adapters.interface import ExportContext
 from export_center.adapters.json_raw import selected_records
 from export_center.adapters.trivy_db import parse_options, stage_trivy_artifact
+from export_center.bundle.manifest import TrivyJavaDbSection, TrivySection
 from export_center.errors import BadInputError
 from export_center.model import Component, component_from_json
-from export_center.oci.trivy import JAVA_DB
+from export_center.trivy.artifact import JAVA_DB
 from export_center.trivy.javadb import java_metadata_json, write_java_db, write_java_db_archive
 
 __all__ = ["TrivyJavaDbAdapter"]
@@ -68,7 +69,7 @@ class TrivyJavaDbAdapter:
             metadata = java_metadata_json(plan.as_of_time, opts.validity_delta)
             archive = work / JAVA_DB.archive_name
             digest = write_java_db_archive(archive, db, metadata)
-            section = stage_trivy_artifact(ctx, JAVA_DB, archive, digest)
+            staged_archive, staged_oci = stage_trivy_artifact(ctx, JAVA_DB, archive, digest)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         for source, h in sorted(deps.items()):
@@ -78,14 +79,15 @@ class TrivyJavaDbAdapter:
         ctx.counts["javaArtifacts"] = report.artifacts
         ctx.counts["javaIndices"] = report.indices
         meta = orjson.loads(metadata)
-        ctx.manifest_extra["trivy"] = {
-            "javaDb": {
-                **section,
-                "schemaVersion": meta["Version"],
-                "updatedAt": meta["UpdatedAt"],
-                "nextUpdate": meta["NextUpdate"],
-                "artifacts": report.artifacts,
-                "indices": report.indices,
-                "skipped": dict(report.skipped),
-            }
-        }
+        ctx.trivy = TrivySection(
+            java_db=TrivyJavaDbSection(
+                archive=staged_archive,
+                oci=staged_oci,
+                schema_version=meta["Version"],
+                updated_at=meta["UpdatedAt"],
+                next_update=meta["NextUpdate"],
+                artifacts=report.artifacts,
+                indices=report.indices,
+                skipped=dict(report.skipped),
+            )
+        )

@@ -24,28 +24,34 @@ from export_center.bundle.manifest import (
     EXPORT_DSSE,
     EXPORT_JSON,
     MANIFEST_PAYLOAD_TYPE,
-    MANIFEST_SCHEMA,
     PROVENANCE_DSSE,
     PROVENANCE_JSON,
-    PROVENANCE_PAYLOAD_TYPE,
     SIGNED_FILES,
-    SLSA_PROVENANCE_V1,
-    STATEMENT_TYPE,
+    ExportManifest,
+    parse_manifest,
     rerun_hash,
 )
+from export_center.bundle.provenance import (
+    PROVENANCE_PAYLOAD_TYPE,
+    SLSA_PROVENANCE_V1,
+    STATEMENT_TYPE,
+)
 from export_center.checksums import parse_checksums
+from export_center.digests import prefixed, sha256_file, sha256_hex
 from export_center.errors import ExportCenterError, UnsafeArchiveError, VerificationError
 from export_center.signing.dsse import verify_detached_signature, verify_envelope
 from export_center.signing.interface import PublicKey
 from export_center.verification import CheckResult, VerifyReport
 
+#: What the export verifier reports: the checks, and the signed manifest once it is trusted.
+BundleReport = VerifyReport[ExportManifest]
+
 # Files small enough to keep in memory while streaming (they are read again by later checks).
 _KEEP = frozenset({CHECKSUMS, *SIGNED_FILES})
 _MAX_KEEP_BYTES = 64 * 1024 * 1024
-_CHUNK = 1 << 20
 
 #: A profile-specific check run after the generic ones: (signed manifest, files read) -> detail.
-ExtraCheck = Callable[[dict[str, Any], "CollectedFiles"], str | None]
+ExtraCheck = Callable[[ExportManifest, "CollectedFiles"], str | None]
 
 CHECK_ORDER = (
     "archive-digest",
@@ -65,14 +71,6 @@ class CollectedFiles:
 
     digests: dict[str, tuple[str, int]] = field(default_factory=dict)  # path -> (hex, size)
     kept: dict[str, bytes] = field(default_factory=dict)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _collect_archive(path: Path, limits: Limits) -> CollectedFiles:
@@ -106,7 +104,7 @@ def _collect_dir(root: Path) -> CollectedFiles:
         if not p.is_file():
             raise UnsafeArchiveError(f"{rel}: not a regular file")
         size = p.stat().st_size
-        out.digests[rel] = (_sha256_file(p), size)
+        out.digests[rel] = (sha256_file(p)[0], size)
         if rel in _KEEP:
             if size > _MAX_KEEP_BYTES:
                 raise UnsafeArchiveError(f"{rel}: larger than {_MAX_KEEP_BYTES} bytes")
@@ -117,7 +115,7 @@ def _collect_dir(root: Path) -> CollectedFiles:
 class _Run:
     """Runs checks in order; after the first failure the rest are 'not run'."""
 
-    def __init__(self, report: VerifyReport) -> None:
+    def __init__(self, report: BundleReport) -> None:
         self.report = report
         self.stopped = False
 
@@ -156,7 +154,7 @@ def verify_bundle(
     *,
     limits: Limits | None = None,
     extra_checks: Sequence[tuple[str, ExtraCheck]] = (),
-) -> VerifyReport:
+) -> BundleReport:
     """Verify ``bundle`` (an archive file or an extracted directory) against ``trust_roots``.
 
     Never raises for a bad bundle: failures are in the report (``report.exit_code``).
@@ -166,7 +164,7 @@ def verify_bundle(
     """
     if not trust_roots:
         raise VerificationError("trust-roots", "no trusted public keys given")
-    report = VerifyReport(bundle=str(bundle))
+    report: BundleReport = VerifyReport(bundle=str(bundle))
     run = _Run(report)
     limits = limits or Limits()
     is_dir = bundle.is_dir()
@@ -177,7 +175,7 @@ def verify_bundle(
         if is_dir:
             return "skipped: a directory has no archive digest"
         sidecar = _archive_sidecar(bundle)
-        actual = _sha256_file(bundle)
+        actual = sha256_file(bundle)[0]
         state["archive_sha256"] = actual
         if not sidecar.is_file():
             return f"skipped: no {sidecar.name} next to the archive (sha256 {actual})"
@@ -215,7 +213,7 @@ def verify_bundle(
         raw = collected.kept.get(CHECKSUMS)
         if raw is None:
             raise _fail("checksums", f"{CHECKSUMS} is missing")
-        report.root_hash = "sha256:" + hashlib.sha256(raw).hexdigest()
+        report.root_hash = prefixed(sha256_hex(raw))
         try:
             listed = parse_checksums(raw)
         except ValueError as e:
@@ -238,28 +236,23 @@ def verify_bundle(
         payload = verify_envelope(env, trust_roots, MANIFEST_PAYLOAD_TYPE)
         if payload != body:
             raise _fail("manifest-signature", f"{EXPORT_JSON} differs from the signed payload")
-        manifest = orjson.loads(payload)
-        if not isinstance(manifest, dict) or manifest.get("schema") != MANIFEST_SCHEMA:
-            raise _fail("manifest-signature", f"{EXPORT_JSON}: unknown manifest schema")
+        manifest = parse_manifest(payload, check="manifest-signature")
         report.manifest = manifest
-        report.export_id = manifest.get("exportId")
+        report.export_id = manifest.export_id
         return f"export {report.export_id}"
 
     def contents() -> str | None:
         assert report.manifest is not None
-        entries = report.manifest.get("contents")
-        if not isinstance(entries, list):
-            raise _fail("contents", "manifest has no contents[]")
-        listed = {}
-        for e in entries:
-            path, digest, size = e["path"], e["digest"], e["bytes"]
+        listed: dict[str, tuple[str, int]] = {}
+        for e in report.manifest.contents:
+            path, digest, size = e.path, e.digest, e.size
             if path in listed:
                 raise _fail("contents", f"{path} listed twice")
             listed[path] = (digest, size)
             actual = collected.digests.get(path)
             if actual is None:
                 raise _fail("contents", f"{path} is in the manifest but not in the bundle")
-            if f"sha256:{actual[0]}" != digest:
+            if prefixed(actual[0]) != digest:
                 raise _fail("contents", f"{path}: sha256 does not match the signed manifest")
             if actual[1] != size:
                 raise _fail("contents", f"{path}: {actual[1]} bytes, manifest says {size}")
@@ -272,9 +265,9 @@ def verify_bundle(
 
     def rerun() -> str | None:
         assert report.manifest is not None
-        digests = [e["digest"] for e in report.manifest["contents"]]
+        digests = [e.digest for e in report.manifest.contents]
         expected = rerun_hash(digests)
-        if report.manifest.get("rerunHash") != expected:
+        if report.manifest.rerun_hash != expected:
             raise _fail("rerun-hash", f"manifest rerunHash != {expected}")
         return expected
 
@@ -291,7 +284,7 @@ def verify_bundle(
             raise _fail("provenance", "not an in-toto Statement v1 with a SLSA v1 predicate")
         subjects = {s["name"]: s["digest"]["sha256"] for s in stmt.get("subject", [])}
         assert report.manifest is not None
-        expected = {e["path"] for e in report.manifest["contents"]} | {EXPORT_JSON}
+        expected = {e.path for e in report.manifest.contents} | {EXPORT_JSON}
         if set(subjects) != expected:
             diff = sorted(set(subjects) ^ expected)
             raise _fail("provenance", f"subjects differ from the manifest: {', '.join(diff[:5])}")
@@ -317,5 +310,7 @@ def verify_bundle(
     return report
 
 
-def _run_extra(extra: ExtraCheck, report: VerifyReport, files: CollectedFiles) -> str | None:
-    return extra(report.manifest or {}, files)
+def _run_extra(extra: ExtraCheck, report: BundleReport, files: CollectedFiles) -> str | None:
+    # Extra checks run only after the generic ones passed, the manifest's parse among them.
+    assert report.manifest is not None
+    return extra(report.manifest, files)

@@ -153,7 +153,7 @@ def verify_bundle_cmd(
     report = mv.report
     state: str | None = None
     code = report.exit_code
-    if report.ok and mv.manifest_digest:
+    if report.ok and mv.manifest is not None and mv.manifest_digest:
         latest = generations.installed(store, mv.tenant)
         try:
             what = state_check(latest, mv.manifest, mv.manifest_digest, force=False)

@@ -19,6 +19,7 @@ from export_center.devportal import (
     load_profile,
     verify_bundle,
 )
+from export_center.devportal.manifest import DevportalManifest
 from export_center.errors import BadInputError, NotFoundError
 from export_center.signing.keystore import KeyStore
 from export_center.verification import VerifyReport
@@ -175,7 +176,7 @@ def _build_json(result: BuildResult) -> dict[str, object]:
     }
 
 
-def _verify_json(report: VerifyReport) -> dict[str, object]:
+def _verify_json(report: VerifyReport[DevportalManifest]) -> dict[str, object]:
     return {
         "verified": True,
         "bundleId": report.bundle_id,

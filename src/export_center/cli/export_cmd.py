@@ -431,12 +431,12 @@ def push(
     import shutil
     import tempfile
 
+    from export_center.distribution.push import push_bundle
     from export_center.oci.layout import write_oci_layout
-    from export_center.oci.registry import push_bundle
 
     if not bundle.exists():
         common.fail(f"{bundle}: no such bundle", ExitCode.NOT_FOUND)
-    from export_center.oci.trivy import is_trivy_bundle
+    from export_center.distribution.trivy import is_trivy_bundle
 
     if not (target.startswith("oci:") and not target.startswith("oci://")) and is_trivy_bundle(
         bundle
@@ -476,8 +476,8 @@ def push(
 
 
 def _push_trivy(bundle: Path, target: str, trust_roots: Path | None, output: str) -> None:
-    """``push`` of a Trivy bundle: verify it, push Trivy's artifact (oci/trivy.py)."""
-    from export_center.oci.trivy import push_trivy_bundle
+    """``push`` of a Trivy bundle: verify it, push Trivy's artifact (distribution/trivy.py)."""
+    from export_center.distribution.trivy import push_trivy_bundle
 
     digest = push_trivy_bundle(
         bundle,

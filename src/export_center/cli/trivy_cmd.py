@@ -48,7 +48,8 @@ def trivy_install(
     (exit 2) and the cache is left as it was. Scan with
     `trivy ... --cache-dir DIR --skip-db-update --skip-java-db-update --offline-scan`.
     """
-    from export_center.importer.trivy_install import TrivyBundleRefused, install_trivy_bundle
+    from export_center.distribution.trivy import TrivyBundleRefused
+    from export_center.importer.trivy_install import install_trivy_bundle
 
     roots = common.read_trust_roots(trust_roots)
     try:

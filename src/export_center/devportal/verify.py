@@ -98,7 +98,7 @@ def verify_bundle(
     trust_roots: Mapping[str, PublicKey],
     *,
     limits: Limits | None = None,
-) -> VerifyReport:
+) -> VerifyReport[DevportalManifest]:
     """Verify a ``devportal-offline-bundle.tgz`` stream against ``trust_roots``.
 
     ``limits`` defaults to :data:`LIMITS`. The report lists the checks that passed and the
@@ -111,7 +111,9 @@ def verify_bundle(
     """
     if not trust_roots:
         raise VerificationError("dsse", "no trust roots: refusing to verify against nothing")
-    report = VerifyReport(bundle=str(getattr(archive, "name", "<stream>")))
+    report: VerifyReport[DevportalManifest] = VerifyReport(
+        bundle=str(getattr(archive, "name", "<stream>"))
+    )
 
     def passed(name: str, detail: str) -> None:
         report.checks.append(CheckResult(name, "pass", detail))
@@ -133,7 +135,7 @@ def verify_bundle(
         raise VerificationError("dsse", "manifest.json is not the payload signed in the envelope")
     passed("dsse", "manifest.json is signed by a trusted key")
 
-    manifest = _parse_manifest(manifest_bytes)
+    manifest = report.manifest = _parse_manifest(manifest_bytes)
     passed("manifest", f"{manifest.version}, bundleId {manifest.bundle_id}")
 
     _check_entries(manifest, files)

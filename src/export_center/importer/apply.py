@@ -12,15 +12,16 @@ Nothing here commits: the importer runs it in one transaction with the generatio
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
+from export_center.bundle.manifest import Tombstone
 from export_center.errors import ConflictError
 from export_center.importer.records import ImportRecord
-from export_center.ingest.interface import ParsedRecord
+from export_center.model import ParsedRecord
 from export_center.store.models import Base, RawRecord, Tenant
 from export_center.store.repository import EvidenceStore, TenantCursor
 
@@ -250,7 +251,7 @@ def apply_delta(
     conn: Connection,
     cursor: TenantCursor,
     records: Iterable[ImportRecord],
-    tombstones: Sequence[Mapping[str, str]],
+    tombstones: Sequence[Tombstone],
     now: datetime,
 ) -> tuple[ApplyStats, int]:
     """Apply a delta's tombstones, then its records, on top of the installed base.
@@ -261,11 +262,11 @@ def apply_delta(
     """
     ap = _Applier(store, conn, cursor, now)
     for t in tombstones:
-        cur = ap.current_one((t["source"], t["upstreamId"]))
-        if cur is None or cur.observation_id != t["observationId"] or cur.digest != t["digest"]:
+        cur = ap.current_one((t.source, t.upstream_id))
+        if cur is None or cur.observation_id != t.observation_id or cur.digest != t.digest:
             found = cur.observation_id if cur else "nothing"
             raise ConflictError(
-                f"tombstone for {t['observationId']}: the store holds {found}; "
+                f"tombstone for {t.observation_id}: the store holds {found}; "
                 "it is not at this delta's base"
             )
         ap.remove(cur)

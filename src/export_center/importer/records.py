@@ -3,28 +3,31 @@
 Every line is validated at this boundary (pydantic, unknown fields refused) and checked against
 what it claims: the raw bytes hash to their digest, the observation id is the one its tenant,
 source, upstream id and revision make, the raw and normalized lines of a shard pair name the same
-records in the same order, SBOM files match their index entries, and the normalized JSON is kept
-as the exact bytes the exporter wrote (never re-serialized).
+records in the same order, and SBOM files match their index entries. Lines are decoded with the
+bundle's one JSONL codec (:mod:`export_center.bundle.jsonl`), whatever the order of their keys;
+the normalized JSON is stored in the store's canonical form, the text the exporter embedded.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from export_center.bundle.jsonl import (
+    TYPE_DIRS,
+    RawLine,
+    parse_normalized_line,
+    parse_raw_line,
+)
+from export_center.digests import prefixed, sha256_hex
 from export_center.errors import BadInputError, VerificationError
 from export_center.mirror.layout import (
     INDEX_SCHEMA,
     SHARD_SUFFIX,
-    TYPE_DIRS,
     index_path,
     iter_shard_lines,
     sbom_path,
@@ -48,20 +51,6 @@ _MAX_SBOM_BYTES = 1 << 30
 
 class _Line(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RawLine(_Line):
-    content: str
-    contentEncoding: Literal["utf-8", "base64"]  # noqa: N815 (the wire name)
-    digest: str = Field(pattern=_DIGEST)
-    format: str = Field(min_length=1, max_length=32)
-    mediaType: str = Field(min_length=1, max_length=96)  # noqa: N815
-    observationId: str  # noqa: N815
-    revision: int = Field(ge=1)
-    source: str
-    supersedes: str | None
-    upstreamId: str = Field(min_length=1, max_length=512)  # noqa: N815
-    withdrawn: bool
 
 
 class IndexEntry(_Line):
@@ -139,39 +128,6 @@ def normalized_from_json(doc_type: str, d: dict[str, Any]) -> Normalized:
     )
 
 
-def _split_normalized(line: bytes, where: str) -> tuple[dict[str, Any], str]:
-    """The normalized line's fields, and its ``data`` member's exact text.
-
-    The exporter wrote the line with sorted keys, so it is ``{"data":<data>,<rest>}``: the data
-    text is what lies between, checked to parse to the same value.
-    """
-    try:
-        doc = orjson.loads(line)
-    except orjson.JSONDecodeError as e:
-        raise _fail(where, f"not JSON: {e}") from e
-    if not isinstance(doc, dict) or set(doc) != {
-        "data",
-        "observationId",
-        "recordType",
-        "source",
-        "upstreamId",
-        "withdrawn",
-    }:
-        raise _fail(where, "not a normalized line")
-    rest = {k: v for k, v in doc.items() if k != "data"}
-    suffix = b"," + orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)[1:]
-    prefix = b'{"data":'
-    if not (line.startswith(prefix) and line.endswith(suffix)):
-        raise _fail(where, "normalized line is not in canonical (sorted-key) form")
-    text = line[len(prefix) : len(line) - len(suffix)]
-    try:
-        if orjson.loads(text) != doc["data"] or not isinstance(doc["data"], dict):
-            raise _fail(where, "normalized data does not parse back to itself")
-        return doc, text.decode("utf-8")
-    except orjson.JSONDecodeError as e:
-        raise _fail(where, f"normalized data is not JSON: {e}") from e
-
-
 def _record(
     tenant: str,
     doc_type: str,
@@ -184,55 +140,51 @@ def _record(
         check_source(raw.source)
     except BadInputError as e:
         raise _fail(where, e.message) from e
-    digest = "sha256:" + hashlib.sha256(content).hexdigest()
+    digest = prefixed(sha256_hex(content))
     if digest != raw.digest:
-        raise _fail(where, f"{raw.observationId}: content does not hash to {raw.digest}")
-    expected = observation_id(tenant, raw.source, raw.upstreamId, raw.revision)
-    if raw.observationId != expected:
-        raise _fail(where, f"observation id {raw.observationId!r} is not {expected!r}")
-    doc, text = _split_normalized(norm_line, where)
-    if (
-        doc["observationId"] != raw.observationId
-        or doc["recordType"] != doc_type
-        or doc["source"] != raw.source
-        or doc["upstreamId"] != raw.upstreamId
-        or doc["withdrawn"] != raw.withdrawn
-    ):
-        raise _fail(where, f"{raw.observationId}: raw and normalized lines disagree")
+        raise _fail(where, f"{raw.observation_id}: content does not hash to {raw.digest}")
+    expected = observation_id(tenant, raw.source, raw.upstream_id, raw.revision)
+    if raw.observation_id != expected:
+        raise _fail(where, f"observation id {raw.observation_id!r} is not {expected!r}")
     try:
-        normalized = normalized_from_json(doc_type, doc["data"])
+        norm = parse_normalized_line(norm_line)
+    except ValueError as e:
+        raise _fail(where, str(e)) from e
+    if (
+        norm.observation_id != raw.observation_id
+        or norm.record_type != doc_type
+        or norm.source != raw.source
+        or norm.upstream_id != raw.upstream_id
+        or norm.withdrawn != raw.withdrawn
+    ):
+        raise _fail(where, f"{raw.observation_id}: raw and normalized lines disagree")
+    try:
+        normalized = normalized_from_json(doc_type, norm.data)
     except (KeyError, TypeError, ValueError) as e:
-        raise _fail(where, f"{raw.observationId}: normalized data: {e!r}") from e
+        raise _fail(where, f"{raw.observation_id}: normalized data: {e!r}") from e
     return ImportRecord(
         doc_type=doc_type,
         source=raw.source,
-        upstream_id=raw.upstreamId,
+        upstream_id=raw.upstream_id,
         revision=raw.revision,
-        observation_id=raw.observationId,
+        observation_id=raw.observation_id,
         format=raw.format,
-        media_type=raw.mediaType,
+        media_type=raw.media_type,
         digest=raw.digest,
         content=content,
         withdrawn=raw.withdrawn,
         supersedes=raw.supersedes,
-        data=text,
+        data=norm.text,
         normalized=normalized,
     )
 
 
 def _raw_line(line: bytes, where: str) -> tuple[RawLine, bytes]:
     try:
-        raw = RawLine.model_validate_json(line)
-    except ValidationError as e:
-        raise _fail(where, f"invalid raw line: {e.errors()[0]['msg']}") from e
-    if raw.contentEncoding == "utf-8":
-        content = raw.content.encode("utf-8")
-    else:
-        try:
-            content = base64.b64decode(raw.content, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise _fail(where, f"{raw.observationId}: content is not base64") from e
-    return raw, content
+        raw = parse_raw_line(line)
+        return raw, raw.content_bytes()
+    except ValueError as e:
+        raise _fail(where, str(e)) from e
 
 
 def _sources(paths: Sequence[str], layer: str, type_dir: str) -> list[str]:
@@ -337,15 +289,15 @@ def _sboms(root: Path, tenant: str, known: set[str]) -> Iterator[ImportRecord]:
             content = (root / entry.raw).read_bytes()
             raw = RawLine(
                 content="",
-                contentEncoding="utf-8",
+                content_encoding="utf-8",
                 digest=entry.digest,
                 format=entry.format,
-                mediaType=entry.mediaType,
-                observationId=entry.observationId,
+                media_type=entry.mediaType,
+                observation_id=entry.observationId,
                 revision=entry.revision,
                 source=entry.source,
                 supersedes=entry.supersedes,
-                upstreamId=entry.upstreamId,
+                upstream_id=entry.upstreamId,
                 withdrawn=entry.withdrawn,
             )
             yield _record(tenant, "sbom", raw, content, norm_b, where)
@@ -361,26 +313,3 @@ def _zip_strict(a: Iterator[Any], b: Iterator[bytes], where: str) -> Iterator[tu
             raise _fail(where, "the two files hold different numbers of records")
         assert isinstance(y, bytes)
         yield x, y
-
-
-def tombstones(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
-    """The delta's tombstones, validated.
-
-    Raises:
-        VerificationError: malformed tombstone list.
-    """
-    delta = manifest.get("delta") or {}
-    removed = delta.get("removed", [])
-    if not isinstance(removed, list):
-        raise _fail("manifest delta.removed", "not a list")
-    out = []
-    keys = {"observationId", "digest", "recordType", "source", "upstreamId", "reason"}
-    for t in removed:
-        if (
-            not isinstance(t, dict)
-            or set(t) != keys
-            or not all(isinstance(v, str) for v in t.values())
-        ):
-            raise _fail("manifest delta.removed", f"malformed tombstone {t!r}")
-        out.append(t)
-    return out

@@ -22,10 +22,13 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
+from export_center.bundle.manifest import ExportManifest
+from export_center.bundle.verify import BundleReport
+from export_center.distribution.source import OpenedBundle, open_source
 from export_center.errors import (
     BadInputError,
     ConflictError,
@@ -36,14 +39,12 @@ from export_center.errors import (
 from export_center.importer import generations
 from export_center.importer.apply import ApplyStats, apply_delta, apply_full
 from export_center.importer.generations import GenerationView
-from export_center.importer.records import iter_bundle_records, tombstones
-from export_center.importer.source import OpenedBundle, open_source
+from export_center.importer.records import iter_bundle_records
 from export_center.importer.verify import MirrorVerification, verify_mirror_bundle
 from export_center.mirror.crypto import KeyMaterial
-from export_center.mirror.policy import POLICY_PREFIXES
+from export_center.mirror.layout import POLICY_PREFIXES
 from export_center.signing.interface import PublicKey
 from export_center.store.repository import EvidenceStore
-from export_center.verification import VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class ImportRefused(ExportCenterError):
         message: str,
         *,
         exit_code: ExitCode,
-        report: VerifyReport | None = None,
+        report: BundleReport | None = None,
         quarantine: Path | None = None,
         hint: str | None = None,
     ) -> None:
@@ -99,7 +100,7 @@ class ImportOutcome:
     tenant: str
     export_id: str
     generation: GenerationView
-    report: VerifyReport
+    report: BundleReport
     stats: ApplyStats | None = None
 
 
@@ -113,7 +114,7 @@ def quarantine(
     data_dir: Path,
     opened: OpenedBundle,
     reason: str,
-    report: VerifyReport | None,
+    report: BundleReport | None,
     now: datetime,
 ) -> Path:
     """Copy the refused bundle (as received) with ``reason.txt`` and ``report.json``."""
@@ -173,7 +174,7 @@ def verify_source(
 
 def state_check(
     latest: GenerationView | None,
-    manifest: dict[str, Any],
+    manifest: ExportManifest,
     manifest_digest: str,
     *,
     force: bool,
@@ -185,24 +186,24 @@ def state_check(
     """
     if latest is not None and latest.manifest_digest == manifest_digest:
         return "replay"
-    seq = int(manifest["asOf"]["sequence"])
+    seq = manifest.as_of.sequence
     if latest is not None and seq < latest.source_seq and not force:
         raise ConflictError(
-            f"export {manifest['exportId']} is as of sequence {seq}, older than the installed "
+            f"export {manifest.export_id} is as of sequence {seq}, older than the installed "
             f"generation {latest.generation} ({latest.export_id}, sequence {latest.source_seq})",
             hint="an older bundle is refused; --force --reason TEXT installs it anyway",
         )
-    delta = manifest.get("delta")
-    if isinstance(delta, dict) and not delta.get("resetBaseline"):
-        base_id, base_digest = delta.get("baseExportId"), delta.get("baseManifestDigest")
+    delta = manifest.delta
+    if delta is not None and not delta.reset_baseline:
+        base_id, base_digest = delta.base_export_id, delta.base_manifest_digest
         if latest is None:
             raise ConflictError(
-                f"delta {manifest['exportId']} applies on {base_id}, and nothing is installed",
+                f"delta {manifest.export_id} applies on {base_id}, and nothing is installed",
                 hint="import the base mirror:full first",
             )
         if latest.export_id != base_id or latest.manifest_digest != base_digest:
             raise ConflictError(
-                f"delta {manifest['exportId']} applies on {base_id} ({base_digest}), but the "
+                f"delta {manifest.export_id} applies on {base_id} ({base_digest}), but the "
                 f"installed generation {latest.generation} is {latest.export_id} "
                 f"({latest.manifest_digest})",
                 hint="import the missing bundles in order, or ask for a resetBaseline delta",
@@ -210,11 +211,11 @@ def state_check(
     return "apply"
 
 
-def _kind(manifest: dict[str, Any]) -> str:
-    delta = manifest.get("delta")
-    if not isinstance(delta, dict):
+def _kind(manifest: ExportManifest) -> str:
+    delta = manifest.delta
+    if delta is None:
         return "full"
-    return "reset" if delta.get("resetBaseline") else "delta"
+    return "reset" if delta.reset_baseline else "delta"
 
 
 def import_bundle(
@@ -285,15 +286,13 @@ def _apply(
     options: ImportOptions,
     now: datetime,
 ) -> ImportOutcome:
-    manifest = mv.manifest
     tenant = mv.tenant
     if options.tenant is not None and options.tenant != tenant:
         raise BadInputError(f"the bundle is for tenant {tenant!r}, not {options.tenant!r}")
     assert mv.manifest_digest is not None and mv.plain_root is not None and mv.tuf_root
-    delta = manifest.get("delta")
     staged_policy = _stage_policy(mv, data_dir, tenant)
     try:
-        outcome = _transaction(store, mv, options, now, delta)
+        outcome = _transaction(store, mv, options, now)
     except BaseException:
         if staged_policy is not None:
             shutil.rmtree(staged_policy, ignore_errors=True)
@@ -341,11 +340,12 @@ def _transaction(
     mv: MirrorVerification,
     options: ImportOptions,
     now: datetime,
-    delta: Any,
 ) -> ImportOutcome:
     manifest = mv.manifest
     tenant = mv.tenant
-    assert mv.manifest_digest is not None and mv.plain_root is not None and mv.tuf_root
+    assert manifest is not None and mv.manifest_digest is not None
+    assert mv.plain_root is not None and mv.tuf_root
+    delta = manifest.delta
     with store.session() as session, session.begin():
         cursor = store.lock_tenant(session, tenant)
         latest = generations.latest(session, tenant)
@@ -353,11 +353,11 @@ def _transaction(
             assert latest is not None
             log.info("replay of generation %d (%s): nothing to do", latest.generation, tenant)
             return ImportOutcome("replay", tenant, latest.export_id, latest, mv.report)
-        forced = latest is not None and int(manifest["asOf"]["sequence"]) < latest.source_seq
+        forced = latest is not None and manifest.as_of.sequence < latest.source_seq
         records = iter_bundle_records(mv.plain_root, tenant, mv.doc_types, mv.data_paths)
         conn = session.connection()
-        if isinstance(delta, dict) and not delta.get("resetBaseline"):
-            stats, seq = apply_delta(store, conn, cursor, records, tombstones(manifest), now)
+        if delta is not None and not delta.reset_baseline:
+            stats, seq = apply_delta(store, conn, cursor, records, delta.removed, now)
         else:
             stats, seq = apply_full(store, conn, cursor, records, mv.doc_types, now)
         number = (latest.generation if latest else 0) + 1
@@ -365,20 +365,18 @@ def _transaction(
             session,
             tenant=tenant,
             generation=number,
-            export_id=str(manifest["exportId"]),
-            profile=str(manifest["profile"]["name"]),
+            export_id=manifest.export_id,
+            profile=manifest.profile.name,
             kind=_kind(manifest),
             manifest_digest=mv.manifest_digest,
             root_hash=mv.report.root_hash or "",
-            rerun_hash=str(manifest.get("rerunHash", "")),
-            source_seq=int(manifest["asOf"]["sequence"]),
-            source_time=datetime.strptime(manifest["asOf"]["time"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            rerun_hash=manifest.rerun_hash,
+            source_seq=manifest.as_of.sequence,
+            source_time=datetime.strptime(manifest.as_of.time, "%Y-%m-%dT%H:%M:%SZ").replace(
                 tzinfo=UTC
             ),
-            base_export_id=delta.get("baseExportId") if isinstance(delta, dict) else None,
-            base_manifest_digest=(
-                delta.get("baseManifestDigest") if isinstance(delta, dict) else None
-            ),
+            base_export_id=delta.base_export_id if delta is not None else None,
+            base_manifest_digest=delta.base_manifest_digest if delta is not None else None,
             store_seq=seq,
             added=stats.added,
             updated=stats.updated,

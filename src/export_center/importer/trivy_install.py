@@ -1,13 +1,7 @@
 """Installing a Trivy bundle into a Trivy cache directory on the disconnected side.
 
-A bundle is read only after it has passed every bundle check (bundles.md, "Verification, in
-order", :func:`~export_center.bundle.verify.verify_bundle`) and two of its own, each reported by
-name:
-
-``trivy``    the signed manifest describes a trivy:db or trivy:java-db export whose Trivy files
-             are exactly the archive and its OCI image layout;
-``extract``  the files needed are taken from a private copy of the bundle, and each one is the
-             file the checks above hashed.
+A bundle is read only after it has passed every bundle check and the Trivy checks of
+:func:`export_center.distribution.trivy.open_trivy_bundle` (the same opening a push uses).
 
 Then :func:`install_trivy_bundle` unpacks the archive (``trivy.db`` or ``trivy-java.db``, and
 ``metadata.json``) into a staging directory inside the destination directory (the same file
@@ -18,7 +12,6 @@ change the pages under it. A bundle that fails anything leaves the cache as it w
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -27,160 +20,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
 from export_center.archive.reader import Limits, iter_members
-from export_center.bundle.verify import verify_bundle
+from export_center.bundle.verify import BundleReport
+from export_center.distribution.trivy import open_trivy_bundle
 from export_center.errors import ConflictError, UnsafeArchiveError, VerificationError
-from export_center.importer.source import open_source
-from export_center.oci.trivy import KINDS, TrivyDbKind
 from export_center.signing.interface import PublicKey
-from export_center.verification import VerifyReport
+from export_center.trivy.artifact import TrivyDbKind
 
-__all__ = [
-    "TRIVY_CHECKS",
-    "InstalledDb",
-    "TrivyBundle",
-    "TrivyBundleRefused",
-    "TrivyInstallResult",
-    "install_trivy_bundle",
-    "open_trivy_bundle",
-]
+__all__ = ["InstalledDb", "TrivyInstallResult", "install_trivy_bundle"]
 
 log = logging.getLogger(__name__)
 
-TRIVY_CHECKS = ("trivy", "extract")
-_CHUNK = 1 << 20
 _MAX_METADATA_BYTES = 64 * 1024
 # The DB archive holds two files; anything beyond is refused by name anyway.
 _LAYER_LIMITS = Limits(max_members=8, max_path_depth=1, max_compression_ratio=1000.0)
 _BOLT_MAGIC = 0xED0CDAED
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-class TrivyBundleRefused(VerificationError):
-    """The bundle failed a check; ``report`` says which, in order."""
-
-    def __init__(self, report: VerifyReport) -> None:
-        failed = report.failed
-        super().__init__(
-            failed.name if failed else "verify",
-            failed.detail if failed else "the bundle did not verify",
-            hint="nothing was installed or pushed; check the bundle and --trust-roots",
-        )
-        self.report = report
-
-
-@dataclass(frozen=True)
-class TrivyBundle:
-    """A verified Trivy bundle: its report and manifest, which database it carries, and a
-    directory holding the requested files at their bundle paths."""
-
-    report: VerifyReport
-    manifest: dict[str, Any]
-    kind: TrivyDbKind
-    root: Path
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
-def open_trivy_bundle(
-    bundle: str | Path,
-    trust_roots: Mapping[str, PublicKey],
-    work: Path,
-    *,
-    part: Literal["archive", "layout"],
-    limits: Limits | None = None,
-    registry_credentials: tuple[str, str] | None = None,
-) -> TrivyBundle:
-    """Verify the Trivy bundle ``bundle`` (archive, directory, ``oci:DIR[:TAG]`` or
-    ``oci://HOST/REPO:TAG``) and make its database ``part`` available under ``work``: the
-    archive (``trivy/db.tar.gz``) or the OCI image layout (``trivy/oci/db/``).
-
-    Raises:
-        TrivyBundleRefused: a check failed (report attached).
-        NotFoundError: no such bundle.
-        VerificationError: ``trust_roots`` is empty (fail closed, before reading anything).
-    """
-    if not trust_roots:
-        raise VerificationError("trust-roots", "no trusted public keys given")
-    roots = dict(trust_roots)
-    source = open_source(str(bundle), work / "source", registry_credentials=registry_credentials)
-    state: dict[str, Any] = {}
-    dest = work / "extracted"
-
-    def trivy(manifest: dict[str, Any], collected: Any) -> str | None:
-        profile = manifest.get("profile") or {}
-        kind = KINDS.get(str(profile.get("variant"))) if profile.get("kind") == "trivy" else None
-        if kind is None:
-            raise VerificationError(
-                "trivy",
-                f"export {manifest.get('exportId')} is {profile.get('kind')}:"
-                f"{profile.get('variant')}, not a trivy:db or trivy:java-db bundle",
-            )
-        digests: dict[str, tuple[str, int]] = dict(collected.digests)
-        listed = {str(e["path"]) for e in manifest.get("contents", [])}
-        trivy_files = sorted(p for p in listed if p.startswith("trivy/"))
-        layout = [p for p in trivy_files if p.startswith(kind.layout_dir + "/")]
-        if kind.archive_path not in listed:
-            raise VerificationError("trivy", f"{kind.archive_path} is missing")
-        for required in ("oci-layout", "index.json"):
-            if f"{kind.layout_dir}/{required}" not in listed:
-                raise VerificationError("trivy", f"{kind.layout_dir}/{required} is missing")
-        if extra := sorted(set(trivy_files) - {kind.archive_path, *layout}):
-            raise VerificationError("trivy", f"unexpected Trivy files: {', '.join(extra[:5])}")
-        state["kind"] = kind
-        wanted = [kind.archive_path] if part == "archive" else layout
-        state["wanted"] = {p: digests[p] for p in wanted}
-        return f"trivy:{kind.variant}, {len(trivy_files)} Trivy files"
-
-    def extract(_manifest: dict[str, Any], _collected: Any) -> str | None:
-        wanted: dict[str, tuple[str, int]] = state["wanted"]
-        if source.is_archive:
-            dest.mkdir()
-            found: set[str] = set()
-            for member in iter_members(source.path, limits):
-                if member.is_dir or member.name not in wanted:
-                    continue
-                target = dest / member.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with target.open("xb") as out:
-                    for chunk in member.chunks():
-                        out.write(chunk)
-                found.add(member.name)
-            if missing := sorted(set(wanted) - found):
-                raise VerificationError("extract", f"not in the archive: {', '.join(missing[:5])}")
-            root = dest
-        else:
-            root = source.path  # already a private copy
-        for path, expected in sorted(wanted.items()):
-            if _sha256_file(root / path) != expected:
-                raise VerificationError("extract", f"{path}: differs from the verified bytes")
-        state["root"] = root
-        return f"{len(wanted)} files"
-
-    report = verify_bundle(
-        source.path,
-        roots,
-        limits=limits,
-        extra_checks=[("trivy", trivy), ("extract", extract)],
-    )
-    if not report.ok or report.manifest is None:
-        raise TrivyBundleRefused(report)
-    return TrivyBundle(report, report.manifest, state["kind"], state["root"])
-
-
-# -- install --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -195,7 +54,7 @@ class InstalledDb:
 
 @dataclass(frozen=True)
 class TrivyInstallResult:
-    report: VerifyReport
+    report: BundleReport
     export_id: str
     root_hash: str
     installed: InstalledDb

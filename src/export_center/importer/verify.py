@@ -19,7 +19,6 @@ already trusts). Later roots must chain from it (TUF root rotation).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,17 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from export_center.archive.reader import Limits, safe_extract
-from export_center.bundle.verify import verify_bundle
+from export_center.bundle.jsonl import DIR_TYPES, TYPE_DIRS
+from export_center.bundle.manifest import EXPORT_JSON, ExportManifest
+from export_center.bundle.verify import BundleReport, CollectedFiles, ExtraCheck, verify_bundle
+from export_center.digests import prefixed, sha256_file, sha256_hex
 from export_center.errors import BadInputError, UnsafeArchiveError, VerificationError
 from export_center.importer.records import (
     iter_bundle_records,
     layout_paths,
     load_index,
-    tombstones,
 )
 from export_center.mirror import crypto
-from export_center.mirror.layout import DATA, DIR_TYPES, TYPE_DIRS
-from export_center.mirror.policy import POLICY_PREFIXES
+from export_center.mirror.layout import DATA, POLICY_PREFIXES
 from export_center.mirror.tuf import ROLE_FILES, root_keys_trusted, verify_tuf_metadata
 from export_center.signing.interface import PublicKey
 from export_center.store.repository import check_tenant
@@ -50,7 +50,6 @@ _ALLOWED_DATA = (
     "data/policy/",
     "data/consensus/",
 )
-_CHUNK = 1 << 20
 
 MIRROR_CHECKS = ("mirror", "extract", "tuf", "decrypt", "records")
 
@@ -59,8 +58,8 @@ MIRROR_CHECKS = ("mirror", "extract", "tuf", "decrypt", "records")
 class MirrorVerification:
     """The report plus what the import needs once everything passed."""
 
-    report: VerifyReport
-    manifest: dict[str, Any] = field(default_factory=dict)
+    report: BundleReport
+    manifest: ExportManifest | None = None
     manifest_digest: str | None = None
     root: Path | None = None  # extracted bundle
     plain_root: Path | None = None  # decrypted data (or ``root`` when not encrypted)
@@ -77,17 +76,7 @@ class MirrorVerification:
 
     @property
     def tenant(self) -> str:
-        return str(self.manifest.get("tenant", ""))
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
+        return self.manifest.tenant if self.manifest is not None else ""
 
 
 def verify_mirror_bundle(
@@ -116,31 +105,31 @@ def verify_mirror_bundle(
     out = MirrorVerification(report=VerifyReport(bundle=str(bundle)))
     state: dict[str, Any] = {}
 
-    def mirror(manifest: dict[str, Any], collected: Any) -> str | None:
+    def mirror(manifest: ExportManifest, collected: CollectedFiles) -> str | None:
         out.manifest = manifest
-        profile = manifest.get("profile") or {}
-        if profile.get("kind") != "mirror" or profile.get("variant") not in ("full", "delta"):
+        profile = manifest.profile
+        if profile.kind != "mirror" or profile.variant not in ("full", "delta"):
             raise VerificationError(
                 "mirror",
-                f"export {manifest.get('exportId')} is {profile.get('kind')}:"
-                f"{profile.get('variant')}, not a mirror bundle",
+                f"export {manifest.export_id} is {profile.kind}:{profile.variant}, "
+                "not a mirror bundle",
             )
         try:
-            check_tenant(str(manifest.get("tenant")))
+            check_tenant(manifest.tenant)
         except BadInputError as e:
             raise VerificationError("mirror", e.message) from e
-        section = manifest.get("mirror")
-        if not isinstance(section, dict) or not isinstance(section.get("include"), list):
+        section = manifest.mirror
+        if section is None:
             raise VerificationError("mirror", "manifest has no mirror section")
         types = []
-        for d in section["include"]:
+        for d in section.include:
             if d not in DIR_TYPES:
                 raise VerificationError("mirror", f"unknown record type {d!r} in mirror.include")
             types.append(DIR_TYPES[d])
         out.doc_types = sorted(types)
-        if profile.get("variant") == "delta" and not isinstance(manifest.get("delta"), dict):
+        if profile.variant == "delta" and manifest.delta is None:
             raise VerificationError("mirror", "a mirror:delta manifest without its delta section")
-        paths = sorted(e["path"] for e in manifest["contents"])
+        paths = sorted(e.path for e in manifest.contents)
         for p in ROLE_FILES.values():
             if p not in paths:
                 raise VerificationError("mirror", f"{p} is missing: no TUF metadata")
@@ -148,11 +137,11 @@ def verify_mirror_bundle(
         if bad := [p for p in out.data_paths if not p.startswith(_ALLOWED_DATA)]:
             raise VerificationError("mirror", f"unexpected files under data/: {', '.join(bad[:5])}")
         state["digests"] = dict(collected.digests)
-        env = collected.kept.get("manifests/export.json", b"")
-        out.manifest_digest = "sha256:" + hashlib.sha256(env).hexdigest()
-        return f"mirror:{profile['variant']} of tenant {manifest['tenant']}"
+        env = collected.kept.get(EXPORT_JSON, b"")
+        out.manifest_digest = prefixed(sha256_hex(env))
+        return f"mirror:{profile.variant} of tenant {manifest.tenant}"
 
-    def extract(_m: dict[str, Any], _c: Any) -> str | None:
+    def extract(_m: ExportManifest, _c: CollectedFiles) -> str | None:
         digests: dict[str, tuple[str, int]] = state["digests"]
         if not is_archive:
             out.root = bundle
@@ -165,12 +154,12 @@ def verify_mirror_bundle(
         if sorted(written) != sorted(digests):
             raise VerificationError("extract", "extracted files differ from the verified listing")
         for path, (digest, size) in sorted(digests.items()):
-            if _sha256_file(dest / path) != (digest, size):
+            if sha256_file(dest / path) != (digest, size):
                 raise VerificationError("extract", f"{path}: differs from the verified bytes")
         out.root = dest
         return f"{len(written)} files"
 
-    def tuf(_m: dict[str, Any], _c: Any) -> str | None:
+    def tuf(_m: ExportManifest, _c: CollectedFiles) -> str | None:
         assert out.root is not None
         digests: dict[str, tuple[str, int]] = state["digests"]
         files = {
@@ -197,32 +186,29 @@ def verify_mirror_bundle(
             f"expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
         )
 
-    def decrypt(manifest: dict[str, Any], _c: Any) -> str | None:
+    def decrypt(manifest: ExportManifest, _c: CollectedFiles) -> str | None:
         assert out.root is not None
-        enc = manifest.get("encryption")
+        enc = manifest.encryption
         if enc is None:
             out.plain_root = out.root
             return "skipped: not encrypted"
-        if not isinstance(enc, dict) or enc.get("algorithm") != crypto.ALGORITHM:
+        if enc.algorithm != crypto.ALGORITHM:
             raise VerificationError("decrypt", "unknown encryption section")
-        files = enc.get("files")
-        recipients = enc.get("recipients")
-        if not isinstance(files, list) or not isinstance(recipients, list) or not recipients:
+        recipients = enc.recipients
+        if not recipients:
             raise VerificationError("decrypt", "encryption section lacks files or recipients")
-        listed: dict[str, dict[str, Any]] = {
-            f["path"]: f for f in files if isinstance(f, dict) and isinstance(f.get("path"), str)
-        }
+        listed = {f.path: f for f in enc.files}
         if sorted(listed) != out.data_paths:
             raise VerificationError("decrypt", "encrypted files differ from the files under data/")
         if keys.empty:
             if not require_plaintext:
                 return "skipped: encrypted; give --identity (or --kms) to check the plaintext"
             out.missing_key = True
-            who = ", ".join(str(r.get("recipient") or r.get("keyId")) for r in recipients)
+            who = ", ".join(str(r.recipient or r.key_id) for r in recipients)
             raise VerificationError(
                 "decrypt", f"the bundle is encrypted (for {who}) and no key was given"
             )
-        key = crypto.unwrap_data_key(recipients, keys, str(manifest["exportId"]))
+        key = crypto.unwrap_data_key(recipients, keys, manifest.export_id)
         plain = work / "plain"
         for path in out.data_paths:
             target = plain / path
@@ -231,11 +217,11 @@ def verify_mirror_bundle(
                 out.root / path,
                 target,
                 key,
-                crypto.aad_for(str(manifest["exportId"]), path),
+                crypto.aad_for(manifest.export_id, path),
                 where=path,
             )
             entry = listed[path]
-            if f"sha256:{digest}" != entry.get("digest") or size != entry.get("bytes"):
+            if prefixed(digest) != entry.digest or size != entry.size:
                 raise VerificationError(
                     "decrypt", f"{path}: plaintext does not match the signed manifest"
                 )
@@ -243,10 +229,10 @@ def verify_mirror_bundle(
         out.decrypted = True
         return f"{len(out.data_paths)} files decrypted and match their plaintext digests"
 
-    def records(manifest: dict[str, Any], _c: Any) -> str | None:
+    def records(manifest: ExportManifest, _c: CollectedFiles) -> str | None:
         if out.plain_root is None:
             return "skipped: encrypted and no key given"
-        counts = manifest.get("counts") or {}
+        counts = manifest.counts
         n_by_type: dict[str, int] = {}
         for rec in iter_bundle_records(out.plain_root, out.tenant, out.doc_types, out.data_paths):
             n_by_type[rec.doc_type] = n_by_type.get(rec.doc_type, 0) + 1
@@ -263,11 +249,11 @@ def verify_mirror_bundle(
         extra = [p for p in out.data_paths if p not in known and not p.startswith(POLICY_PREFIXES)]
         if extra:
             raise VerificationError("records", f"not part of the layout: {', '.join(extra[:5])}")
-        removed = tombstones(manifest)
+        removed = manifest.delta.removed if manifest.delta is not None else ()
         out.records = sum(n_by_type.values())
         return f"{out.records} records, {len(removed)} tombstones"
 
-    extra: list[tuple[str, Callable[[dict[str, Any], Any], str | None]]] = [
+    extra: list[tuple[str, ExtraCheck]] = [
         ("mirror", mirror),
         ("extract", extract),
         ("tuf", tuf),

@@ -37,12 +37,13 @@ from export_center.ingest._common import (
     str_list,
     unique,
 )
-from export_center.ingest.interface import ParsedRecord, RecordRefused
+from export_center.ingest.interface import RecordRefused
 from export_center.ingest.openvex import JUSTIFICATIONS
 from export_center.model import (
     Advisory,
     AffectedPackage,
     DocType,
+    ParsedRecord,
     Severity,
     VexDocument,
     VexStatement,

@@ -36,8 +36,8 @@ from export_center.ingest._common import (
     req_str,
     sorted_unique,
 )
-from export_center.ingest.interface import ParsedRecord, RecordRefused
-from export_center.model import Component, Sbom, VexDocument, VexStatement
+from export_center.ingest.interface import RecordRefused
+from export_center.model import Component, ParsedRecord, Sbom, VexDocument, VexStatement
 
 __all__ = ["CycloneDxReader"]
 

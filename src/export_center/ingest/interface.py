@@ -4,6 +4,9 @@ A reader recognises one evidence format from an already-parsed document (``sniff
 into :class:`ParsedRecord` values (``read``). Readers are pure: they never touch the store or the
 file system. Multi-record files (the OSV ``{"vulns": [...]}`` wrapper) yield one record per entry;
 a bad entry yields a :class:`RecordRefused` and the rest still go through.
+
+:class:`~export_center.model.ParsedRecord` lives in :mod:`export_center.model`: the store
+accepts it too (and so does the air-gap importer), and the store sits below the readers.
 """
 
 from __future__ import annotations
@@ -12,26 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from export_center.model import DocType, Normalized
-
-
-@dataclass(frozen=True)
-class ParsedRecord:
-    """One evidence record ready for the store.
-
-    ``content`` is what the store keeps as the raw record: the file's exact bytes for a
-    single-record file; for an entry of a multi-record container, the RFC 8785 canonical JSON of
-    that entry (the container's own bytes cannot be split byte-exactly; documented in
-    docs/evidence-store.md).
-    """
-
-    upstream_id: str
-    doc_type: DocType
-    format: str
-    media_type: str
-    content: bytes
-    normalized: Normalized
-    withdrawn: bool = False
+from export_center.model import ParsedRecord
 
 
 @dataclass(frozen=True)

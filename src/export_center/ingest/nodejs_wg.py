@@ -29,8 +29,15 @@ from export_center.ingest._common import (
     str_list,
     unique,
 )
-from export_center.ingest.interface import ParsedRecord, RecordRefused
-from export_center.model import Advisory, AffectedPackage, RangeEvent, Severity, VersionRange
+from export_center.ingest.interface import RecordRefused
+from export_center.model import (
+    Advisory,
+    AffectedPackage,
+    ParsedRecord,
+    RangeEvent,
+    Severity,
+    VersionRange,
+)
 
 __all__ = ["NodeWgReader", "npm_range_to_osv"]
 

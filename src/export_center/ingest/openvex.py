@@ -34,8 +34,8 @@ from export_center.ingest._common import (
     str_list,
     unique,
 )
-from export_center.ingest.interface import ParsedRecord, RecordRefused
-from export_center.model import VEX_STATUSES, VexDocument, VexStatement
+from export_center.ingest.interface import RecordRefused
+from export_center.model import VEX_STATUSES, ParsedRecord, VexDocument, VexStatement
 
 __all__ = ["JUSTIFICATIONS", "OpenVexReader"]
 

@@ -35,8 +35,15 @@ from export_center.ingest._common import (
     str_list,
     unique,
 )
-from export_center.ingest.interface import ParsedRecord, RecordRefused
-from export_center.model import Advisory, AffectedPackage, RangeEvent, Severity, VersionRange
+from export_center.ingest.interface import RecordRefused
+from export_center.model import (
+    Advisory,
+    AffectedPackage,
+    ParsedRecord,
+    RangeEvent,
+    Severity,
+    VersionRange,
+)
 
 __all__ = ["ECOSYSTEM_PURL_TYPES", "OsvReader", "purl_type_for_ecosystem"]
 

@@ -17,7 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from export_center.errors import BadInputError, DocumentRefused, UnsafeArchiveError
 from export_center.ingest.detect import detect, parse_document
-from export_center.ingest.interface import ParsedRecord, RecordRefused
+from export_center.ingest.interface import RecordRefused
+from export_center.model import ParsedRecord
 from export_center.store.repository import EvidenceStore, check_source, check_tenant
 
 log = logging.getLogger(__name__)

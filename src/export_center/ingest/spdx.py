@@ -25,8 +25,8 @@ from export_center.ingest._common import (
     str_list,
 )
 from export_center.ingest.cyclonedx import hash_alg
-from export_center.ingest.interface import ParsedRecord, RecordRefused
-from export_center.model import Component, Sbom
+from export_center.ingest.interface import RecordRefused
+from export_center.model import Component, ParsedRecord, Sbom
 
 __all__ = ["SpdxReader"]
 

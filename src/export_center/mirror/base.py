@@ -9,17 +9,15 @@ explicitly.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
-
-from export_center.bundle.manifest import EXPORT_JSON, MANIFEST_SCHEMA
-from export_center.errors import BadInputError, NotFoundError, UnsafeArchiveError
+from export_center.bundle.manifest import EXPORT_JSON, MirrorSection, parse_manifest
+from export_center.digests import prefixed, sha256_hex
+from export_center.errors import BadInputError, NotFoundError, UnsafeArchiveError, VerificationError
 from export_center.mirror.options import BaseRef
+from export_center.planner.profiles import Selectors
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +31,8 @@ class BaseInfo:
     manifest_digest: str
     sequence: int
     tenant: str | None = None
-    selectors: dict[str, Any] | None = None
-    mirror: dict[str, Any] | None = None  # the base's "mirror" manifest section
+    selectors: Selectors | None = None
+    mirror: MirrorSection | None = None  # the base's "mirror" manifest section
 
 
 def read_manifest_bytes(bundle: Path) -> bytes:
@@ -68,24 +66,19 @@ def base_from_manifest(raw: bytes, where: str) -> BaseInfo:
         BadInputError: not an export manifest, or not a mirror bundle.
     """
     try:
-        m = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise BadInputError(f"{where}: {EXPORT_JSON} is not JSON: {e}") from e
-    if not isinstance(m, dict) or m.get("schema") != MANIFEST_SCHEMA:
-        raise BadInputError(f"{where}: not an export manifest")
-    if (m.get("profile") or {}).get("kind") != "mirror":
-        raise BadInputError(f"{where}: export {m.get('exportId')} is not a mirror bundle")
-    try:
-        return BaseInfo(
-            export_id=str(m["exportId"]),
-            manifest_digest="sha256:" + hashlib.sha256(raw).hexdigest(),
-            sequence=int(m["asOf"]["sequence"]),
-            tenant=str(m["tenant"]),
-            selectors=m.get("selectors"),
-            mirror=m.get("mirror"),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise BadInputError(f"{where}: manifest lacks {e}") from e
+        m = parse_manifest(raw, f"{where}: {EXPORT_JSON}", check="base manifest")
+    except VerificationError as e:
+        raise BadInputError(e.message) from e
+    if m.profile.kind != "mirror":
+        raise BadInputError(f"{where}: export {m.export_id} is not a mirror bundle")
+    return BaseInfo(
+        export_id=m.export_id,
+        manifest_digest=prefixed(sha256_hex(raw)),
+        sequence=m.as_of.sequence,
+        tenant=m.tenant,
+        selectors=m.selectors,
+        mirror=m.mirror,
+    )
 
 
 def _candidates(directory: Path) -> list[Path]:

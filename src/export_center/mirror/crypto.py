@@ -20,7 +20,7 @@ import base64
 import binascii
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from export_center.bundle.manifest import WrappedKey
 from export_center.errors import BadInputError, ConfigError, VerificationError
 from export_center.mirror.kms import Pkcs11Access, kms_for
 from export_center.mirror.options import EncryptionOptions
@@ -107,7 +108,7 @@ def decrypt_file(src: Path, dst: Path, key: bytes, aad: bytes, *, where: str) ->
 
 def wrap_data_key(
     key: bytes, options: EncryptionOptions, export_id: str, kms: Pkcs11Access | None = None
-) -> list[dict[str, str]]:
+) -> list[WrappedKey]:
     """The manifest's ``encryption.recipients``: the data key wrapped for each recipient
     (KMS recipients reached with ``kms``).
 
@@ -118,17 +119,17 @@ def wrap_data_key(
     import pyrage
     from pyrage import x25519
 
-    out: list[dict[str, str]] = []
+    out: list[WrappedKey] = []
     for r in options.recipients:
         try:
             recipient = x25519.Recipient.from_str(r)
         except pyrage.RecipientError as e:
             raise BadInputError(f"encryption recipient {r!r}: {e}") from e
         wrapped = pyrage.encrypt(key, [recipient])
-        out.append({"type": "age", "recipient": r, "wrappedKey": _b64(wrapped)})
+        out.append(WrappedKey(type="age", recipient=r, wrapped_key=_b64(wrapped)))
     for key_id in options.kms:
         wrapped = kms_for(key_id, kms).wrap(key_id, key, export_id.encode())
-        out.append({"type": "kms", "keyId": key_id, "wrappedKey": _b64(wrapped)})
+        out.append(WrappedKey(type="kms", key_id=key_id, wrapped_key=_b64(wrapped)))
     return out
 
 
@@ -162,7 +163,7 @@ def load_age_identities(text: str, where: str) -> tuple[str, ...]:
 
 
 def unwrap_data_key(
-    recipients: Sequence[Mapping[str, Any]], material: KeyMaterial, export_id: str
+    recipients: Sequence[WrappedKey], material: KeyMaterial, export_id: str
 ) -> bytes:
     """The data key, from the first recipient entry our key material opens.
 
@@ -174,7 +175,7 @@ def unwrap_data_key(
     from pyrage import x25519
 
     if material.empty:
-        listed = ", ".join(str(r.get("recipient") or r.get("keyId")) for r in recipients)
+        listed = ", ".join(str(r.recipient or r.key_id) for r in recipients)
         raise BadInputError(
             f"the bundle is encrypted (recipients: {listed}) and no key was given",
             hint="pass --identity AGE_IDENTITY_FILE, or --kms with STELLA_PKCS11_* set",
@@ -187,18 +188,16 @@ def unwrap_data_key(
             raise BadInputError(f"invalid age identity: {type(e).__name__}") from e
     tried: list[str] = []
     for entry in recipients:
-        kind, wrapped_b64 = entry.get("type"), entry.get("wrappedKey")
-        if not isinstance(wrapped_b64, str):
-            raise VerificationError(_CHECK, "encryption.recipients entry without wrappedKey")
-        wrapped = _unb64(wrapped_b64)
+        kind = entry.type
+        wrapped = _unb64(entry.wrapped_key)
         if kind == "age" and identities:
-            tried.append(str(entry.get("recipient")))
+            tried.append(str(entry.recipient))
             try:
                 key = pyrage.decrypt(wrapped, identities)
             except pyrage.DecryptError:
                 continue
         elif kind == "kms" and material.use_kms:
-            key_id = str(entry.get("keyId"))
+            key_id = str(entry.key_id)
             tried.append(key_id)
             try:
                 kms = kms_for(key_id, material.kms_access)

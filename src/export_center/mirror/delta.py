@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 from sqlalchemy import and_, null, or_, select
 
+from export_center.bundle.manifest import Tombstone
+from export_center.model import DocType
 from export_center.planner.profiles import Selectors
 from export_center.planner.selectors import matches, needs_record_data
 from export_center.store.models import ChangeLogEntry, NormalizedRecord, RawRecord
@@ -33,31 +35,11 @@ _BATCH = 500
 
 
 @dataclass(frozen=True)
-class Tombstone:
-    observation_id: str
-    digest: str
-    record_type: str
-    source: str
-    upstream_id: str
-    reason: str  # "removed" | "withdrawn"
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "observationId": self.observation_id,
-            "digest": self.digest,
-            "recordType": self.record_type,
-            "source": self.source,
-            "upstreamId": self.upstream_id,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True)
 class _Row:
     id: int
     source: str
     upstream_id: str
-    doc_type: str
+    doc_type: DocType
     observation_id: str
     digest: str
     withdrawn: bool
@@ -76,7 +58,7 @@ class DeltaPlan:
     ship: tuple[int, ...]
     added: int
     updated: int
-    tombstones: tuple[Tombstone, ...]
+    tombstones: tuple[Tombstone, ...]  # as the manifest's delta.removed lists them
     by_type: dict[str, int]
 
 

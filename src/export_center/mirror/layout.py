@@ -10,16 +10,16 @@ Layout (bundles.md, "Mirror bundles"; decisions in docs/mirror.md)::
     data/policy/...  data/consensus/...            when the profile names a policy
     tuf/{root,targets,snapshot,timestamp}.json    TUF metadata over every file under data/
 
-Shard lines are json:raw's lines (``raw_line`` / ``normalized_line``), so a mirror shard and a
-json:raw shard of the same records hold the same lines; each shard is one zstd frame with its
-content size and checksum. ``<subject-digest>`` is the sha256 (hex) of ``<source>\\n<upstream id>``
-of the SBOM document: stable across revisions (a new revision replaces the same path) and
-distinct for two documents about the same subject; the subject itself is in the index.
+Shard lines are json:raw's lines (the codec :mod:`export_center.bundle.jsonl`), so a mirror
+shard and a json:raw shard of the same records hold the same lines; each shard is one zstd
+frame with its content size and checksum. ``<subject-digest>`` is the sha256 (hex) of
+``<source>\\n<upstream id>`` of the SBOM document: stable across revisions (a new revision
+replaces the same path) and distinct for two documents about the same subject; the subject
+itself is in the index.
 """
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,18 +27,20 @@ from typing import BinaryIO, Literal
 
 import zstandard
 
-from export_center.adapters.interface import StagedWriter
+from export_center.bundle.jsonl import TYPE_DIRS
+from export_center.bundle.staging import StagedWriter
+from export_center.digests import sha256_hex
 from export_center.errors import UnsafeArchiveError
 
 DATA = "data/"
 TUF_DIR = "tuf"
-TYPE_DIRS: dict[str, str] = {"advisory": "advisories", "vex": "vex", "sbom": "sboms"}
-DIR_TYPES: dict[str, str] = {v: k for k, v in TYPE_DIRS.items()}
-INCLUDE_TO_TYPE: dict[str, str] = {"advisories": "advisory", "vex": "vex", "sboms": "sbom"}
 SHARD_SUFFIX = ".jsonl.zst"
 SHARD_TYPE = "application/x-ndjson+zstd"
 JSON_TYPE = "application/json"
 INDEX_SCHEMA = "https://stellaops.io/export-center/mirror-index/v1"
+#: The policy parts (json:policy's files) a mirror carries when its profile names a policy; the
+#: importer keeps the newest set next to the store.
+POLICY_PREFIXES = ("data/policy/", "data/consensus/")
 
 #: Import-side guards for one decompressed shard (bundles.md, "Known traps": a small frame can
 #: declare or produce gigabytes). Real advisory JSON compresses 5-20x.
@@ -59,7 +61,7 @@ def index_path(doc_type: str) -> str:
 
 
 def sbom_key(source: str, upstream_id: str) -> str:
-    return hashlib.sha256(f"{source}\n{upstream_id}".encode()).hexdigest()
+    return sha256_hex(f"{source}\n{upstream_id}".encode())
 
 
 def sbom_path(source: str, upstream_id: str) -> str:

@@ -18,7 +18,6 @@ snapshot/targets versions, lengths and hashes, and that the targets are exactly 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 )
 from tuf.api.serialization import DeserializationError
 
+from export_center.digests import sha256_hex
 from export_center.errors import SigningError, VerificationError
 from export_center.mirror.options import DEFAULT_EXPIRES_DAYS, TUF_ROLES, TufOptions
 from export_center.signing.interface import PublicKey, Signer, keyid_of, load_public_key
@@ -90,10 +90,6 @@ class TufSignerAdapter(SslibSigner):
 
     def sign(self, payload: bytes) -> Signature:
         return Signature(self._key.keyid, self._signer.sign(payload).hex())
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _root_chain(
@@ -166,7 +162,7 @@ def build_tuf_metadata(
         expires=options.expiry("snapshot", as_of),
         meta={
             "targets.json": MetaFile(
-                version=version, length=len(tgt_bytes), hashes={"sha256": _sha256(tgt_bytes)}
+                version=version, length=len(tgt_bytes), hashes={"sha256": sha256_hex(tgt_bytes)}
             )
         },
     )
@@ -175,7 +171,7 @@ def build_tuf_metadata(
         version=version,
         expires=options.expiry("timestamp", as_of),
         snapshot_meta=MetaFile(
-            version=version, length=len(snap_bytes), hashes={"sha256": _sha256(snap_bytes)}
+            version=version, length=len(snap_bytes), hashes={"sha256": sha256_hex(snap_bytes)}
         ),
     )
     return {

@@ -28,6 +28,7 @@ import orjson
 import rfc8785
 
 from export_center.archive._names import collision_key, name_problem
+from export_center.digests import prefixed, sha256_hex
 from export_center.errors import BadInputError, NotFoundError, UnsafeArchiveError, VerificationError
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -63,7 +64,7 @@ class OciArtifact:
     export_id: str | None
 
     def config_digest(self) -> str:
-        return "sha256:" + hashlib.sha256(CONFIG_BYTES).hexdigest()
+        return prefixed(sha256_hex(CONFIG_BYTES))
 
 
 def build_manifest(layers: list[Layer], export_id: str | None) -> bytes:
@@ -74,7 +75,7 @@ def build_manifest(layers: list[Layer], export_id: str | None) -> bytes:
         "artifactType": ARTIFACT_TYPE,
         "config": {
             "mediaType": CONFIG_TYPE,
-            "digest": "sha256:" + hashlib.sha256(CONFIG_BYTES).hexdigest(),
+            "digest": prefixed(sha256_hex(CONFIG_BYTES)),
             "size": len(CONFIG_BYTES),
         },
         "layers": [
@@ -133,7 +134,7 @@ def _put_blob(blobs: Path, chunks: Iterator[bytes]) -> tuple[str, int]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return "sha256:" + h.hexdigest(), size
+    return prefixed(h.hexdigest()), size
 
 
 def write_oci_layout(bundle: Path, out_dir: Path, *, tag: str | None = None) -> OciArtifact:
@@ -288,7 +289,7 @@ def materialize(layers: list[Layer], open_blob: BlobOpener, dest: Path) -> None:
                     raise VerificationError("oci", f"{layer.path}: blob larger than {layer.size}")
                 h.update(chunk)
                 out.write(chunk)
-        if size != layer.size or "sha256:" + h.hexdigest() != layer.digest:
+        if size != layer.size or prefixed(h.hexdigest()) != layer.digest:
             raise VerificationError("oci", f"{layer.path}: blob does not match {layer.digest}")
 
 
@@ -335,7 +336,7 @@ def read_oci_layout(layout: Path, tag: str | None, dest: Path) -> OciArtifact:
     if mpath.stat().st_size > MAX_MANIFEST_BYTES:
         raise UnsafeArchiveError(f"{layout}: manifest blob too large")
     manifest = mpath.read_bytes()
-    if "sha256:" + hashlib.sha256(manifest).hexdigest() != digest:
+    if prefixed(sha256_hex(manifest)) != digest:
         raise VerificationError("oci", f"{layout}: manifest does not match {digest}")
     layers = parse_manifest(manifest, str(layout))
 

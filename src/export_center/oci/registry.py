@@ -1,4 +1,5 @@
-"""A small OCI distribution client (push and pull of one bundle artifact) over httpx.
+"""A small OCI distribution client (blobs and manifests of one repository) over httpx, and the
+pull of one bundle artifact; publishing a bundle is :mod:`export_center.distribution.push`'s.
 
 References look like ``oci://HOST[:PORT]/REPOSITORY[:TAG|@sha256:DIGEST]``. HTTPS always,
 except for loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``), where plain HTTP is used:
@@ -13,7 +14,6 @@ digests checked while streaming).
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Iterator, Mapping
@@ -23,16 +23,15 @@ from urllib.parse import urljoin
 
 import httpx
 
+from export_center.digests import prefixed, sha256_hex
 from export_center.errors import BadInputError, ExportCenterError, NotFoundError, VerificationError
 from export_center.oci.layout import (
-    CONFIG_BYTES,
     MANIFEST_TYPE,
     MAX_MANIFEST_BYTES,
     Layer,
     OciArtifact,
     materialize,
     parse_manifest,
-    write_oci_layout,
 )
 
 _REPO = re.compile(
@@ -254,7 +253,7 @@ class RegistryClient:
             content=manifest,
         )
         self._expect(r, (201, 200), f"manifest {reference}")
-        return "sha256:" + hashlib.sha256(manifest).hexdigest()
+        return prefixed(sha256_hex(manifest))
 
     # -- pull ---------------------------------------------------------------------------------
 
@@ -278,7 +277,7 @@ class RegistryClient:
             r.close()
         data = bytes(buf)
         if self.ref.reference.startswith("sha256:"):
-            actual = "sha256:" + hashlib.sha256(data).hexdigest()
+            actual = prefixed(sha256_hex(data))
             if actual != self.ref.reference:
                 raise VerificationError("oci", f"{self.ref}: manifest digest is {actual}")
         return data
@@ -290,35 +289,6 @@ class RegistryClient:
             yield from r.iter_bytes(_CHUNK)
         finally:
             r.close()
-
-
-def push_bundle(
-    bundle: Path,
-    ref: str,
-    work: Path,
-    *,
-    client: httpx.Client | None = None,
-    credentials: tuple[str, str] | None = None,
-) -> OciArtifact:
-    """Push ``bundle`` (archive or directory) to ``ref`` as one artifact; returns it (with the
-    manifest digest the registry now serves under the tag).
-
-    Raises:
-        BadInputError: bad reference. NotFoundError: no such bundle.
-        RegistryError: the registry refused.
-    """
-    oref = parse_ref(ref)
-    if oref.reference.startswith("sha256:"):
-        raise BadInputError(f"{ref}: push to a tag, not a digest")
-    layout = work / "oci-layout"
-    art = write_oci_layout(bundle, layout, tag=oref.reference)
-    blobs = layout / "blobs" / "sha256"
-    with RegistryClient(oref, client=client, credentials=credentials) as reg:
-        for layer in sorted(set(art.layers), key=lambda x: x.digest):
-            reg.push_blob(layer.digest, path=blobs / layer.digest.split(":", 1)[1])
-        reg.push_blob(art.config_digest(), data=CONFIG_BYTES)
-        reg.push_manifest(art.manifest, oref.reference)
-    return art
 
 
 def pull_bundle(
@@ -340,6 +310,4 @@ def pull_bundle(
         manifest = reg.get_manifest()
         layers = parse_manifest(manifest, str(oref))
         materialize(layers, reg.blob_chunks, dest)
-    return OciArtifact(
-        manifest, "sha256:" + hashlib.sha256(manifest).hexdigest(), tuple(layers), None
-    )
+    return OciArtifact(manifest, prefixed(sha256_hex(manifest)), tuple(layers), None)

@@ -20,8 +20,9 @@ import orjson
 
 from export_center.errors import BadInputError, DocumentRefused, NotFoundError
 from export_center.ingest.detect import detect, parse_document
-from export_center.ingest.interface import ParsedRecord, RecordRefused
+from export_center.ingest.interface import RecordRefused
 from export_center.model import (
+    ParsedRecord,
     Sbom,
     VexStatement,
     advisory_from_json,

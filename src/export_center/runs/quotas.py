@@ -39,9 +39,7 @@ def usage(
 ) -> tuple[int, list[datetime], int]:
     """(active runs, creation times within the hour, bytes published within the day)."""
     active = s.execute(
-        select(func.count()).where(
-            ExportRun.tenant == tenant, ExportRun.status.in_(sorted(ACTIVE))
-        )
+        select(func.count()).where(ExportRun.tenant == tenant, ExportRun.status.in_(sorted(ACTIVE)))
     ).scalar_one()
     recent = [
         aware(t) or t

@@ -473,9 +473,7 @@ class RunRepository:
                 .values(status=target(cancel), finished_at=now, lease_owner=None)
             )
             if _rowcount(cancelled) == 1:
-                self._event(
-                    s, run_id, cancel, {"status": target(cancel), "stage": "publish"}, now
-                )
+                self._event(s, run_id, cancel, {"status": target(cancel), "stage": "publish"}, now)
                 return target(cancel)
             ok = s.execute(
                 update(ExportRun)

@@ -43,6 +43,7 @@ log = logging.getLogger("export_center.service.http")
 OPENAPI_URL = "/.well-known/openapi"
 _TRACE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
+
 def _trace_id(request: Request) -> str:
     return str(getattr(request.state, "trace_id", "") or uuid.uuid4().hex)
 

@@ -85,9 +85,7 @@ class Idempotent:
     fingerprint: str
 
     def __call__(self, tenant: str, handler: Callable[[], StoredResponse]) -> Response:
-        stored, replayed = self.api.idempotency.run(
-            tenant, self.key, self.fingerprint, handler
-        )
+        stored, replayed = self.api.idempotency.run(tenant, self.key, self.fingerprint, handler)
         headers = dict(stored.headers)
         if replayed:
             headers["Idempotent-Replayed"] = "true"

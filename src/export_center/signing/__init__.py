@@ -1,4 +1,5 @@
-"""Signing: key backends (``interface`` → ``keyfile``/``keystore``, ``pkcs11``) and DSSE.
+"""Signing: the Signer protocol and trust (``interface``), key backends (``keyfile``/``keystore``,
+``pkcs11``), the backend ``registry`` and DSSE.
 
 The PKCS#11 backend is imported only when used (``export_center.signing.pkcs11``).
 """
@@ -14,8 +15,6 @@ from export_center.signing.interface import (
     KeyType,
     PublicKey,
     Signer,
-    SignerBackend,
-    create_signer,
     keyid_of,
     load_public_key,
     load_trust_roots,
@@ -23,6 +22,7 @@ from export_center.signing.interface import (
 )
 from export_center.signing.keyfile import FileSigner
 from export_center.signing.keystore import KeyInfo, KeyStore
+from export_center.signing.registry import SignerBackend, create_signer
 
 __all__ = [
     "FileSigner",

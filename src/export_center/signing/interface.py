@@ -1,5 +1,8 @@
 """The signer plug-in point: what a key backend must offer, and the public-key side of trust.
 
+The backends themselves (key files, PKCS#11) implement :class:`Signer` and import this module;
+:mod:`.registry` maps backend names to them, so nothing here imports a backend.
+
 A :class:`Signer` is one private key, wherever it lives (a PEM file, an HSM behind PKCS#11). It
 only signs bytes; envelopes and sidecars are built on top of it in :mod:`.dsse`. Verification
 never needs a backend: it works on public keys alone (:func:`load_trust_roots`,
@@ -16,24 +19,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Protocol, TypeAlias, assert_never
+from typing import Protocol, TypeAlias
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from export_center.errors import ConfigError, VerificationError
+from export_center.errors import VerificationError
 
 __all__ = [
     "KeyType",
     "PublicKey",
     "Signer",
-    "SignerBackend",
-    "SignerFactory",
-    "create_signer",
     "key_type_of",
     "keyid_of",
     "load_public_key",
@@ -175,63 +174,3 @@ def verify_signature(public_key: PublicKey, data: bytes, signature: bytes) -> bo
     except (InvalidSignature, ValueError):
         return False
     return True
-
-
-# -- backend registry ---------------------------------------------------------------------------
-
-
-class SignerBackend(StrEnum):
-    """Where private keys live. ``file``: the key store directory; ``pkcs11``: a token."""
-
-    FILE = "file"
-    PKCS11 = "pkcs11"
-
-
-#: Builds a signer from string settings (as they come from the environment or a TOML table).
-SignerFactory: TypeAlias = Callable[[Mapping[str, str]], Signer]
-
-
-def _file_factory(config: Mapping[str, str]) -> Signer:
-    # Imported here: the implementations import this module.
-    from export_center.signing.keystore import signer_from_config
-
-    return signer_from_config(config)
-
-
-def _pkcs11_factory(config: Mapping[str, str]) -> Signer:
-    from export_center.signing.pkcs11 import signer_from_config
-
-    return signer_from_config(config)
-
-
-def signer_factory(backend: SignerBackend) -> SignerFactory:
-    """The factory of a backend (closed registry)."""
-    match backend:
-        case SignerBackend.FILE:
-            return _file_factory
-        case SignerBackend.PKCS11:
-            return _pkcs11_factory
-        case _:
-            assert_never(backend)
-
-
-def create_signer(backend: str, config: Mapping[str, str]) -> Signer:
-    """Build a signer for ``backend`` (``file`` or ``pkcs11``) from its settings.
-
-    ``file`` reads ``key_dir`` (required), ``keyid`` (default: the newest key) and
-    ``passphrase`` (for an encrypted key). ``pkcs11`` reads either ``uri``
-    (``pkcs11:token=...;object=...?module-path=...``) or ``module``, ``token`` and ``key_label``,
-    and the ``pin``. Callers fill secrets from the settings (``STELLA_KEY_PASSPHRASE``,
-    ``STELLA_PKCS11_PIN``); this module reads no environment.
-
-    Raises:
-        ConfigError: unknown backend or missing setting.
-        NotFoundError: the key does not exist.
-        SigningError: the key exists but cannot be used (passphrase, PIN, token).
-    """
-    try:
-        kind = SignerBackend(backend)
-    except ValueError as e:
-        choices = ", ".join(b.value for b in SignerBackend)
-        raise ConfigError(f"unknown signer backend {backend!r}; choose one of {choices}") from e
-    return signer_factory(kind)(config)

@@ -29,8 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from export_center.errors import BadInputError, NotFoundError
-from export_center.ingest.interface import ParsedRecord
-from export_center.model import Advisory, Sbom, VexDocument, to_json_dict
+from export_center.model import Advisory, ParsedRecord, Sbom, VexDocument, to_json_dict
 from export_center.store.db import make_engine, migrate
 from export_center.store.models import (
     Base,

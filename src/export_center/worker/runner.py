@@ -324,7 +324,7 @@ class RunExecutor:
         filesystem copy stays the run's artifact, so a registry outage is reported as an
         ``artifact_push_failed`` event and a metric, not a failed export.
         """
-        from export_center.oci.registry import push_bundle
+        from export_center.distribution.push import push_bundle
 
         ref = f"{repository.rstrip('/')}:{export_id}"
         try:

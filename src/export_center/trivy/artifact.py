@@ -1,4 +1,4 @@
-"""Trivy's own OCI artifact form of its databases, and pushing it to a registry.
+"""Trivy's own OCI artifact form of its databases: which database is which, and its layout.
 
 Trivy downloads its databases with ``--db-repository HOST/REPO:2`` and
 ``--java-db-repository HOST/REPO:1``: one image manifest, a config typed
@@ -9,28 +9,21 @@ OCI image layout under ``trivy/oci/db/`` (or ``trivy/oci/java-db/``) next to the
 here from the layer's digest alone: no timestamps, RFC 8785 JSON, so the same archive always
 gives the same manifest digest.
 
-:func:`push_trivy_bundle` verifies the signed bundle first (trust roots, every bundle check),
-takes the layout from the verified bytes and pushes it with the generic
-:class:`~export_center.oci.registry.RegistryClient`. Plain HTTP is used for loopback
-registries only; any request that would leave over plain HTTP to another host (a redirect
-included) is refused.
+The trivy adapters stage this layout (:func:`layout_files`); pushing it to a registry is
+:mod:`export_center.distribution.trivy`'s, which reads it back with :func:`read_trivy_layout`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import rfc8785
 
-from export_center.errors import BadInputError, NotFoundError, VerificationError
+from export_center.digests import prefixed, sha256_file, sha256_hex
+from export_center.errors import VerificationError
 from export_center.oci.layout import (
     INDEX_TYPE,
     LAYOUT_BYTES,
@@ -40,8 +33,6 @@ from export_center.oci.layout import (
     REF_NAME,
     TITLE,
 )
-from export_center.oci.registry import RegistryClient, RegistryError, is_loopback, parse_ref
-from export_center.signing.interface import PublicKey
 
 __all__ = [
     "CONFIG_BYTES",
@@ -52,11 +43,8 @@ __all__ = [
     "TrivyArtifact",
     "TrivyDbKind",
     "build_trivy_manifest",
-    "is_trivy_bundle",
     "layout_files",
-    "push_trivy_bundle",
     "read_trivy_layout",
-    "refuse_plain_http",
 ]
 
 CONFIG_TYPE = "application/vnd.aquasec.trivy.config.v1+json"
@@ -109,10 +97,6 @@ JAVA_DB = TrivyDbKind(
 KINDS: dict[str, TrivyDbKind] = {DB.variant: DB, JAVA_DB.variant: JAVA_DB}
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _blob_name(digest: str) -> str:
     return "blobs/sha256/" + digest.removeprefix("sha256:")
 
@@ -125,7 +109,7 @@ def build_trivy_manifest(kind: TrivyDbKind, layer_digest: str, layer_size: int) 
             "mediaType": MANIFEST_TYPE,
             "config": {
                 "mediaType": CONFIG_TYPE,
-                "digest": _sha256(CONFIG_BYTES),
+                "digest": prefixed(sha256_hex(CONFIG_BYTES)),
                 "size": len(CONFIG_BYTES),
             },
             "layers": [
@@ -149,7 +133,7 @@ def layout_files(
     The index names the manifest with the tag Trivy asks for (``2`` or ``1``).
     """
     manifest = build_trivy_manifest(kind, layer_digest, layer_size)
-    manifest_digest = _sha256(manifest)
+    manifest_digest = prefixed(sha256_hex(manifest))
     index = rfc8785.dumps(
         {
             "schemaVersion": 2,
@@ -168,7 +152,7 @@ def layout_files(
         (LAYOUT_FILE, LAYOUT_BYTES, "application/json"),
         ("index.json", index, INDEX_TYPE),
         (_blob_name(manifest_digest), manifest, MANIFEST_TYPE),
-        (_blob_name(_sha256(CONFIG_BYTES)), CONFIG_BYTES, CONFIG_TYPE),
+        (_blob_name(prefixed(sha256_hex(CONFIG_BYTES))), CONFIG_BYTES, CONFIG_TYPE),
     ]
     return files, _blob_name(layer_digest)
 
@@ -204,11 +188,7 @@ def _blob(layout: Path, digest: object, where: str) -> Path:
     path = layout / "blobs" / "sha256" / hexpart
     if path.is_symlink() or not path.is_file():
         raise VerificationError("trivy-oci", f"{where}: blob {digest} is missing")
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    if h.hexdigest() != hexpart:
+    if sha256_file(path)[0] != hexpart:
         raise VerificationError("trivy-oci", f"{where}: blob {digest} does not match its digest")
     return path
 
@@ -254,121 +234,10 @@ def read_trivy_layout(layout: Path, kind: TrivyDbKind) -> TrivyArtifact:
     if layer_path.stat().st_size != layer.get("size"):
         raise VerificationError("trivy-oci", f"{layout}: layer size differs from the manifest")
     return TrivyArtifact(
-        kind, manifest, _sha256(manifest), str(layer["digest"]), int(layer["size"]), layer_path
+        kind,
+        manifest,
+        prefixed(sha256_hex(manifest)),
+        str(layer["digest"]),
+        int(layer["size"]),
+        layer_path,
     )
-
-
-# -- push -----------------------------------------------------------------------------------
-
-
-def refuse_plain_http(request: httpx.Request) -> None:
-    """An httpx request hook: plain HTTP only to loopback hosts (redirects included).
-
-    Raises:
-        RegistryError: a plain-HTTP request to any other host.
-    """
-    if request.url.scheme != "https" and not is_loopback(request.url.host):
-        raise RegistryError(
-            f"refusing plain HTTP to {request.url.host}: only loopback registries (localhost, "
-            "127.0.0.0/8, ::1) are reached without TLS",
-        )
-
-
-def _target(ref: str, kind: TrivyDbKind) -> str:
-    """``ref`` with Trivy's tag for ``kind`` when it names none.
-
-    Raises:
-        BadInputError: not ``oci://HOST/REPO[:TAG]``, a digest, or plain ``http://``.
-    """
-    if ref.startswith(("http://", "oci+http://")):
-        raise BadInputError(
-            f"{ref!r}: plain HTTP registries are refused",
-            hint="name the registry as oci://HOST/REPO:TAG; HTTPS is used, except for loopback "
-            "hosts, which are reached over plain HTTP automatically",
-        )
-    oref = parse_ref(ref)
-    if oref.reference.startswith("sha256:"):
-        raise BadInputError(f"{ref}: push to a tag, not a digest")
-    if ":" not in ref.rsplit("/", 1)[-1]:
-        return f"{ref}:{kind.tag}"
-    return ref
-
-
-def push_trivy_bundle(
-    bundle_path: Path,
-    ref: str,
-    *,
-    trust_roots: Mapping[str, PublicKey],
-    client: httpx.Client | None = None,
-    credentials: tuple[str, str] | None = None,
-) -> str:
-    """Verify the Trivy bundle ``bundle_path`` against ``trust_roots``, then push its
-    database artifact (Trivy's media types) to ``ref`` (``oci://HOST/REPO[:TAG]``; the tag
-    defaults to ``2`` for trivy:db, ``1`` for trivy:java-db). Returns the manifest digest.
-
-    Raises:
-        TrivyBundleRefused: the bundle failed a check (its report attached).
-        BadInputError: a bad reference. NotFoundError: no such bundle.
-        RegistryError: the registry refused, or plain HTTP to a non-loopback host.
-        VerificationError: the bundle's OCI layout is not a valid Trivy artifact.
-    """
-    from export_center.importer.trivy_install import open_trivy_bundle
-
-    parse_ref(_target(ref, DB))  # refuse a bad reference before any work
-    work = Path(tempfile.mkdtemp(prefix="stella-trivy-push-"))
-    try:
-        opened = open_trivy_bundle(
-            bundle_path, trust_roots, work, part="layout", registry_credentials=credentials
-        )
-        target = parse_ref(_target(ref, opened.kind))
-        art = read_trivy_layout(opened.root / opened.kind.layout_dir, opened.kind)
-        own = client is None
-        http = client or httpx.Client(
-            timeout=60.0, follow_redirects=True, event_hooks={"request": [refuse_plain_http]}
-        )
-        if not own:
-            hooks = http.event_hooks
-            http.event_hooks = {**hooks, "request": [*hooks.get("request", []), refuse_plain_http]}
-        reg = RegistryClient(target, client=http, credentials=credentials)
-        try:
-            reg.push_blob(_sha256(CONFIG_BYTES), data=CONFIG_BYTES)
-            reg.push_blob(art.layer_digest, path=art.layer_path)
-            digest = reg.push_manifest(art.manifest, target.reference)
-        finally:
-            if own:
-                reg.close()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return digest
-
-
-def is_trivy_bundle(bundle: Path) -> bool:
-    """Whether ``bundle`` (archive or directory) says it is a trivy:* export.
-
-    Only for choosing how to push: nothing is trusted from this read, and
-    :func:`push_trivy_bundle` verifies the bundle before using it.
-
-    Raises:
-        UnsafeArchiveError: the archive is hostile. NotFoundError: no such bundle.
-    """
-    from export_center.archive.reader import iter_members
-
-    data: bytes | None = None
-    if bundle.is_dir():
-        manifest = bundle / "manifests" / "export.json"
-        if manifest.is_file() and not manifest.is_symlink():
-            data = manifest.read_bytes()
-    elif bundle.is_file():
-        for member in iter_members(bundle):
-            if member.name == "manifests/export.json" and not member.is_dir:
-                if member.size <= MAX_MANIFEST_BYTES:
-                    data = member.read()
-                break
-    else:
-        raise NotFoundError(f"{bundle}: no such bundle")
-    try:
-        doc = orjson.loads(data) if data is not None else None
-    except orjson.JSONDecodeError:
-        return False
-    profile = doc.get("profile") if isinstance(doc, dict) else None
-    return isinstance(profile, dict) and profile.get("kind") == "trivy"

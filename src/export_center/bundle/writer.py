@@ -1,25 +1,25 @@
-"""The bundle writer: runs the profile's adapter, signs, archives and publishes atomically.
+"""The bundle writer: fills a staging area through the run's content producer, then signs,
+archives and publishes atomically.
 
 It owns everything adapters do not: README, manifest, provenance, DSSE envelopes, checksums,
-the deterministic archive, the ``.sha256`` and ``.sig`` sidecars, and publication. Work happens
-in a private staging directory inside the output directory (same file system), so publication
-is a rename: sidecars first, the archive last. The archive's appearance is the commit point;
-a failed or cancelled run removes its staging directory and publishes nothing.
+the deterministic archive, the ``.sha256`` and ``.sig`` sidecars, and publication. It does not
+know profiles: the exporter hands it the content producer (the profile's adapter bound to the
+run, see :func:`export_center.adapters.interface.produce`). Work happens in a private staging
+directory inside the output directory (same file system), so publication is a rename: sidecars
+first, the archive last. The archive's appearance is the commit point; a failed or cancelled run
+removes its staging directory and publishes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
-from export_center.adapters.interface import ExportContext, Staging
-from export_center.adapters.registry import adapter_for
 from export_center.archive.writer import FileSource, write_tree
 from export_center.bundle._mapped import mapped
 from export_center.bundle.manifest import (
@@ -29,39 +29,42 @@ from export_center.bundle.manifest import (
     MANIFEST_PAYLOAD_TYPE,
     PROVENANCE_DSSE,
     PROVENANCE_JSON,
-    PROVENANCE_PAYLOAD_TYPE,
     README,
     ContentEntry,
+    ManifestSections,
     build_manifest,
-    build_provenance,
-    build_readme,
+    manifest_bytes,
     rerun_hash,
 )
+from export_center.bundle.provenance import PROVENANCE_PAYLOAD_TYPE, build_provenance
+from export_center.bundle.readme import build_readme
+from export_center.bundle.staging import Staging
 from export_center.checksums import build_checksums
+from export_center.digests import prefixed, sha256_hex
+from export_center.errors import CancelledError
 from export_center.planner.plan import ExportPlan
 from export_center.signing.dsse import detached_signature, sign_envelope
 from export_center.signing.interface import Signer
-from export_center.store.repository import EvidenceStore
 
-if TYPE_CHECKING:
-    from export_center.mirror.kms import Pkcs11Access
+__all__ = ["BundleResult", "ProduceContent", "StagedContent", "build_bundle", "raise_if_cancelled"]
 
 JSON = "application/json"
 _SUFFIX = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
 
 
-@runtime_checkable
-class SealingAdapter(Protocol):
-    """An adapter with a second phase that needs the run's signer (mirror profiles).
+@dataclass(frozen=True)
+class StagedContent:
+    """What the content producer reports once the profile's files are staged."""
 
-    ``seal`` runs after ``build`` and before the manifest is written; it may add files to the
-    staging area and sections to ``ctx.manifest_extra``, and returns extra provenance
-    ``externalParameters`` (or None).
-    """
+    counts: Mapping[str, int]  # records per type (manifest ``counts``)
+    dependencies: Mapping[str, str]  # "<type>/<source>" -> sha256 hex of its input set
+    sections: ManifestSections  # the manifest sections the profile contributes
+    provenance_parameters: Mapping[str, Any] | None = None  # extra externalParameters
 
-    def build(self, ctx: ExportContext) -> None: ...
 
-    def seal(self, ctx: ExportContext, signer: Signer) -> Mapping[str, Any] | None: ...
+#: Fills the staging area with a profile's content, signing what it signs itself with the
+#: run's signer. The exporter binds the profile's adapter to the run to make one.
+ProduceContent = Callable[[Staging, Signer], StagedContent]
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,6 @@ class BundleResult:
     files: int
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -94,18 +93,26 @@ def _sign_file(signer: Signer, path: Path) -> bytes:
         return detached_signature(signer, data)
 
 
+def raise_if_cancelled(is_cancelled: Callable[[], bool]) -> None:
+    """Stop the run when ``is_cancelled`` says so (nothing is published after that).
+
+    Raises:
+        CancelledError: ``is_cancelled`` turned true.
+    """
+    if is_cancelled():
+        raise CancelledError("the run was cancelled; nothing was published")
+
+
 def build_bundle(
     plan: ExportPlan,
-    store: EvidenceStore,
     signer: Signer,
     out_dir: Path,
+    content: ProduceContent,
     *,
-    progress: Callable[[int], None] = lambda _n: None,
     is_cancelled: Callable[[], bool] = lambda: False,
-    kms: Pkcs11Access | None = None,
 ) -> BundleResult:
-    """Build, sign and publish the bundle of ``plan`` into ``out_dir`` (``kms``: how adapters
-    reach the operator's KMS).
+    """Stage the content of ``plan`` with ``content``, then sign and publish the bundle into
+    ``out_dir``.
 
     Raises:
         CancelledError: ``is_cancelled`` turned true; nothing was published.
@@ -113,32 +120,30 @@ def build_bundle(
         SigningError: the key could not sign.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    adapter = adapter_for(plan.spec.profile_kind)
     compression = plan.spec.compression
     archive_name = f"{plan.export_id}{_SUFFIX[compression.algorithm]}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{plan.export_id}.", dir=out_dir))
     try:
         staging = Staging(tmp)
-        ctx = ExportContext(
-            plan, store, staging, progress=progress, is_cancelled=is_cancelled, kms=kms
-        )
-        adapter.build(ctx)
-        ctx.check_cancelled()
-        # Adapters that sign metadata of their own (mirror: TUF over data/, optional
-        # encryption) finish with the run's signer; what they add is covered by the manifest.
-        provenance_params = (
-            adapter.seal(ctx, signer) if isinstance(adapter, SealingAdapter) else None
-        )
-        ctx.check_cancelled()
+        staged = content(staging, signer)
+        raise_if_cancelled(is_cancelled)
 
         staging.add_bytes(README, build_readme(plan, archive_name), "text/plain; charset=utf-8")
         contents = [
-            ContentEntry(f.path, f.sha256, f.size, f.records, f.content_type)
+            ContentEntry(
+                path=f.path,
+                digest=prefixed(f.sha256),
+                size=f.size,
+                records=f.records,
+                content_type=f.content_type,
+            )
             for f in staging.files()
         ]
-        manifest = build_manifest(plan, contents, ctx.counts, ctx.manifest_extra)
-        subjects = [(c.path, c.sha256) for c in contents] + [(EXPORT_JSON, _sha256(manifest))]
-        provenance = build_provenance(plan, subjects, ctx.dependencies, provenance_params)
+        manifest = manifest_bytes(build_manifest(plan, contents, staged.counts, staged.sections))
+        subjects = [(c.path, c.sha256) for c in contents] + [(EXPORT_JSON, sha256_hex(manifest))]
+        provenance = build_provenance(
+            plan, subjects, staged.dependencies, staged.provenance_parameters
+        )
         staging.add_bytes(EXPORT_JSON, manifest, JSON)
         staging.add_bytes(
             EXPORT_DSSE, sign_envelope(manifest, MANIFEST_PAYLOAD_TYPE, [signer]), JSON
@@ -149,7 +154,7 @@ def build_bundle(
         )
         checksums = build_checksums([(f.path, f.sha256) for f in staging.files()])
         staging.add_bytes(CHECKSUMS, checksums, "text/plain; charset=utf-8")
-        ctx.check_cancelled()
+        raise_if_cancelled(is_cancelled)
 
         archive_tmp = tmp / archive_name
         with archive_tmp.open("wb") as fh:
@@ -162,13 +167,13 @@ def build_bundle(
             fh.flush()
             os.fsync(fh.fileno())
         digest, size = written.sha256, written.size
-        ctx.check_cancelled()
+        raise_if_cancelled(is_cancelled)
 
         sidecar_sha = tmp / f"{archive_name}.sha256"
         sidecar_sha.write_bytes(f"{digest}  {archive_name}\n".encode())
         sidecar_sig = tmp / f"{archive_name}.sig"
         sidecar_sig.write_bytes(_sign_file(signer, archive_tmp))
-        ctx.check_cancelled()
+        raise_if_cancelled(is_cancelled)
 
         final = out_dir / archive_name
         for side in (sidecar_sha, sidecar_sig):
@@ -180,10 +185,10 @@ def build_bundle(
             archive_path=final,
             archive_sha256=digest,
             archive_bytes=size,
-            root_hash="sha256:" + _sha256(checksums),
-            rerun_hash=rerun_hash([f"sha256:{c.sha256}" for c in contents]),
-            manifest_digest="sha256:" + _sha256(manifest),
-            counts=dict(ctx.counts),
+            root_hash=prefixed(sha256_hex(checksums)),
+            rerun_hash=rerun_hash([c.digest for c in contents]),
+            manifest_digest=prefixed(sha256_hex(manifest)),
+            counts=dict(staged.counts),
             files=len(staging.files()),
         )
     finally:

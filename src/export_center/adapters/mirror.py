@@ -3,7 +3,8 @@
 Two phases, called by the bundle writer:
 
 - :meth:`MirrorAdapter.build` writes the records (raw and normalized shards, SBOM files,
-  indexes, policy parts) and the manifest sections ``mirror`` and, for a delta, ``delta``;
+  indexes, policy parts) and the manifest sections ``mirror`` and, for a delta, ``delta``
+  (the delta itself, TUF, encryption and the bundle layout live in :mod:`export_center.mirror`);
 - :meth:`MirrorAdapter.seal` (once the files exist, with the run's signer) encrypts the files
   under ``data/`` when the profile asks for it and writes the TUF metadata over them.
 
@@ -25,28 +26,37 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
-from export_center.adapters.interface import ExportContext, StagedWriter
-from export_center.adapters.json_raw import normalized_line, raw_line, selected_records
+from export_center.adapters.interface import ExportContext
+from export_center.adapters.json_policy import write_policy_parts
+from export_center.adapters.json_raw import selected_records
+from export_center.bundle.jsonl import INCLUDE_TO_TYPE, TYPE_DIRS, normalized_line, raw_line
+from export_center.bundle.manifest import (
+    DeltaSection,
+    EncryptionSection,
+    MirrorSection,
+    PlainFile,
+)
+from export_center.bundle.staging import StagedWriter
+from export_center.digests import prefixed, sha256_file
 from export_center.errors import BadInputError
 from export_center.mirror import crypto
 from export_center.mirror.base import BaseInfo, resolve_base
 from export_center.mirror.delta import DeltaPlan, iter_shipped, plan_delta
 from export_center.mirror.layout import (
     DATA,
-    INCLUDE_TO_TYPE,
     INDEX_SCHEMA,
     JSON_TYPE,
     SHARD_TYPE,
-    TYPE_DIRS,
     compress_file,
     index_path,
     sbom_path,
     shard_path,
 )
 from export_center.mirror.options import MirrorOptions, parse_mirror_options
-from export_center.mirror.policy import write_policy_parts
 from export_center.mirror.tuf import build_tuf_metadata
+from export_center.planner.profiles import Selectors
 from export_center.signing.interface import Signer
 from export_center.store.repository import RawView
 
@@ -175,20 +185,18 @@ class MirrorAdapter:
         doc_types = [INCLUDE_TO_TYPE[i] for i in plan.spec.include if i in INCLUDE_TO_TYPE]
         level = plan.spec.compression.level if plan.spec.compression.algorithm == "zstd" else 10
         include_dirs = sorted(TYPE_DIRS[t] for t in doc_types)
-        mirror: dict[str, Any] = {
-            "include": include_dirs,
-            "includeWithdrawn": opts.include_withdrawn,
-            "layout": "https://stellaops.io/export-center/mirror-layout/v1",
-        }
+        mirror = MirrorSection(
+            include=tuple(include_dirs),
+            include_withdrawn=opts.include_withdrawn,
+            layout="https://stellaops.io/export-center/mirror-layout/v1",
+        )
 
         if self.delta and not opts.reset_baseline:
             assert opts.base is not None
             base = resolve_base(
                 opts.base, tenant=plan.tenant, as_of_seq=plan.as_of_seq, export_id=plan.export_id
             )
-            self._check_same_selection(
-                base, plan.selectors.model_dump(mode="json", by_alias=True), mirror
-            )
+            self._check_same_selection(base, plan.selectors, mirror)
             dplan = plan_delta(
                 ctx.store,
                 plan.tenant,
@@ -200,7 +208,7 @@ class MirrorAdapter:
             )
             records = self._progress(ctx, iter_shipped(ctx.store, plan.tenant, dplan.ship))
             self._write_records(ctx, sink, records, doc_types, level)
-            ctx.manifest_extra["delta"] = _delta_section(base, dplan, reset=False)
+            ctx.delta = _delta_section(base, dplan, reset=False)
         else:
             base_info = None
             if self.delta and opts.base is not None:
@@ -213,29 +221,32 @@ class MirrorAdapter:
             records = self._full_records(ctx, doc_types, opts.include_withdrawn)
             total = self._write_records(ctx, sink, records, doc_types, level)
             if self.delta:
-                ctx.manifest_extra["delta"] = _reset_section(base_info, total)
+                ctx.delta = _reset_section(base_info, total)
 
+        # The policy parts json:policy writes; TUF targets like every file under data/. A mirror
+        # that silently lacked a required policy would let the disconnected side evaluate
+        # findings differently, so mode "required" refuses the export as json:policy does.
         policy = write_policy_parts(plan, ctx.store, sink.open)
         if policy is not None:
-            ctx.manifest_extra["policy"] = policy  # the same section json:policy writes
-        ctx.manifest_extra["mirror"] = mirror
+            ctx.policy = policy  # the same section json:policy writes
+        ctx.mirror = mirror
 
     @staticmethod
-    def _check_same_selection(
-        base: BaseInfo, selectors: dict[str, Any], mirror: dict[str, Any]
-    ) -> None:
-        # A delta is only meaningful against a base that selected the same records.
-        if base.selectors is not None and base.selectors != selectors:
+    def _check_same_selection(base: BaseInfo, selectors: Selectors, mirror: MirrorSection) -> None:
+        # A delta is only meaningful against a base that selected the same records. Compared
+        # as written in the manifests (JSON), which is what the base signed.
+        if base.selectors is not None and _as_json(base.selectors) != _as_json(selectors):
             raise BadInputError(
                 f"base export {base.export_id} was made with other selectors than this delta",
                 hint="use the same selectors as the base, or options.resetBaseline: true",
             )
         if base.mirror is not None:
+            theirs, ours = _as_json(base.mirror), _as_json(mirror)
             for key in ("include", "includeWithdrawn"):
-                if base.mirror.get(key) != mirror[key]:
+                if theirs[key] != ours[key]:
                     raise BadInputError(
                         f"base export {base.export_id} has mirror.{key} "
-                        f"{base.mirror.get(key)!r}, this delta {mirror[key]!r}",
+                        f"{theirs[key]!r}, this delta {ours[key]!r}",
                         hint="use the base's settings, or options.resetBaseline: true",
                     )
 
@@ -309,7 +320,7 @@ class MirrorAdapter:
             key = crypto.new_data_key()
             files = []
             for item in sorted(sink.spooled, key=lambda f: f.path.encode()):
-                digest, size = _sha256_file(item.local)
+                digest, size = sha256_file(item.local)
                 with (
                     item.local.open("rb") as src,
                     ctx.staging.open(
@@ -319,15 +330,15 @@ class MirrorAdapter:
                     crypto.encrypt_stream(src, w, key, crypto.aad_for(plan.export_id, item.path))
                     if item.records is not None:
                         w.records = item.records
-                files.append({"path": item.path, "digest": f"sha256:{digest}", "bytes": size})
+                files.append(PlainFile(path=item.path, digest=prefixed(digest), size=size))
             recipients = crypto.wrap_data_key(key, opts.encryption, plan.export_id, ctx.kms)
-            ctx.manifest_extra["encryption"] = {
-                "algorithm": crypto.ALGORITHM,
-                "aad": crypto.AAD_FORMAT,
-                "nonce": "12 random bytes prefixed to each file; the 16-byte tag follows it",
-                "recipients": recipients,
-                "files": files,
-            }
+            ctx.encryption = EncryptionSection(
+                algorithm=crypto.ALGORITHM,
+                aad=crypto.AAD_FORMAT,
+                nonce="12 random bytes prefixed to each file; the 16-byte tag follows it",
+                recipients=tuple(recipients),
+                files=tuple(files),
+            )
             params["encryption"] = {
                 "algorithm": crypto.ALGORITHM,
                 "recipients": [*opts.encryption.recipients, *opts.encryption.kms],
@@ -347,45 +358,38 @@ class MirrorAdapter:
             root_anchor=anchor.replace(microsecond=0) if anchor else None,
         ).items():
             ctx.staging.add_bytes(path, data, JSON_TYPE)
-        delta = ctx.manifest_extra.get("delta")
-        if isinstance(delta, dict):
+        if ctx.delta is not None:
             params["base"] = {
-                "exportId": delta.get("baseExportId"),
-                "manifestDigest": delta.get("baseManifestDigest"),
-                "resetBaseline": delta.get("resetBaseline"),
+                "exportId": ctx.delta.base_export_id,
+                "manifestDigest": ctx.delta.base_manifest_digest,
+                "resetBaseline": ctx.delta.reset_baseline,
             }
         return params
 
 
-def _sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            n += len(chunk)
-    return h.hexdigest(), n
+def _as_json(model: BaseModel) -> Any:
+    return model.model_dump(mode="json", by_alias=True)
 
 
-def _delta_section(base: BaseInfo, dplan: DeltaPlan, *, reset: bool) -> dict[str, Any]:
-    return {
-        "baseExportId": base.export_id,
-        "baseManifestDigest": base.manifest_digest,
-        "baseSequence": base.sequence,
-        "added": dplan.added,
-        "updated": dplan.updated,
-        "removed": [t.as_json() for t in dplan.tombstones],
-        "resetBaseline": reset,
-    }
+def _delta_section(base: BaseInfo, dplan: DeltaPlan, *, reset: bool) -> DeltaSection:
+    return DeltaSection(
+        base_export_id=base.export_id,
+        base_manifest_digest=base.manifest_digest,
+        base_sequence=base.sequence,
+        added=dplan.added,
+        updated=dplan.updated,
+        removed=dplan.tombstones,
+        reset_baseline=reset,
+    )
 
 
-def _reset_section(base: BaseInfo | None, total: int) -> dict[str, Any]:
-    return {
-        "baseExportId": base.export_id if base else None,
-        "baseManifestDigest": base.manifest_digest if base else None,
-        "baseSequence": base.sequence if base else None,
-        "added": total,
-        "updated": 0,
-        "removed": [],
-        "resetBaseline": True,
-    }
+def _reset_section(base: BaseInfo | None, total: int) -> DeltaSection:
+    return DeltaSection(
+        base_export_id=base.export_id if base else None,
+        base_manifest_digest=base.manifest_digest if base else None,
+        base_sequence=base.sequence if base else None,
+        added=total,
+        updated=0,
+        removed=(),
+        reset_baseline=True,
+    )
