@@ -77,8 +77,16 @@ def test_committed_golden_bundles_still_verify(tmp_path: Path) -> None:
     assert len(archives) == len(golden.PROFILES)
     for archive in archives:
         result = subprocess.run(
-            [golden._stella(), "export", "verify", str(archive), "--trust-roots",
-             str(golden.HERE / "golden-test-key.pub.pem"), "--format", "json"],
+            [
+                golden._stella(),
+                "export",
+                "verify",
+                str(archive),
+                "--trust-roots",
+                str(golden.HERE / "golden-test-key.pub.pem"),
+                "--format",
+                "json",
+            ],
             capture_output=True,
             text=True,
             env={"PATH": "/usr/bin:/bin", "STELLA_DATA_DIR": str(tmp_path / "d")},
