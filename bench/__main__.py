@@ -120,6 +120,17 @@ def main(argv: list[str] | None = None) -> int:
                 )
             results["suites"][suite.name] = {"rows": rows}
     results["wall_seconds"] = time.time() - started
+    previous = RESULTS / "latest.json"
+    if args.only and previous.is_file():
+        # --only updates its suites' rows and keeps the others' figures (and says so).
+        kept = orjson.loads(previous.read_bytes())
+        for name, suite in kept.get("suites", {}).items():
+            if name not in results["suites"]:
+                suite["from_earlier_run"] = True
+                results["suites"][name] = suite
+        results["suites"] = {
+            s.name: results["suites"][s.name] for s in suites.SUITES if s.name in results["suites"]
+        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
@@ -162,9 +173,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         if "unavailable" in suite:
             lines.append(f"| {name} | unavailable: {suite['unavailable']} | | | | | |")
             continue
+        label = f"{name} (earlier run)" if suite.get("from_earlier_run") else name
         for r in suite["rows"]:
             lines.append(
-                f"| {name} | {_cell(r['name'])} | {r['ours']['median']:.3f} {r['unit']} | "
+                f"| {label} | {_cell(r['name'])} | {r['ours']['median']:.3f} {r['unit']} | "
                 f"{_cell(r['baseline_name'])}: {r['baseline']['median']:.3f} {r['unit']} | "
                 f"x{r['ratio']:.2f} | {r['ours']['spread']:.0%} | "
                 f"{_rss(r)} |"

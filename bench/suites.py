@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -365,7 +366,45 @@ def suite_service(ctx: BenchContext) -> list[dict[str, Any]]:
     return rows
 
 
+def _startup_runs(cmd: list[str], repeat: int) -> tuple[list[float], float]:
+    """Wall times of a short command (best of 5 per repeat: startup noise is one-sided) and
+    its peak RSS in MB."""
+    runs, rss = [], 0.0
+    for _ in range(repeat):
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, check=True)
+            best = min(best, time.perf_counter() - t)
+            del proc
+        runs.append(best)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rss = max(rss, usage.ru_maxrss / 1024)
+    return runs, rss
+
+
+def suite_cli(ctx: BenchContext) -> list[dict[str, Any]]:
+    """Start-up of the command line: every test subprocess and every user command pays it."""
+    stella = str(Path(sys.executable).with_name("stella"))
+    base, _ = _startup_runs([sys.executable, "-c", "pass"], ctx.repeat)
+    rows = []
+    for args in (["--help"], ["--version"]):
+        ours, rss = _startup_runs([stella, *args], ctx.repeat)
+        rows.append(
+            {
+                "name": f"stella {' '.join(args)} (goal < 0.3 s)",
+                "unit": "s",
+                "ours_runs": ours,
+                "baseline_runs": base,
+                "baseline_name": "python -c pass",
+                "peak_rss_mb": rss,
+            }
+        )
+    return rows
+
+
 SUITES = [
+    Suite("cli", suite_cli),
     Suite("ingest", suite_ingest),
     Suite("export", suite_export),
     Suite("trivy", suite_trivy),

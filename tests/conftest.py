@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from support import network
+
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = Path(os.environ.get("STELLA_CORPORA", REPO.parent / "shared" / "corpora")).resolve()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Loopback only, for the whole run (subprocesses are separate: they run offline by design).
+    config.add_cleanup(network.install())
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+YVzTse36Sg+afHx0pCtUFUfc0g7A83YCvkR7y0LFwuxviRMZFOUXkcl/Mg6ZrKGmmFj4J5dXmi4wPMKui+JNDg==

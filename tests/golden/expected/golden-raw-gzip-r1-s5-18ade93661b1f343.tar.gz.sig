@@ -1,0 +1,1 @@
+rLcHbBmnHJ6xu7XD7VDkY6/gLRqn60tRjus4iwxXbh9QhoCSMIzx5zDnxVlsrmSRYgCfdQxmL0BKA8AUDW3PCg==

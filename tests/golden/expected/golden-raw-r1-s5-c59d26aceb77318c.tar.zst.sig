@@ -1,0 +1,1 @@
+ht3S/g6jclaiOPBG7RQR1jpJywnxT1DdyTDnmmzHT40YB8UlKXl1SjMLaR5mIdqvCbZtaZ1L24cdiEusCcIPBg==

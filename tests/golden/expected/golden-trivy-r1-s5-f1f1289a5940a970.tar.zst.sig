@@ -1,0 +1,1 @@
+yyon/LoQDF+JBX018e56gZbIgVbyAYilvX31v5fP+Z4VMGBzhOhK981uqyvdmiJDQpQ9KSdU+0tBaKoFTiLiDA==
