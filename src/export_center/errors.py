@@ -345,3 +345,15 @@ def error_class_for_status(status: int) -> type[ExportCenterError]:
         if cls.http_status == status:
             return cls
     return ExportCenterError
+
+
+def missing_extra(extra: str, what: str, cause: ImportError) -> ConfigError:
+    """The error for a feature whose optional dependencies are not installed.
+
+    The base install is the air-gapped verifier/importer; the service, PostgreSQL and HSM
+    support are extras (``pip install 'stella-export-center[service]'`` and so on).
+    """
+    return ConfigError(
+        f"{what} needs the '{extra}' extra, which is not installed ({cause.name or cause})",
+        hint=f"pip install 'stella-export-center[{extra}]'",
+    )

@@ -36,6 +36,8 @@ PROFILES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("golden-raw-gzip", ("--kind", "json", "--variant", "raw", "--compression", "gzip")),
     ("golden-trivy", ("--kind", "trivy", "--variant", "db")),
     ("golden-mirror", ("--kind", "mirror", "--variant", "full")),
+    # TUF metadata valid for 100 years after the pinned as-of time: importable in tests today.
+    ("golden-mirror-longlived", ("--file", str(HERE / "profiles" / "mirror-longlived.json"))),
 )
 INGEST = (("advisories", "golden-osv"), ("vex", "golden-vex"), ("sboms", "golden-sbom"))
 

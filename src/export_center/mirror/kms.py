@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote
 
-from export_center.errors import ConfigError, NotFoundError, VerificationError
+from export_center.errors import ConfigError, NotFoundError, VerificationError, missing_extra
 
 if TYPE_CHECKING:
     from export_center.settings import Settings
@@ -78,9 +78,12 @@ class Pkcs11Kms:
         self._access = access or Pkcs11Access()
 
     def _key(self, key_id: str) -> tuple[object, object]:
-        import pkcs11
-        from pkcs11 import KeyType, ObjectClass
-        from pkcs11 import exceptions as p11err
+        try:
+            import pkcs11
+            from pkcs11 import KeyType, ObjectClass
+            from pkcs11 import exceptions as p11err
+        except ImportError as e:
+            raise missing_extra("pkcs11", f"{key_id} (a PKCS#11 KMS key)", e) from e
 
         _, parts = _split(key_id)
         if len(parts) != 2 or not all(parts):

@@ -19,6 +19,8 @@ from typing import Protocol
 import structlog
 from sqlalchemy.engine import make_url
 
+from export_center.errors import missing_extra
+
 log = logging.getLogger(__name__)
 
 
@@ -121,7 +123,10 @@ def open_queue(
 ) -> JobQueue:
     """The queue that goes with the database: procrastinate on PostgreSQL, else local."""
     if make_url(database_url).get_backend_name() == "postgresql":
-        from export_center.runs.pgqueue import ProcrastinateQueue
+        try:
+            from export_center.runs.pgqueue import ProcrastinateQueue
+        except ImportError as e:
+            raise missing_extra("postgres", "the PostgreSQL job queue", e) from e
 
         return ProcrastinateQueue(
             database_url,

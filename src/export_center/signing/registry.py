@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import TypeAlias, assert_never
 
-from export_center.errors import ConfigError
+from export_center.errors import ConfigError, missing_extra
 from export_center.signing.interface import Signer
 from export_center.signing.keystore import signer_from_config as file_signer_from_config
 
@@ -29,8 +29,12 @@ SignerFactory: TypeAlias = Callable[[Mapping[str, str]], Signer]
 
 
 def _pkcs11_factory(config: Mapping[str, str]) -> Signer:
-    # Imported when used: python-pkcs11 loads a native library most runs never need.
-    from export_center.signing.pkcs11 import signer_from_config
+    # Imported when used: python-pkcs11 loads a native library most runs never need, and it
+    # is an optional extra.
+    try:
+        from export_center.signing.pkcs11 import signer_from_config
+    except ImportError as e:
+        raise missing_extra("pkcs11", "signing with a PKCS#11 key", e) from e
 
     return signer_from_config(config)
 

@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from export_center.errors import ConfigError
+from export_center.errors import ConfigError, missing_extra
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -43,7 +43,10 @@ def make_engine(url: str) -> Engine:
         if parsed.drivername == "postgresql":
             # psycopg 3 is our driver; accept the plain scheme users paste from elsewhere.
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True)
+        try:
+            return create_engine(parsed, pool_pre_ping=True)
+        except ImportError as e:
+            raise missing_extra("postgres", "a PostgreSQL database", e) from e
     raise ConfigError(
         f"unsupported database URL scheme {parsed.drivername!r}",
         hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
