@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from support import network
+from support.tools import missing
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = Path(os.environ.get("STELLA_CORPORA", REPO.parent / "shared" / "corpora")).resolve()
@@ -28,9 +29,7 @@ def corpora() -> Path:
 def _pg_url_or_fail() -> str:
     url = os.environ.get("STELLA_TEST_PG_URL")
     if not url:
-        if os.environ.get("CI"):
-            pytest.fail("STELLA_TEST_PG_URL is not set: .ci/run must start PostgreSQL")
-        pytest.skip("no PostgreSQL (set STELLA_TEST_PG_URL; .ci/run starts one)")
+        missing("PostgreSQL (STELLA_TEST_PG_URL, which .ci/run sets)")
     return url
 
 

@@ -16,7 +16,11 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from _archive_craft import (
+
+from export_center.archive.reader import Limits, iter_members, safe_extract
+from export_center.archive.writer import write_tree
+from export_center.errors import UnsafeArchiveError
+from support.archive_craft import (
     directory,
     end,
     entry,
@@ -25,10 +29,6 @@ from _archive_craft import (
     tar,
     zip_archive,
 )
-
-from export_center.archive.reader import Limits, iter_members, safe_extract
-from export_center.archive.writer import write_tree
-from export_center.errors import UnsafeArchiveError
 
 # (case id, archive bytes, regex the message must match: the member and the reason)
 TAR_CASES: list[tuple[str, bytes, str]] = [

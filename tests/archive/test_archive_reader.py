@@ -8,7 +8,6 @@ import gzip
 import io
 import lzma
 import os
-import shutil
 import stat
 import subprocess
 import tarfile
@@ -22,6 +21,7 @@ import zstandard
 from export_center.archive.reader import Limits, Member, iter_members, safe_extract
 from export_center.archive.writer import TreeEntry, write_tree
 from export_center.errors import BadInputError, UnsafeArchiveError
+from support.tools import need_tool
 
 TREE = [
     ("data/a.json", b'{"a":1}\n'),
@@ -112,9 +112,7 @@ def test_tarfile_written_archives(fmt: int) -> None:
 
 
 def test_gnu_tar_written_archives(tmp_path: Path) -> None:
-    tar = shutil.which("tar")
-    if tar is None:
-        pytest.skip("GNU tar is not installed")
+    tar = need_tool("tar")
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     (src / "sub" / ("n" * 120)).write_text("long")

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -32,6 +31,7 @@ from export_center.archive.writer import (
     write_tree,
 )
 from export_center.errors import BadInputError
+from support.tools import need_tool
 
 ENTRIES: list[TreeEntry | tuple[str, bytes | FileSource]] = [
     ("manifests/export.json", b'{"schema":"x"}\n'),
@@ -378,12 +378,7 @@ def test_identical_bytes_across_tz_umask_locale_hashseed_and_threads(tmp_path: P
 
 
 def _need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed (apt-get install {tool})")
-        pytest.skip(f"{tool} is not installed")
-    return path
+    return need_tool(tool)
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bundle_support import Env, advisory_record, put
 
 from export_center.settings import load_settings
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
 from export_center.store.repository import EvidenceStore
+from support.bundle import Env, advisory_record, put
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ refused by runs (a later issue gives it a run adapter)."""
 from __future__ import annotations
 
 import pytest
-from bundle_support import Env
 
 from export_center.adapters.registry import EXPORTABLE, adapter_for
 from export_center.errors import BadInputError
 from export_center.exporter import run_export
 from export_center.planner.profiles import ProfileKind
+from support.bundle import Env
 
 REFUSAL = (
     "profile devportal:offline cannot be exported yet (supported: json:policy, json:raw, "

@@ -16,13 +16,13 @@ import orjson
 import pytest
 import rfc8785
 import zstandard
-from bundle_support import Env, advisory_record, put
 
 from export_center.bundle.manifest import EXPORT_DSSE, EXPORT_JSON, MANIFEST_PAYLOAD_TYPE
 from export_center.bundle.verify import verify_bundle
 from export_center.exporter import run_export
 from export_center.signing.dsse import sign_envelope
 from export_center.signing.interface import KeyType, load_trust_roots
+from support.bundle import Env, advisory_record, put
 
 
 def _export(env: Env, name: str = "raw-all", **kw: object):  # type: ignore[no-untyped-def]
@@ -316,6 +316,7 @@ def test_untrusted_key_fails(env: Env, tmp_path: Path) -> None:
     assert int(report.exit_code) == 2
 
 
+@pytest.mark.slow
 def test_cli_verify_reports_each_check_and_exit_code(env: Env) -> None:
     env.profile()
     result = _export(env).bundle

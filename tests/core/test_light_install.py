@@ -18,6 +18,8 @@ import pytest
 
 from golden import golden_bundles as golden
 
+pytestmark = pytest.mark.slow  # many subprocesses
+
 REPO = Path(__file__).resolve().parents[2]
 # Import names of the packages that only the extras bring.
 OPTIONAL = (

@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from devportal_support import DEMO, Key, copy_tree, missing
 
 from export_center.devportal import BuildOptions, build_bundle
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
+from support.devportal import DEMO, Key, copy_tree
+from support.tools import missing
 
 
 def _key(directory: Path, key_type: KeyType) -> Key:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from devportal_support import Key
 
 from export_center.devportal import ExternalAssetError, build_bundle
 from export_center.devportal.assets import is_external_url, scan_asset
 from export_center.errors import BadInputError, ExitCode
+from support.devportal import Key
 
 
 def _found(path: str, text: str) -> list[tuple[int, str]]:
@@ -224,7 +224,7 @@ def test_svg() -> None:
 
 
 def test_demo_portal_is_clean() -> None:
-    from devportal_support import DEMO
+    from support.devportal import DEMO
 
     for path in sorted((DEMO / "portal").rglob("*")):
         if path.is_file():

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import rfc8785
-from devportal_support import DEMO, Key, unpack
 
 from export_center.archive.writer import source_date_epoch
 from export_center.devportal import BuildOptions, DevportalInputError, build_bundle, verify_bundle
@@ -23,6 +22,7 @@ from export_center.devportal.builder import write_bundle
 from export_center.devportal.inputs import scan_input
 from export_center.errors import BadInputError
 from export_center.signing.interface import load_trust_roots
+from support.devportal import DEMO, Key, unpack
 
 ROOT_FILES = {
     "checksums.txt",
@@ -254,6 +254,7 @@ def _build_in_subprocess(
     return (out / "devportal-offline-bundle.tgz").read_bytes()
 
 
+@pytest.mark.slow
 def test_identical_bytes_across_time_zone_umask_and_locale(
     demo_input: Path, tmp_path: Path
 ) -> None:

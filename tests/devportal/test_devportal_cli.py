@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import typer
-from devportal_support import DEMO, unpack
 
 from export_center.cli import common, devportal_cmd
 from export_center.errors import ExitCode
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
+from support.devportal import DEMO, unpack
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from devportal_support import Key, extract, missing, repack, run_script, unpack
 
 from export_center.devportal import BuildOptions, build_bundle
+from support.devportal import Key, extract, repack, run_script, unpack
+from support.tools import missing, need_tool
 
 # Every external tool verify-offline.sh calls, besides openssl.
 _TOOLS = "awk cat cmp find grep head mkdir rm sed sort tr wc sha256sum".split()  # noqa: SIM905
@@ -33,11 +34,7 @@ def _dash() -> list[str]:
 
 
 def _busybox() -> str:
-    path = shutil.which("busybox")
-    if path is None:
-        pytest.skip("busybox not installed")
-    assert path is not None
-    return path
+    return need_tool("busybox")
 
 
 @dataclass(frozen=True)
@@ -62,9 +59,7 @@ def shell(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         return Shell(_dash(), None)
     if request.param == "dash-shasum":
         # no sha256sum on PATH (as on macOS): the script must fall back to shasum -a 256
-        shasum = shutil.which("shasum")
-        if shasum is None:
-            pytest.skip("shasum not installed")
+        shasum = need_tool("shasum", "perl")
         tools = {t: shutil.which(t) or f"/usr/bin/{t}" for t in _TOOLS if t != "sha256sum"}
         return Shell(_dash(), _tool_dir(tmp_path_factory, {**tools, "shasum": shasum, **extra}))
     busybox = _busybox()
@@ -257,9 +252,7 @@ def test_leaves_no_temporary_files(shell: Shell, bundle_dir: Path, ed25519_key: 
 
 
 def test_script_passes_checkbashisms(demo_bundle: bytes, tmp_path: Path) -> None:
-    tool = shutil.which("checkbashisms")
-    if tool is None:
-        pytest.skip("checkbashisms (devscripts) not installed")
+    tool = need_tool("checkbashisms", "devscripts")
     script = tmp_path / "verify-offline.sh"
     script.write_bytes(unpack(demo_bundle)["verify-offline.sh"])
     result = subprocess.run(

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devportal_support import Key
 
 from export_center.devportal import InvalidSpecError, build_bundle
 from export_center.devportal.specs import SpecFile, validate_specs
+from support.devportal import Key
 
 MINIMAL = "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths: {}\n"
 

@@ -11,7 +11,6 @@ import tarfile
 
 import pytest
 import rfc8785
-from devportal_support import Key, repack, unpack
 
 from export_center.devportal import verify_bundle
 from export_center.devportal.manifest import PAYLOAD_TYPE
@@ -20,6 +19,7 @@ from export_center.errors import ExitCode, UnsafeArchiveError, VerificationError
 from export_center.signing.dsse import sign_envelope
 from export_center.signing.interface import PublicKey, load_trust_roots
 from export_center.verification import VerifyReport
+from support.devportal import Key, repack, unpack
 
 
 def _roots(*keys: Key) -> dict[str, PublicKey]:

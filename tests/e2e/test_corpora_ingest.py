@@ -17,6 +17,8 @@ from export_center.signing.interface import KeyType, load_trust_roots
 from export_center.signing.keystore import KeyStore
 from export_center.store.repository import EvidenceStore
 
+pytestmark = pytest.mark.slow  # whole-corpus, many subprocesses or real tools
+
 # (source name, corpus folder): advisories, VEX and SBOMs.
 SOURCES = [
     ("pypa", "pypa-advisory-database/vulns"),

@@ -12,10 +12,13 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import pytest
 import zstandard
 
 from golden import golden_bundles as golden
 from support.tools import need_tool
+
+pytestmark = pytest.mark.slow  # whole-corpus, many subprocesses or real tools
 
 
 def _members(archive: bytes, name: str) -> dict[str, bytes]:

@@ -1,18 +1,14 @@
-"""Fixtures for the importer tests (shared helpers live in tests/mirror/mirror_support.py)."""
+"""Fixtures for the importer tests (shared helpers live in tests/support/mirror.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mirror"))
-
-from mirror_support import Instance, new_signer
-
 from export_center.signing.keyfile import FileSigner
+from support.mirror import Instance, new_signer
 
 
 @pytest.fixture

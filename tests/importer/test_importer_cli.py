@@ -7,10 +7,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from mirror_support import TENANT, Instance, advisory, age_identity, evidence, extract, stella
+import pytest
 
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
+from support.mirror import TENANT, Instance, advisory, age_identity, evidence, extract, stella
 
 
 def _run(a: Instance, profile: str, out: Path) -> Path:
@@ -19,6 +20,7 @@ def _run(a: Instance, profile: str, out: Path) -> Path:
     return Path(json.loads(res.stdout)["archive"])
 
 
+@pytest.mark.slow
 def test_airgap_commands_and_exit_codes(
     make_instance: Callable[..., Instance], tmp_path: Path
 ) -> None:

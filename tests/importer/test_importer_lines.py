@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 import zstandard
-from mirror_support import Instance, advisory, evidence, extract, options, resign, retuf
 
 from export_center.signing.keyfile import FileSigner
+from support.mirror import Instance, advisory, evidence, extract, options, resign, retuf
 
 
 def _reversed_keys(value: Any) -> Any:

@@ -14,7 +14,13 @@ from pathlib import Path
 import orjson
 import pytest
 import zstandard
-from mirror_support import (
+
+from export_center.bundle.writer import BundleResult
+from export_center.importer import apply as apply_mod
+from export_center.importer import generations
+from export_center.importer.service import ImportRefused
+from export_center.signing.keyfile import FileSigner
+from support.mirror import (
     TENANT,
     Instance,
     advisory,
@@ -27,12 +33,6 @@ from mirror_support import (
     retuf,
     snapshot,
 )
-
-from export_center.bundle.writer import BundleResult
-from export_center.importer import apply as apply_mod
-from export_center.importer import generations
-from export_center.importer.service import ImportRefused
-from export_center.signing.keyfile import FileSigner
 
 FULL = {"kind": "mirror", "variant": "full"}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ingest_helpers import Outcome, ReadFn, read_bytes
+
+from support.ingest import Outcome, ReadFn, read_bytes
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from ingest_helpers import read_bytes
 
 from export_center.ingest.interface import RecordRefused
 from export_center.model import ParsedRecord
+from support.ingest import read_bytes
 
 SUFFIXES = (".json", ".yaml", ".yml")
 
@@ -103,6 +103,7 @@ def test_corpus_folder(corpora: Path, folder: str) -> None:
     assert len(refused) == FOLDERS[folder]
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_accepted_counts(corpora: Path) -> None:
     """Every evidence document of the corpora is accepted (numbers from SOURCES.md/NOTES.md)."""

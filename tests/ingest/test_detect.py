@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from ingest_helpers import ReadFn, only_refusal
 
 from export_center.errors import DocumentRefused
 from export_center.ingest.detect import detect, parse_document
 from export_center.ingest.registry import READERS, reader_named
+from support.ingest import ReadFn, only_refusal
 
 
 def test_malformed_spdx_json_names_file_and_position(read_corpus: ReadFn) -> None:

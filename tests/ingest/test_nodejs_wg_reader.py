@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from ingest_helpers import ReadFn, only_record, only_refusal
 
 from export_center.ingest.nodejs_wg import Unconvertible, npm_range_to_osv
 from export_center.model import Advisory, RangeEvent, Severity, VersionRange
+from support.ingest import ReadFn, only_record, only_refusal
 
 
 def test_npm_record(read_corpus: ReadFn) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 import pytest
 import rfc8785
-from ingest_helpers import ReadFn, only_record, only_refusal, read_bytes
 
 from export_center.ingest.interface import RecordRefused
 from export_center.ingest.osv import purl_type_for_ecosystem
 from export_center.model import Advisory, ParsedRecord, RangeEvent, Severity, VersionRange
+from support.ingest import ReadFn, only_record, only_refusal, read_bytes
 
 TRIVY_DB_OSV = "aquasecurity-trivy-db/pkg/vulnsrc/osv/testdata/happy/vuln-list/osv/python"
 

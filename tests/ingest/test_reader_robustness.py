@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_helpers import read_bytes
 
 from export_center.ingest.interface import RecordRefused
 from export_center.model import ParsedRecord
+from support.ingest import read_bytes
 
 FIELDS = [
     "id",

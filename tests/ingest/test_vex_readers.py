@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from ingest_helpers import ReadFn, only_record, only_refusal, read_bytes
 
 from export_center.model import Advisory, ParsedRecord, Sbom, Severity, VexDocument, VexStatement
+from support.ingest import ReadFn, only_record, only_refusal, read_bytes
 
 
 def vex(rec: ParsedRecord) -> VexDocument:

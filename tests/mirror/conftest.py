@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mirror_support import SUBSET, TENANT, Instance, new_signer
 
 from export_center.ingest.pipeline import ingest_paths
 from export_center.signing.keyfile import FileSigner
 from export_center.store.repository import EvidenceStore
+from support.mirror import SUBSET, TENANT, Instance, new_signer
 
 
 @pytest.fixture(scope="session")

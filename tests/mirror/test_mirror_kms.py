@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from mirror_support import missing
+from support.tools import missing, support_module_cmd
 
 MODULES = (
     "/usr/lib/softhsm/libsofthsm2.so",
@@ -34,7 +33,6 @@ def test_kms_wrapped_data_key_round_trip(tmp_path: Path) -> None:
         "SOFTHSM2_CONF": str(conf),
         "STELLA_PKCS11_MODULE": module,
         "STELLA_PKCS11_PIN": "4321",
-        "PYTHONPATH": str(Path(__file__).parent),
     }
     subprocess.run(
         [
@@ -52,18 +50,12 @@ def test_kms_wrapped_data_key_round_trip(tmp_path: Path) -> None:
         capture_output=True,
         env=env,
     )
+    cmd, cmd_env = support_module_cmd("kms_roundtrip", env)
     run = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("kms_roundtrip.py")),
-            str(tmp_path / "run"),
-            module,
-            "stella-kms",
-            "4321",
-        ],
+        [*cmd, str(tmp_path / "run"), module, "stella-kms", "4321"],
         capture_output=True,
         text=True,
-        env=env,
+        env=cmd_env,
         timeout=300,
         check=False,
     )

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from mirror_support import (
+
+from export_center.archive.reader import iter_members
+from export_center.bundle.verify import verify_bundle
+from export_center.errors import BadInputError
+from export_center.importer.service import ImportRefused
+from export_center.ingest.pipeline import ingest_paths
+from export_center.signing.interface import load_trust_roots
+from export_center.signing.keyfile import FileSigner
+from support.mirror import (
     FULL,
     TENANT,
     Instance,
@@ -22,14 +30,6 @@ from mirror_support import (
     keys_for,
     options,
 )
-
-from export_center.archive.reader import iter_members
-from export_center.bundle.verify import verify_bundle
-from export_center.errors import BadInputError
-from export_center.importer.service import ImportRefused
-from export_center.ingest.pipeline import ingest_paths
-from export_center.signing.interface import load_trust_roots
-from export_center.signing.keyfile import FileSigner
 
 FULL_PROFILE = {"kind": "mirror", "variant": "full"}
 
@@ -272,6 +272,7 @@ def test_age_encrypted_round_trip(
     assert identity  # the first recipient's identity would have opened it as well
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_round_trip_into_postgresql(
     subset_db: Path,
@@ -308,6 +309,7 @@ def test_round_trip_into_postgresql(
     assert evidence(c.store) == evidence(a.store)
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_full_corpus_round_trip(
     corpora: Path,
@@ -361,6 +363,7 @@ def test_full_corpus_round_trip(
         )
 
 
+@pytest.mark.slow
 def test_policy_parts_travel_with_the_mirror(
     subset_db: Path, make_instance: Callable[..., Instance], signer: FileSigner, tmp_path: Path
 ) -> None:

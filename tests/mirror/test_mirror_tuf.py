@@ -11,7 +11,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from mirror_support import Instance, advisory, extract, new_signer, retuf
 from tuf.api.exceptions import ExpiredMetadataError, LengthOrHashMismatchError
 from tuf.ngclient import Updater
 
@@ -20,6 +19,7 @@ from export_center.mirror.options import TufOptions
 from export_center.mirror.tuf import build_tuf_metadata, verify_tuf_metadata
 from export_center.signing.interface import KeyType
 from export_center.signing.keyfile import FileSigner
+from support.mirror import Instance, advisory, extract, new_signer, retuf
 
 
 class _Quiet(SimpleHTTPRequestHandler):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,11 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mirror"))
-
-from mirror_support import Instance, missing, new_signer
-
 from export_center.signing.keyfile import FileSigner
+from support.mirror import Instance, new_signer
+from support.tools import missing
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from mirror_support import TENANT, Instance, advisory, evidence, options, snapshot, stella
 
 from export_center.bundle.writer import BundleResult
 from export_center.distribution.push import push_bundle
@@ -26,6 +25,7 @@ from export_center.oci.layout import (
 )
 from export_center.oci.registry import RegistryClient, is_loopback, parse_ref
 from export_center.signing.keyfile import FileSigner
+from support.mirror import TENANT, Instance, advisory, evidence, options, snapshot, stella
 
 
 def _bundle(a: Instance, signer: FileSigner) -> BundleResult:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from policy_support import read_advisories
 
 from export_center.model import Advisory
 from export_center.policy.matching import AdvisoryIndex
+from support.policy import read_advisories
 
 
 @pytest.fixture(scope="session")

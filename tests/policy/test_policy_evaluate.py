@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from policy_support import AS_OF, sbom, statements
 
 from export_center.model import (
     Advisory,
@@ -32,6 +31,7 @@ from export_center.policy.evaluate import (
     render,
 )
 from export_center.policy.matching import AdvisoryIndex
+from support.policy import AS_OF, sbom, statements
 
 CRIT = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"  # 9.8
 MED = "CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N"  # 6.1

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from policy_support import AS_OF, one_sbom, sbom
 
 from export_center.model import Component, Sbom
 from export_center.policy.document import default_policy
 from export_center.policy.evaluate import evaluate
 from export_center.policy.matching import AdvisoryIndex, match_component
 from export_center.policy.purls import parse_purl
+from support.policy import AS_OF, one_sbom, sbom
 
 TESTDATA = "aquasecurity-trivy/integration/testdata"
 

@@ -6,13 +6,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from policy_support import AS_OF, one_sbom, sbom, statements
 
 from export_center.model import Advisory, AffectedPackage, RangeEvent, VersionRange
 from export_center.policy.document import Policy, PolicyDocument, default_policy
 from export_center.policy.evaluate import Finding, evaluate
 from export_center.policy.matching import AdvisoryIndex
 from export_center.policy.purls import parse_purl
+from support.policy import AS_OF, one_sbom, sbom, statements
 
 VEXHUB = "aquasecurity-vexhub/pkg/golang/github.com"
 

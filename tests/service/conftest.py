@@ -8,15 +8,6 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from service_support import (
-    ALL_SCOPES,
-    World,
-    fast_service,
-    generate_key,
-    make_settings,
-    put_advisories,
-    tenant_token,
-)
 
 from export_center.planner.profiles import parse_profile_spec
 from export_center.runtime.container import Services
@@ -25,6 +16,15 @@ from export_center.service.app import create_app
 from export_center.service.auth import SCOPE_READ
 from export_center.settings import Settings
 from export_center.worker.runtime import WorkerRuntime
+from support.service import (
+    ALL_SCOPES,
+    World,
+    fast_service,
+    generate_key,
+    make_settings,
+    put_advisories,
+    tenant_token,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # StarletteDeprecationWarning

@@ -12,13 +12,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from service_support import World, auth, fast_service
 
 from export_center.runtime.container import Services
 from export_center.runtime.metrics import Metrics
 from export_center.service.app import create_app
 from export_center.service.auth import SCOPE_READ
 from export_center.settings import Settings
+from support.service import World, auth, fast_service
 
 
 def _code(resp: object) -> str:

@@ -9,11 +9,11 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from service_support import LiveServer, World, auth, put_advisories, slow_export
 
 from export_center.client import parse_sse
 from export_center.runtime.container import Services
 from export_center.worker.runtime import WorkerRuntime
+from support.service import LiveServer, World, auth, put_advisories, slow_export
 
 
 @pytest.fixture

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from service_support import World, auth, fast_service
 
 from export_center.runtime.container import Services
 from export_center.runtime.metrics import Metrics
 from export_center.service.app import create_app
 from export_center.settings import Quotas, Settings
+from support.service import World, auth, fast_service
 
 RUNS = "/api/export/runs"
 

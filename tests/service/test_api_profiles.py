@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from service_support import World, auth
+
+from support.service import World, auth
 
 BASE = "/api/export/profiles"
 SPEC = {"kind": "json", "variant": "raw"}

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from service_support import World, auth, put_advisories, slow_export, wait_for
 
 from export_center.planner.profiles import parse_profile_spec
 from export_center.runtime.container import Services
 from export_center.worker.maintenance import Maintenance
 from export_center.worker.runtime import WorkerRuntime
+from support.service import World, auth, put_advisories, slow_export, wait_for
 
 RUNS = "/api/export/runs"
 

@@ -15,7 +15,10 @@ from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     positive_data_acceptance,
 )
-from service_support import World, auth
+
+from support.service import World, auth
+
+pytestmark = pytest.mark.slow  # whole-corpus, many subprocesses or real tools
 
 LENIENT = [positive_data_acceptance, negative_data_rejection]
 OPERATIONS = {

@@ -12,7 +12,6 @@ import httpx
 import pytest
 import typer
 from fastapi import FastAPI
-from service_support import LiveServer, World, wait_for
 
 from export_center.cli import common, export_cmd, serve
 from export_center.client import ApiClient
@@ -22,6 +21,7 @@ from export_center.runtime.container import Services
 from export_center.service.auth import TokenStore
 from export_center.settings import Settings
 from export_center.worker.runtime import WorkerRuntime
+from support.service import LiveServer, World, wait_for
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
-from service_support import fast_service, put_advisories, wait_for
-
 from export_center.bundle.verify import verify_bundle
 from export_center.oci.registry import pull_bundle
 from export_center.planner.profiles import parse_profile_spec
@@ -17,6 +15,7 @@ from export_center.settings import Settings
 from export_center.signing.interface import load_trust_roots
 from export_center.signing.keystore import KeyStore
 from export_center.worker.runtime import WorkerRuntime
+from support.service import fast_service, put_advisories, wait_for
 
 
 def _oci_conftest() -> ModuleType:

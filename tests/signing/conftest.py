@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from signing_support import SO_PIN, SOFTHSM_MODULES, TOKEN_LABEL, USER_PIN, SoftHsm, missing
 
 from export_center.signing.keystore import KeyStore
+from support.signing import SO_PIN, SOFTHSM_MODULES, TOKEN_LABEL, USER_PIN, SoftHsm
+from support.tools import missing
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from signing_support import SoftHsm
-
 from export_center.bundle.verify import verify_bundle
 from export_center.exporter import run_export
 from export_center.model import Advisory, ParsedRecord
@@ -15,6 +13,7 @@ from export_center.settings import load_settings
 from export_center.signing.interface import load_trust_roots
 from export_center.signing.registry import create_signer
 from export_center.store.repository import EvidenceStore
+from support.signing import SoftHsm
 
 
 def test_profile_naming_a_pkcs11_key_signs_on_the_token(softhsm: SoftHsm, tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.dsse import Envelope
 from securesystemslib.exceptions import VerificationError as SslibVerificationError
 from securesystemslib.signer import CryptoSigner, SSlibKey
-from signing_support import openssl_verify
 
 from export_center.errors import SigningError, VerificationError
 from export_center.signing.dsse import (
@@ -25,6 +24,7 @@ from export_center.signing.dsse import (
 )
 from export_center.signing.interface import KeyType, PublicKey, load_trust_roots
 from export_center.signing.keyfile import FileSigner, generate_private_key
+from support.signing import openssl_verify
 
 MANIFEST_TYPE = "application/vnd.stellaops.export-manifest+json"
 INTOTO_TYPE = "application/vnd.in-toto+json"

@@ -9,7 +9,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from signing_support import openssl_keyid
 
 from export_center.errors import ConfigError, VerificationError
 from export_center.signing.interface import (
@@ -21,6 +20,7 @@ from export_center.signing.interface import (
 from export_center.signing.keyfile import FileSigner, generate_private_key
 from export_center.signing.keystore import KeyStore
 from export_center.signing.registry import SignerBackend, create_signer
+from support.signing import openssl_keyid
 
 
 @pytest.mark.parametrize("key_type", list(KeyType))

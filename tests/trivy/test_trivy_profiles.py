@@ -28,7 +28,6 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from bolt_support import GoCheck
 from test_trivy_real import (
     GOLDEN_FIXTURES,
     NOT_IN_CORPORA,
@@ -59,6 +58,9 @@ from export_center.signing.keyfile import FileSigner, generate_private_key
 from export_center.store.repository import EvidenceStore
 from export_center.trivy.artifact import CONFIG_TYPE, DB, JAVA_DB, read_trivy_layout
 from export_center.trivy.bbolt import BoltReader
+from support.bolt import GoCheck
+
+pytestmark = pytest.mark.slow  # whole-corpus, many subprocesses or real tools
 
 TENANT = "default"
 STELLA = str(Path(sys.executable).with_name("stella"))

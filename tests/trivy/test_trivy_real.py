@@ -22,14 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bolt_support import GoCheck, digest
-from osv_support import corpus_advisories
 
 from export_center.model import Advisory, AffectedPackage, Component, RangeEvent, VersionRange
 from export_center.trivy.bbolt import BoltReader
 from export_center.trivy.dbwriter import TrivyDbReport, metadata_json, write_trivy_db
 from export_center.trivy.javadb import java_metadata_json, write_java_db
 from export_center.trivy.mapping import DataSource
+from support.bolt import GoCheck, digest
+from support.osv import corpus_advisories
+
+pytestmark = pytest.mark.slow  # whole-corpus, many subprocesses or real tools
 
 AS_OF = datetime(2026, 1, 1, tzinfo=UTC)
 TRIVY_TESTDATA = "aquasecurity-trivy/integration/testdata"

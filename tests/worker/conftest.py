@@ -1,20 +1,16 @@
-"""Fixtures of the worker tests (the helpers live beside the API tests)."""
+"""Fixtures of the worker tests (shared helpers live in tests/support/service.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-
-from service_support import fast_service, generate_key, make_settings
-
 from export_center.runtime.container import Services
 from export_center.runtime.metrics import Metrics
 from export_center.settings import Settings
+from support.service import fast_service, generate_key, make_settings
 
 
 @pytest.fixture

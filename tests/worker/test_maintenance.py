@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from service_support import put_advisories
 from sqlalchemy.exc import OperationalError
 
 from export_center.errors import BadInputError, ConfigError
@@ -20,6 +19,7 @@ from export_center.runtime.container import Services
 from export_center.settings import Quotas, Settings, load_settings
 from export_center.worker.maintenance import Maintenance
 from export_center.worker.retry import backoff_seconds, classify
+from support.service import put_advisories
 
 
 class Clock:

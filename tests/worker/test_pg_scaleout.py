@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_support import fast_service, generate_key, make_settings, put_advisories, wait_for
 from sqlalchemy import text
 
 from export_center.exporter import run_export
@@ -27,11 +26,12 @@ from export_center.runs.repository import RunView
 from export_center.runtime.container import Services
 from export_center.runtime.metrics import Metrics
 from export_center.settings import Settings
+from support.service import fast_service, generate_key, make_settings, put_advisories, wait_for
+from support.tools import support_module_cmd
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 STELLA = Path(sys.executable).with_name("stella")
-SLOW_WORKER = Path(__file__).with_name("slow_worker.py")
 TIMINGS = {
     "lease_seconds": "3",
     "heartbeat_seconds": "0.5",
@@ -66,8 +66,9 @@ class Workers:
             cmd = [str(STELLA), "worker"]
             env = self.env()
         else:
-            cmd = [sys.executable, str(SLOW_WORKER)]
-            env = self.env(STELLA_TEST_EXPORT_DELAY=str(slow))
+            cmd, env = support_module_cmd(
+                "slow_worker", self.env(STELLA_TEST_EXPORT_DELAY=str(slow))
+            )
         log = (self.logs / f"worker-{n}.log").open("wb")
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)

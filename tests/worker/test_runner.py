@@ -10,7 +10,6 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from service_support import failing_export, put_advisories, slow_export, wait_for
 
 from export_center.errors import BadInputError
 from export_center.planner.profiles import parse_profile_spec
@@ -19,6 +18,7 @@ from export_center.runtime.container import Services
 from export_center.runtime.logs import configure_logging
 from export_center.worker.maintenance import Maintenance
 from export_center.worker.runner import RunExecutor
+from support.service import failing_export, put_advisories, slow_export, wait_for
 
 
 @pytest.fixture

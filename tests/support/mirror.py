@@ -44,7 +44,6 @@ from export_center.signing.keyfile import FileSigner, generate_private_key
 from export_center.store.models import Base
 from export_center.store.repository import EvidenceStore
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 TENANT = "default"
 REPO = Path(__file__).resolve().parents[2]
 STELLA = str(Path(sys.executable).with_name("stella"))
@@ -76,14 +75,6 @@ FULL = [
     ("cyclonedx-examples", "cyclonedx-bom-examples"),
     ("bom-shelter", "chainguard-bom-shelter/in-the-wild"),
 ]
-
-
-def missing(what: str) -> None:
-    import pytest
-
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} not installed")
 
 
 @dataclass

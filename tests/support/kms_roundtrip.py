@@ -1,5 +1,6 @@
-"""Run by test_mirror_kms.py in its own process (SoftHSM2 reads its configuration once per
-process): an AES key on a SoftHSM2 token wraps a mirror bundle's data key."""
+"""Run by tests/mirror/test_mirror_kms.py in its own process, as
+``python -m support.kms_roundtrip`` (SoftHSM2 reads its configuration once per process): an AES
+key on a SoftHSM2 token wraps a mirror bundle's data key."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from pathlib import Path
 
 import orjson
 import pkcs11
-from mirror_support import Instance, advisory, evidence, extract, new_signer, options
 from pkcs11 import Attribute, KeyType
 
 from export_center.importer.service import ImportRefused
 from export_center.mirror.crypto import KeyMaterial
 from export_center.mirror.kms import Pkcs11Access
 from export_center.settings import load_settings
+from support.mirror import Instance, advisory, evidence, extract, new_signer, options
 
 
 def main(root: Path, module: str, token_label: str, pin: str) -> None:

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from export_center.signing.interface import KeyType
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 SOFTHSM_MODULES = (
     "/usr/lib/softhsm/libsofthsm2.so",
@@ -24,13 +19,6 @@ SOFTHSM_MODULES = (
 TOKEN_LABEL = "stella-test"
 USER_PIN = "1234"
 SO_PIN = "5678"
-
-
-def missing(what: str) -> None:
-    """Skip locally; in CI a missing tool is a broken environment, so fail."""
-    if IN_CI:
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} not installed")
 
 
 def openssl_keyid(openssl: str, pub_pem: Path) -> str:

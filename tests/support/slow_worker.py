@@ -1,23 +1,19 @@
 """``stella worker`` with slow progress reports: an export that is still running when a test
-kills the process. Run as ``python slow_worker.py``; settings come from STELLA_* variables and
-the delay per progress report from STELLA_TEST_EXPORT_DELAY."""
+kills the process. Run as ``python -m support.slow_worker`` with ``tests/`` on PYTHONPATH;
+settings come from STELLA_* variables and the delay per progress report from
+STELLA_TEST_EXPORT_DELAY."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
-
-from service_support import slow_export
 
 from export_center.runtime.container import Services
 from export_center.runtime.logs import configure_logging
 from export_center.settings import load_settings
 from export_center.worker.runtime import WorkerRuntime
+from support.service import slow_export
 
 
 def main() -> None:

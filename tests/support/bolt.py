@@ -1,6 +1,6 @@
 """Helpers for the bbolt tests: the digest gocheck prints, and a synthetic million-key writer.
 
-Run as a script (``python bolt_support.py million OUT``) the writer measures itself in a fresh
+Run as a script (``python -m support.bolt million OUT``) the writer measures itself in a fresh
 process, so the peak RSS it prints is the writer's own and not the test session's.
 """
 
@@ -97,7 +97,7 @@ def _main(argv: list[str]) -> None:
         start = time.perf_counter()
         result = write_synthetic_db(Path(argv[1]), int(argv[2]))
     else:
-        sys.exit("usage: bolt_support.py million OUT | advisories OUT COUNT")
+        sys.exit("usage: python -m support.bolt million OUT | advisories OUT COUNT")
     result["seconds"] = round(time.perf_counter() - start, 2)
     result["max_rss_kib"] = peak_rss_kib()
     print(json.dumps(result))
