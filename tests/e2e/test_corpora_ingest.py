@@ -16,25 +16,12 @@ from export_center.settings import load_settings
 from export_center.signing.interface import KeyType, load_trust_roots
 from export_center.signing.keystore import KeyStore
 from export_center.store.repository import EvidenceStore
+from support.records import CORPUS_SOURCES
 
 pytestmark = pytest.mark.slow  # whole-corpus, many subprocesses or real tools
 
 # (source name, corpus folder): advisories, VEX and SBOMs.
-SOURCES = [
-    ("pypa", "pypa-advisory-database/vulns"),
-    ("go-vulndb", "golang-vulndb/data/osv"),
-    ("rustsec", "rustsec-advisory-db-osv/crates"),
-    ("osv-scanner", "google-osv-scanner"),
-    ("osv-scalibr", "google-osv-scalibr"),
-    ("trivy-db-testdata", "aquasecurity-trivy-db/pkg/vulnsrc"),
-    ("vexhub", "aquasecurity-vexhub/pkg"),
-    ("ctrliq", "ctrliq-advisories/csaf"),
-    ("cisa", "cisagov-csaf/csaf_files"),
-    ("oasis", "oasis-tcs-csaf/csaf_2.0"),
-    ("openvex-vexctl", "openvex-vexctl/examples"),
-    ("cyclonedx-examples", "cyclonedx-bom-examples"),
-    ("bom-shelter", "chainguard-bom-shelter/in-the-wild"),
-]
+SOURCES = CORPUS_SOURCES
 
 
 def _ingest_all(store: EvidenceStore, corpora: Path) -> dict[str, IngestReport]:

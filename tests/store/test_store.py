@@ -7,24 +7,17 @@ import hashlib
 import pytest
 
 from export_center.errors import BadInputError, NotFoundError
-from export_center.model import Advisory, AffectedPackage, ParsedRecord
+from export_center.model import ParsedRecord
 from export_center.store.repository import EvidenceStore
+from support.records import osv_record
 
 
 def _adv(upstream: str, body: bytes, *, withdrawn: bool = False) -> ParsedRecord:
-    return ParsedRecord(
-        upstream_id=upstream,
-        doc_type="advisory",
-        format="osv",
-        media_type="application/osv+json",
-        content=body,
-        normalized=Advisory(
-            id=upstream,
-            aliases=("CVE-2026-1",),
-            affected=(AffectedPackage("pypi", "demo", "PyPI"),),
-            withdrawn="2026-01-01T00:00:00Z" if withdrawn else None,
-        ),
-        withdrawn=withdrawn,
+    return osv_record(
+        upstream,
+        body,
+        aliases=("CVE-2026-1",),
+        withdrawn="2026-01-01T00:00:00Z" if withdrawn else None,
     )
 
 

@@ -34,7 +34,7 @@ from export_center.exporter import run_export
 from export_center.importer.service import ImportOptions, ImportOutcome, import_bundle
 from export_center.ingest.pipeline import ingest_paths
 from export_center.mirror.crypto import KeyMaterial
-from export_center.model import DOC_TYPES, Advisory, AffectedPackage, ParsedRecord
+from export_center.model import DOC_TYPES, AffectedPackage, ParsedRecord
 from export_center.planner.profiles import parse_profile_spec
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 from export_center.settings import Settings, load_settings
@@ -43,6 +43,7 @@ from export_center.signing.interface import KeyType, Signer, load_trust_roots
 from export_center.signing.keyfile import FileSigner, generate_private_key
 from export_center.store.models import Base
 from export_center.store.repository import EvidenceStore
+from support.records import CORPUS_SOURCES, osv_record
 
 TENANT = "default"
 REPO = Path(__file__).resolve().parents[2]
@@ -60,21 +61,7 @@ SUBSET = [
 ]
 
 #: Every corpus folder (the full-corpus test).
-FULL = [
-    ("pypa", "pypa-advisory-database/vulns"),
-    ("go-vulndb", "golang-vulndb/data/osv"),
-    ("rustsec", "rustsec-advisory-db-osv/crates"),
-    ("osv-scanner", "google-osv-scanner"),
-    ("osv-scalibr", "google-osv-scalibr"),
-    ("trivy-db-testdata", "aquasecurity-trivy-db/pkg/vulnsrc"),
-    ("vexhub", "aquasecurity-vexhub/pkg"),
-    ("ctrliq", "ctrliq-advisories/csaf"),
-    ("cisa", "cisagov-csaf/csaf_files"),
-    ("oasis", "oasis-tcs-csaf/csaf_2.0"),
-    ("openvex-vexctl", "openvex-vexctl/examples"),
-    ("cyclonedx-examples", "cyclonedx-bom-examples"),
-    ("bom-shelter", "chainguard-bom-shelter/in-the-wild"),
-]
+FULL = CORPUS_SOURCES
 
 
 @dataclass
@@ -147,19 +134,12 @@ def advisory(upstream: str, version: str = "1.0.1", *, withdrawn: bool = False) 
         version.encode(),
         b',"withdrawn":"2026-02-01T00:00:00Z"' if withdrawn else b"",
     )
-    return ParsedRecord(
-        upstream_id=upstream,
-        doc_type="advisory",
-        format="osv",
-        media_type="application/osv+json",
-        content=body,
-        normalized=Advisory(
-            id=upstream,
-            aliases=(f"CVE-2026-{int(hashlib.sha256(upstream.encode()).hexdigest()[:4], 16)}",),
-            affected=(AffectedPackage("pypi", "demo", "PyPI", fixed=(version,)),),
-            withdrawn="2026-02-01T00:00:00Z" if withdrawn else None,
-        ),
-        withdrawn=withdrawn,
+    return osv_record(
+        upstream,
+        body,
+        aliases=(f"CVE-2026-{int(hashlib.sha256(upstream.encode()).hexdigest()[:4], 16)}",),
+        package=AffectedPackage("pypi", "demo", "PyPI", fixed=(version,)),
+        withdrawn="2026-02-01T00:00:00Z" if withdrawn else None,
     )
 
 

@@ -13,13 +13,14 @@ from typing import Any
 import uvicorn
 
 from export_center.exporter import ExportOutcome, run_export
-from export_center.model import Advisory, AffectedPackage, ParsedRecord
+from export_center.model import AffectedPackage, ParsedRecord
 from export_center.runtime.container import Services
 from export_center.service.auth import SCOPES, TokenStore
 from export_center.settings import Settings, load_settings
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
 from export_center.store.repository import EvidenceStore
+from support.records import osv_record
 
 # Short timings so that leases lapse, heartbeats tick and SSE polls within a test's patience.
 FAST: dict[str, Any] = {
@@ -52,17 +53,8 @@ def generate_key(settings: Settings) -> str:
 
 
 def advisory(upstream: str, body: bytes) -> ParsedRecord:
-    return ParsedRecord(
-        upstream_id=upstream,
-        doc_type="advisory",
-        format="osv",
-        media_type="application/osv+json",
-        content=body,
-        normalized=Advisory(
-            id=upstream,
-            aliases=(),
-            affected=(AffectedPackage("pypi", f"pkg-{upstream.lower()}", "PyPI"),),
-        ),
+    return osv_record(
+        upstream, body, package=AffectedPackage("pypi", f"pkg-{upstream.lower()}", "PyPI")
     )
 
 
