@@ -97,6 +97,23 @@ def test_blocking_really_blocks(tmp_path: Path) -> None:
     assert "No module named 'fastapi' (blocked: not installed)" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["serve", "--port", "0"], "service"),
+        (["tokens", "list"], "service"),
+        (["worker"], "service"),
+    ],
+)
+def test_service_commands_name_the_missing_extra(
+    tmp_path: Path, args: list[str], extra: str
+) -> None:
+    result = _stella_light(args, tmp_path)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"pip install 'stella-export-center[{extra}]'" in result.stderr
+
+
 @pytest.mark.parametrize("prefix", ["golden-raw-r1", "golden-trivy", "golden-mirror-r1"])
 def test_export_verify_without_extras(tmp_path: Path, prefix: str) -> None:
     pub = golden.HERE / "golden-test-key.pub.pem"

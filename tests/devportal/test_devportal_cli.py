@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from export_center.cli import common, devportal_cmd
+from export_center.cli import main
 from export_center.errors import ExitCode
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
@@ -18,9 +18,7 @@ from support.devportal import DEMO, unpack
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
-    devportal_cmd.register(app)
-    return app
+    return main.app
 
 
 @pytest.fixture
@@ -34,7 +32,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def run(app: typer.Typer, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(sys, "argv", ["stella", *args])
-    return common.run_app(app)
+    return main.run_app(app)
 
 
 def test_build_then_verify(

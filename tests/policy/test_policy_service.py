@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from export_center.cli import common, findings_cmd
+from export_center.cli import main
 from export_center.errors import BadInputError, ExitCode, NotFoundError
 from export_center.ingest.pipeline import ingest_paths
 from export_center.policy.document import default_policy
@@ -95,14 +95,7 @@ def test_unknown_subject_and_empty_tenant_fail_loudly(store: EvidenceStore) -> N
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _group() -> None:  # keep "findings" a subcommand, as in the real ``stella`` app
-        """stella"""
-
-    findings_cmd.register(app)
-    return app
+    return main.app
 
 
 def test_cli_findings_json_and_table(
@@ -148,4 +141,4 @@ def test_cli_bad_policy_is_bad_input(
     monkeypatch.setattr(
         sys, "argv", ["stella", "findings", EXAMPLE_APP, "--policy", str(bad), "--tenant", "acme"]
     )
-    assert common.run_app(app) == ExitCode.BAD_INPUT
+    assert main.run_app(app) == ExitCode.BAD_INPUT

@@ -13,7 +13,7 @@ import pytest
 import typer
 from fastapi import FastAPI
 
-from export_center.cli import common, export_cmd, serve
+from export_center.cli import main
 from export_center.client import ApiClient
 from export_center.errors import ExitCode, VerificationError
 from export_center.planner.profiles import parse_profile_spec
@@ -26,10 +26,7 @@ from support.service import LiveServer, World, wait_for
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    app = typer.Typer()
-    export_cmd.register(app)
-    serve.register(app)
-    return app
+    return main.app
 
 
 @pytest.fixture
@@ -41,7 +38,7 @@ def live(app: FastAPI, worker: WorkerRuntime) -> Iterator[LiveServer]:
 
 def run(cli: typer.Typer, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(sys, "argv", ["stella", *args])
-    return common.run_app(cli)
+    return main.run_app(cli)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``stella keys``: wired into a bare Typer app (the full ``stella`` app registers every group)."""
+"""``stella keys``: generate, list and export-public through the ``stella`` app."""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from export_center.cli import common, keys
+from export_center.cli import main
 from export_center.errors import ExitCode
 from export_center.signing.interface import keyid_of, load_public_key
 
 
 @pytest.fixture
 def app() -> typer.Typer:
-    app = typer.Typer()
-    keys.register(app)
-    return app
+    return main.app
 
 
 @pytest.fixture
@@ -30,7 +28,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def run(app: typer.Typer, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     """Through ``run_app``, which maps our errors to the spec's exit codes."""
     monkeypatch.setattr(sys, "argv", ["stella", *args])
-    return common.run_app(app)
+    return main.run_app(app)
 
 
 def test_generate_list_export(app: typer.Typer, env: dict[str, str], tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: settings, console, error-to-exit-code mapping."""
+"""Shared CLI plumbing for the command modules: settings, consoles, options, output helpers."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from export_center.errors import ExitCode, ExportCenterError
-from export_center.settings import Settings, load_settings
+from export_center.errors import ExitCode
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from export_center.settings import Settings
     from export_center.signing.interface import PublicKey
     from export_center.store.repository import EvidenceStore
     from export_center.verification import CheckResult, Status
@@ -26,6 +26,7 @@ TenantOpt = Annotated[
     str | None, typer.Option("--tenant", help="Tenant (default: STELLA_DEFAULT_TENANT).")
 ]
 FormatOpt = Annotated[str, typer.Option("--format", help="Output format: table or json.")]
+LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")]
 
 
 _SETTINGS_KEY = "export_center.settings"
@@ -42,6 +43,8 @@ def settings() -> Settings:
     """
     from typer._click.globals import get_current_context
 
+    from export_center.settings import Settings, load_settings
+
     ctx = get_current_context(silent=True)
     if ctx is None:
         return load_settings()
@@ -54,32 +57,6 @@ def settings() -> Settings:
 
 def tenant_or_default(tenant: str | None) -> str:
     return tenant or settings().default_tenant
-
-
-def run_app(app: typer.Typer) -> int:
-    """Run the Typer app; turn our errors into one clear line and the spec's exit code."""
-    try:
-        # Outside standalone mode click returns the code of a ``typer.Exit`` instead of raising.
-        result = app(standalone_mode=False)
-        if isinstance(result, int):
-            return result
-    except ExportCenterError as e:
-        err_console.print(f"[red]error:[/red] {e.diagnostics()}", highlight=False, markup=True)
-        return int(e.exit_code)
-    except typer.Exit as e:
-        return int(e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("aborted")
-        return int(ExitCode.UNEXPECTED)
-    except Exception as e:
-        # Usage errors (bad option, missing argument) come from the click that Typer bundles.
-        from typer._click.exceptions import ClickException
-
-        if isinstance(e, ClickException):
-            e.show()
-            return int(ExitCode.BAD_INPUT)
-        raise
-    return 0
 
 
 def fail(message: str, code: ExitCode) -> None:

@@ -10,14 +10,15 @@ from rich.table import Table
 
 from export_center.cli import common
 
+app = typer.Typer(
+    name="evidence",
+    help="Look at what the evidence store holds.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
-def register(app: typer.Typer) -> None:
-    sub = typer.Typer(help="Look at what the evidence store holds.", no_args_is_help=True)
-    sub.command("stats")(stats)
-    sub.command("show")(show)
-    app.add_typer(sub, name="evidence")
 
-
+@app.command("stats")
 def stats(
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Only this tenant (default: all).")
@@ -62,6 +63,7 @@ def stats(
         common.console.print(f"tenant {t}: change sequence {store.current_sequence(t)}")
 
 
+@app.command("show")
 def show(
     record_id: Annotated[str, typer.Argument(help="Observation id or upstream id.")],
     tenant: common.TenantOpt = None,

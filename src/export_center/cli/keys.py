@@ -21,16 +21,15 @@ KeyDirOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    sub = typer.Typer(
-        help="Signing keys: generate, list, export public keys.", no_args_is_help=True
-    )
-    sub.command("generate")(generate)
-    sub.command("list")(list_keys)
-    sub.command("export-public")(export_public)
-    app.add_typer(sub, name="keys")
+app = typer.Typer(
+    name="keys",
+    help="Signing keys: generate, list, export public keys.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
+@app.command("generate")
 def generate(
     key_type: Annotated[
         KeyType,
@@ -89,6 +88,7 @@ def generate(
         )
 
 
+@app.command("list")
 def list_keys(key_dir: KeyDirOpt = None, output: common.FormatOpt = "table") -> None:
     """List the keys of the store, oldest first; the last one is the default signer."""
     _check_format(output)
@@ -115,6 +115,7 @@ def list_keys(key_dir: KeyDirOpt = None, output: common.FormatOpt = "table") -> 
     common.console.print(table)
 
 
+@app.command("export-public")
 def export_public(
     keyid: Annotated[str, typer.Argument(help="Keyid or a unique prefix of it.")],
     key_dir: KeyDirOpt = None,

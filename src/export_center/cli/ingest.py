@@ -12,11 +12,10 @@ from export_center.cli import common
 from export_center.errors import ExitCode
 from export_center.ingest.pipeline import IngestReport, discover, ingest_paths
 
-
-def register(app: typer.Typer) -> None:
-    app.command("ingest")(ingest)
+app = typer.Typer(add_completion=False)
 
 
+@app.command("ingest")
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or archives.")],
     source: Annotated[str, typer.Option("--source", help="Source (feed/vendor) name.")],

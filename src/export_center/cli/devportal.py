@@ -24,17 +24,15 @@ from export_center.errors import BadInputError, NotFoundError
 from export_center.signing.keystore import KeyStore
 from export_center.verification import VerifyReport
 
-
-def register(app: typer.Typer) -> None:
-    sub = typer.Typer(
-        help="devportal:offline: the developer portal as a signed, offline-verifiable bundle.",
-        no_args_is_help=True,
-    )
-    sub.command("build")(build)
-    sub.command("verify")(verify)
-    app.add_typer(sub, name="devportal")
+app = typer.Typer(
+    name="devportal",
+    help="devportal:offline: the developer portal as a signed, offline-verifiable bundle.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
+@app.command("build")
 def build(
     out: Annotated[Path, typer.Option("--out", help=f"Directory to write {BUNDLE_NAME} to.")],
     input_dir: Annotated[
@@ -108,6 +106,7 @@ def build(
     )
 
 
+@app.command("verify")
 def verify(
     bundle: Annotated[Path, typer.Argument(help=f"The {BUNDLE_NAME} to check.")],
     trust_roots: Annotated[

@@ -12,11 +12,10 @@ from rich.table import Table
 from export_center.cli import common
 from export_center.errors import BadInputError
 
-
-def register(app: typer.Typer) -> None:
-    app.command("findings")(findings)
+app = typer.Typer(add_completion=False)
 
 
+@app.command("findings")
 def findings(
     target: Annotated[
         str, typer.Argument(help="An SBOM file (CycloneDX or SPDX JSON), or a stored subject.")

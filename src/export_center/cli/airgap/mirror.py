@@ -1,4 +1,4 @@
-"""``stella airgap verify-bundle|import|status|list``: the disconnected side of mirror bundles.
+"""``stella airgap verify-bundle|import|status|list``: mirror bundles on the disconnected side.
 
 Trust anchors come from the command line or, by default, from ``<data dir>/airgap/``:
 ``trust-roots.pem`` (PEM public keys that sign bundles) and, optionally, ``root.json`` (the
@@ -18,10 +18,6 @@ from rich.table import Table
 
 from export_center.cli import common
 from export_center.errors import BadInputError, ExitCode, NotFoundError
-
-airgap_app = typer.Typer(
-    help="Verify and import mirror bundles on a disconnected instance.", no_args_is_help=True
-)
 
 BundleArg = Annotated[
     str,
@@ -50,10 +46,6 @@ KmsOpt = Annotated[
     bool,
     typer.Option("--kms", help="Try KMS recipients (kms://pkcs11/...; STELLA_PKCS11_* env)."),
 ]
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(airgap_app, name="airgap")
 
 
 def _airgap_dir() -> Path:
@@ -115,7 +107,6 @@ def _print_report(report: Any) -> None:
     common.print_checks(report.checks)
 
 
-@airgap_app.command("verify-bundle")
 def verify_bundle_cmd(
     bundle: BundleArg,
     trust_roots: TrustOpt = None,
@@ -185,7 +176,6 @@ def verify_bundle_cmd(
     raise typer.Exit(int(code))
 
 
-@airgap_app.command("import")
 def import_cmd(
     bundle: BundleArg,
     trust_roots: TrustOpt = None,
@@ -292,7 +282,6 @@ def _generation_table(rows: list[Any], title: str) -> Table:
     return table
 
 
-@airgap_app.command("status")
 def status(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") -> None:
     """The installed generation of each tenant (or of --tenant)."""
     from export_center.importer import generations
@@ -319,7 +308,6 @@ def status(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") 
     common.console.print(_generation_table(rows, "installed generations"))
 
 
-@airgap_app.command("list")
 def list_cmd(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") -> None:
     """Every imported generation, oldest first."""
     from export_center.importer import generations

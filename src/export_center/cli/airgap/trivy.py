@@ -1,8 +1,4 @@
-"""``stella airgap trivy-install``: verify a Trivy bundle, install its database into a Trivy
-cache directory.
-
-The command adds itself to the ``airgap`` group (``cli/airgap.py`` imports this module).
-"""
+"""``stella airgap trivy-install``: verify a Trivy bundle, install its database in a cache."""
 
 from __future__ import annotations
 
@@ -12,11 +8,6 @@ from typing import Annotated
 import typer
 
 from export_center.cli import common
-from export_center.cli.airgap import airgap_app
-
-
-def register() -> None:
-    airgap_app.command("trivy-install")(trivy_install)
 
 
 def trivy_install(

@@ -1,0 +1,287 @@
+"""``stella export profile create|revise|list|show|archive``: immutable profile revisions.
+
+The planner (pydantic models, the SQL store) is imported by the commands, not at the top:
+every ``stella export ...`` imports this module, ``export verify`` and ``export push`` too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import orjson
+import typer
+import yaml
+from rich.table import Table
+
+from export_center.cli import common, remote
+from export_center.errors import BadInputError
+
+if TYPE_CHECKING:
+    from export_center.planner.profiles import ProfileSpec
+    from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
+
+app = typer.Typer(
+    name="profile",
+    help="Manage export profiles (immutable revisions).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _registry() -> ProfileRegistry:
+    """The profile registry of the local store."""
+    from export_center.planner.registry import ProfileRegistry
+
+    return ProfileRegistry(common.open_store())
+
+
+def _profile_json(p: ProfileRevisionView) -> dict[str, Any]:
+    return {
+        "tenant": p.tenant,
+        "name": p.name,
+        "revision": p.revision,
+        "digest": p.digest,
+        "archived": p.archived,
+        "spec": p.spec.model_dump(mode="json", by_alias=True),
+    }
+
+
+def _spec_from_options(
+    file: Path | None,
+    kind: str | None,
+    variant: str | None,
+    sources: list[str] | None,
+    ecosystems: list[str] | None,
+    include: list[str] | None,
+    compression: str | None,
+    level: int | None,
+    key: str | None,
+) -> ProfileSpec:
+    from export_center.planner.profiles import parse_profile_spec
+
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            text = file.read_bytes()
+        except OSError as e:
+            raise BadInputError(f"{file}: cannot read profile: {e.strerror}") from e
+        try:
+            loaded = (
+                yaml.safe_load(text) if file.suffix in {".yaml", ".yml"} else orjson.loads(text)
+            )
+        except (yaml.YAMLError, orjson.JSONDecodeError) as e:
+            raise BadInputError(f"{file}: malformed profile: {e}") from e
+        if not isinstance(loaded, dict):
+            raise BadInputError(f"{file}: a profile must be an object")
+        data = loaded
+    if kind:
+        data["kind"] = kind
+    if variant:
+        data["variant"] = variant
+    selectors = dict(data.get("selectors") or {})
+    if sources:
+        selectors["sources"] = sources
+    if ecosystems:
+        selectors["ecosystems"] = ecosystems
+    if selectors:
+        data["selectors"] = selectors
+    if include:
+        data["include"] = include
+    if compression or level:
+        comp = dict(data.get("compression") or {})
+        if compression:
+            comp["algorithm"] = compression
+        if level:
+            comp["level"] = level
+        data["compression"] = comp
+    if key:
+        data["signing"] = {"key": key}
+    return parse_profile_spec(data, str(file) if file else "profile options")
+
+
+FileOpt = Annotated[Path | None, typer.Option("--file", help="Profile body (JSON or YAML).")]
+KindOpt = Annotated[str | None, typer.Option("--kind", help="json | trivy | mirror | devportal")]
+VariantOpt = Annotated[str | None, typer.Option("--variant", help="raw | policy | db | ...")]
+SourceOpt = Annotated[list[str] | None, typer.Option("--source", help="Selector: source name.")]
+EcoOpt = Annotated[list[str] | None, typer.Option("--ecosystem", help="Selector: purl type.")]
+IncludeOpt = Annotated[
+    list[str] | None, typer.Option("--include", help="advisories | vex | sboms | findings")
+]
+CompOpt = Annotated[str | None, typer.Option("--compression", help="zstd | gzip | none")]
+LevelOpt = Annotated[int | None, typer.Option("--level", help="Compression level (zstd 1-22).")]
+KeyOpt = Annotated[str | None, typer.Option("--key", help="Signing keyid (default: newest).")]
+
+
+@app.command("create")
+def profile_create(
+    name: Annotated[str, typer.Argument(help="Profile name (a-z, 0-9, '-').")],
+    file: FileOpt = None,
+    kind: KindOpt = None,
+    variant: VariantOpt = None,
+    source: SourceOpt = None,
+    ecosystem: EcoOpt = None,
+    include: IncludeOpt = None,
+    compression: CompOpt = None,
+    level: LevelOpt = None,
+    key: KeyOpt = None,
+    tenant: common.TenantOpt = None,
+    server: remote.ServerOpt = None,
+    token: remote.TokenOpt = None,
+) -> None:
+    """Create a profile (revision r1)."""
+    spec = _spec_from_options(
+        file, kind, variant, source, ecosystem, include, compression, level, key
+    )
+    if server:
+        with remote.client(server, token, tenant) as api:
+            r = api.create_profile(name, spec.model_dump(mode="json", by_alias=True))
+        common.console.print(
+            f"created profile {r['name']} r{r['revision']} ({r['digest']})", highlight=False
+        )
+        return
+    p = _registry().create(common.tenant_or_default(tenant), name, spec)
+    common.console.print(f"created profile {p.name} r{p.revision} ({p.digest})", highlight=False)
+
+
+@app.command("revise")
+def profile_revise(
+    name: Annotated[str, typer.Argument()],
+    file: FileOpt = None,
+    kind: KindOpt = None,
+    variant: VariantOpt = None,
+    source: SourceOpt = None,
+    ecosystem: EcoOpt = None,
+    include: IncludeOpt = None,
+    compression: CompOpt = None,
+    level: LevelOpt = None,
+    key: KeyOpt = None,
+    tenant: common.TenantOpt = None,
+    server: remote.ServerOpt = None,
+    token: remote.TokenOpt = None,
+) -> None:
+    """Add a revision (options not given keep the current revision's values)."""
+    from export_center.planner.profiles import parse_profile_spec
+
+    t = common.tenant_or_default(tenant)
+    api = remote.client(server, token, tenant) if server else None
+    reg = _registry() if api is None else None
+    if api is not None:
+        current = parse_profile_spec(api.get_profile(name)["spec"], f"profile {name} on {server}")
+    else:
+        assert reg is not None
+        current = reg.get(t, name).spec
+    base = current.model_dump(mode="json", by_alias=True)
+    if file is None:
+        merged = _spec_from_options(
+            None,
+            kind or current.kind,
+            variant or current.variant,
+            source,
+            ecosystem,
+            include,
+            compression,
+            level,
+            key,
+        )
+        data = {**base, **merged.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+        spec = parse_profile_spec(data)
+    else:
+        spec = _spec_from_options(
+            file, kind, variant, source, ecosystem, include, compression, level, key
+        )
+    if api is not None:
+        with api:
+            r = api.revise_profile(name, spec.model_dump(mode="json", by_alias=True))
+        common.console.print(
+            f"profile {r['name']} is at r{r['revision']} ({r['digest']})", highlight=False
+        )
+        return
+    assert reg is not None
+    p = reg.revise(t, name, spec)
+    common.console.print(f"profile {p.name} is at r{p.revision} ({p.digest})", highlight=False)
+
+
+@app.command("list")
+def profile_list(
+    tenant: common.TenantOpt = None,
+    output: common.FormatOpt = "table",
+    server: remote.ServerOpt = None,
+    token: remote.TokenOpt = None,
+) -> None:
+    """List the tenant's profiles (newest revision of each)."""
+    if server:
+        _list_on_server(server, token, tenant, output)
+        return
+    items, total = _registry().list(common.tenant_or_default(tenant))
+    if output == "json":
+        common.print_json({"items": [_profile_json(p) for p in items], "total": total})
+        return
+    table = Table(title=f"{total} profiles")
+    for col in ("name", "revision", "kind", "compression", "digest"):
+        table.add_column(col)
+    for p in items:
+        table.add_row(
+            p.name,
+            f"r{p.revision}",
+            p.spec.profile_kind.value,
+            f"{p.spec.compression.algorithm}:{p.spec.compression.level}",
+            p.digest[:23],
+        )
+    common.console.print(table)
+
+
+def _list_on_server(server: str, token: str | None, tenant: str | None, output: str) -> None:
+    with remote.client(server, token, tenant) as api:
+        items = api.list_profiles()
+    if output == "json":
+        common.print_json({"items": items, "total": len(items)})
+        return
+    table = Table(title=f"{len(items)} profiles")
+    for col in ("name", "revision", "kind", "compression", "digest"):
+        table.add_column(col)
+    for p in items:
+        spec = p["spec"]
+        table.add_row(
+            p["name"],
+            f"r{p['revision']}",
+            f"{spec['kind']}:{spec['variant']}",
+            f"{spec['compression']['algorithm']}:{spec['compression']['level']}",
+            p["digest"][:23],
+        )
+    common.console.print(table)
+
+
+@app.command("show")
+def profile_show(
+    name: Annotated[str, typer.Argument()],
+    revision: Annotated[int | None, typer.Option("--revision")] = None,
+    tenant: common.TenantOpt = None,
+    server: remote.ServerOpt = None,
+    token: remote.TokenOpt = None,
+) -> None:
+    """Print a profile revision as JSON."""
+    if server:
+        with remote.client(server, token, tenant) as api:
+            common.print_json(api.get_profile(name, revision))
+        return
+    common.print_json(
+        _profile_json(_registry().get(common.tenant_or_default(tenant), name, revision))
+    )
+
+
+@app.command("archive")
+def profile_archive(
+    name: Annotated[str, typer.Argument()],
+    tenant: common.TenantOpt = None,
+    server: remote.ServerOpt = None,
+    token: remote.TokenOpt = None,
+) -> None:
+    """Archive a profile: no new revisions or runs; existing bundles stay valid."""
+    if server:
+        with remote.client(server, token, tenant) as api:
+            api.archive_profile(name)
+        common.console.print(f"archived profile {name}")
+        return
+    _registry().archive(common.tenant_or_default(tenant), name)
+    common.console.print(f"archived profile {name}")
