@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from export_center.model import Advisory, Normalized, ParsedRecord, Sbom, VexDocument, to_json_dict
@@ -348,12 +350,15 @@ def lock_tenant(conn: Connection, tenant: str) -> TenantCursor:
     waits until the first commits.
     """
     begin_write(conn)
+    # A new tenant's row is created by an insert that does nothing when the row exists: on
+    # PostgreSQL a second writer's insert of the same name waits for the first's transaction,
+    # so even the first batch of a new tenant is exclusive (a plain check-then-insert would let
+    # both writers in, one of them to fail on the primary key).
+    upsert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    conn.execute(upsert(_TENANTS).values(name=tenant, last_seq=0).on_conflict_do_nothing())
     seq = conn.execute(
         select(_TENANTS.c.last_seq).where(_TENANTS.c.name == tenant).with_for_update()
-    ).scalar_one_or_none()
-    if seq is None:
-        conn.execute(insert(_TENANTS).values(name=tenant, last_seq=0))
-        seq = 0
+    ).scalar_one()
     return TenantCursor(tenant, int(seq))
 
 
