@@ -22,8 +22,8 @@ __all__ = ["detect", "not_evidence", "parse_document", "unread_format"]
 _YAML_SUFFIXES = (".yaml", ".yml")
 TAG_VALUE = "SPDX tag-value is not supported: provide the SPDX document as JSON (.spdx.json)"
 # spdx-tools (the SPDX reference library) was tried for tag-value: its parser refused 12 of the
-# 17 real tag-value SBOMs of the bom-shelter corpus (dates, file checksums, relationship case),
-# took 21 s for a 1 MB document, none of the 5 it read carried a purl, and it would bring
+# 18 real tag-value SBOMs of the bom-shelter corpus (dates, file checksums, relationship case),
+# took 21 s for a 1 MB document, none of the 6 it read carried a purl, and it would bring
 # rdflib, ply and beartype along. docs/formats.md has the details.
 _UTF8_BOM = b"\xef\xbb\xbf"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"

@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,30 +152,38 @@ def iter_documents(
     file on disk (after all members of an archive)."""
     for path, named in walk(paths):
         where = str(path)
-        try:
-            size = path.stat().st_size
-        except OSError:
-            size = 0
-        if _is_archive(path.name):
-            yield from _archive_members(path, max_bytes)
-        elif not named and not _is_evidence(path.name):
+        if not named and not _is_evidence(path.name) and not _is_archive(path.name):
             yield Skipped(where, unread_format(path.name))
+            yield FileDone(where, _size(path))
+        elif _is_archive(path.name):
+            yield from _archive_members(path, max_bytes)
+            yield FileDone(where, _size(path))
         else:
-            yield _read_file(path, max_bytes)
-        yield FileDone(where, size)
+            doc = _read_file(path, max_bytes)
+            yield doc
+            yield FileDone(where, len(doc.content) if isinstance(doc, InputDocument) else 0)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _read_file(path: Path, max_bytes: int) -> InputDocument | RecordRefused:
     where = str(path)
     try:
-        if not path.is_file():
-            return RecordRefused(where, "not a regular file" if path.exists() else "no such file")
-        size = path.stat().st_size
-        if size > max_bytes:
+        st = path.stat()  # before opening: opening a FIFO or a device could block
+        if not stat.S_ISREG(st.st_mode):
+            return RecordRefused(where, "not a regular file")
+        if st.st_size > max_bytes:
             return RecordRefused(
-                where, f"document is {size} bytes, over the {max_bytes}-byte limit"
+                where, f"document is {st.st_size} bytes, over the {max_bytes}-byte limit"
             )
         return InputDocument(where, path.read_bytes())
+    except FileNotFoundError:
+        return RecordRefused(where, "no such file")
     except OSError as e:
         return RecordRefused(where, f"cannot read: {e.strerror or e}")
 
@@ -223,7 +233,13 @@ def parse_records(doc: InputDocument) -> Iterator[ParsedRecord | RecordRefused |
 
 
 class _Batcher:
-    """Pending records and the bytes of progress they complete, written in batches."""
+    """Pending records and the bytes of progress they complete, written in batches.
+
+    A batch is written by one background thread while the next one is read and parsed: the
+    database's work (SQLite's inserts and commit, PostgreSQL's round trips) runs without the
+    GIL, so reading and writing share the two cores. At most one batch is in flight, results
+    are counted in input order, and every database call happens on that one thread.
+    """
 
     def __init__(
         self, writer: IngestWriter, report: IngestReport, progress: ProgressFn | None
@@ -236,6 +252,11 @@ class _Batcher:
         self.size = 0
         self.credit = 0  # bytes of input that are done once the pending records are written
         self.last_where = ""
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self._inflight: (
+            tuple[Future[list[IngestOutcome | StoreRefusal]], list[ParsedRecord], list[str], int]
+            | None
+        ) = None
 
     def add(self, rec: ParsedRecord, where: str, credit: int) -> None:
         self.records.append(rec)
@@ -251,22 +272,49 @@ class _Batcher:
         whose records are pending): reported with the next write, or now if none is pending."""
         self.credit += credit
         self.last_where = where
-        if not self.records:
-            self._advance()
+        if not self.records and self._inflight is None:
+            self._advance(self.credit)
+            self.credit = 0
 
-    def _advance(self) -> None:
-        if self.progress is not None and self.credit:
-            self.progress(self.credit, self.last_where)
-        self.credit = 0
+    def _advance(self, credit: int) -> None:
+        if self.progress is not None and credit:
+            self.progress(credit, self.last_where)
 
     def flush(self) -> None:
-        if self.records:
-            results = self.writer.write(self.records)
-            self.report.batches = self.writer.batches
-            for rec, where, result in zip(self.records, self.wheres, results, strict=True):
-                self._count(rec, where, result)
-            self.records, self.wheres, self.size = [], [], 0
-        self._advance()
+        """Hand the pending records to the writer thread (after the batch before them)."""
+        if not self.records:
+            return
+        self._collect()
+        future = self._pool.submit(self.writer.write, self.records)
+        self._inflight = (future, self.records, self.wheres, self.credit)
+        self.records, self.wheres, self.size, self.credit = [], [], 0, 0
+
+    def finish(self) -> None:
+        """Write what is pending and wait for it."""
+        self.flush()
+        self._collect()
+        self._advance(self.credit)
+        self.credit = 0
+
+    def close(self) -> None:
+        """Wait for the batch in flight (it commits or rolls back whole) and stop the thread;
+        on an error or interrupt its results are not counted."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            with contextlib.suppress(Exception):
+                inflight[0].result()
+        self._pool.shutdown(wait=True)
+
+    def _collect(self) -> None:
+        if self._inflight is None:
+            return
+        future, records, wheres, credit = self._inflight
+        results = future.result()
+        self._inflight = None
+        self.report.batches = self.writer.batches
+        for rec, where, result in zip(records, wheres, results, strict=True):
+            self._count(rec, where, result)
+        self._advance(credit)
 
     def _count(self, rec: ParsedRecord, where: str, result: IngestOutcome | StoreRefusal) -> None:
         report = self.report
@@ -297,6 +345,61 @@ class _Batcher:
             )
 
 
+def _read_all(
+    paths: Iterable[Path],
+    max_bytes: int,
+    report: IngestReport,
+    batch: _Batcher,
+    cancelled: Callable[[], bool] | None,
+) -> None:
+    credited = 0  # bytes of the current file already credited to its records
+    for item in iter_documents(paths, max_bytes=max_bytes):
+        if isinstance(item, FileDone):
+            report.bytes += item.size
+            batch.done(item.where, max(item.size - credited, 0))
+            credited = 0
+            if cancelled is not None and cancelled():
+                report.interrupted = True
+                break
+            continue
+        report.files += 1
+        if isinstance(item, Skipped):
+            report.skipped.append(item)
+            continue
+        if isinstance(item, RecordRefused):
+            report.files_refused += 1
+            report.refused.append(item)
+            continue
+        file_records = file_refusals = 0
+        skipped = False
+        for rec in parse_records(item):
+            if isinstance(rec, Skipped):
+                report.skipped.append(rec)
+                skipped = True
+            elif isinstance(rec, RecordRefused):
+                file_refusals += 1
+                report.refused.append(rec)
+            else:
+                file_records += 1
+                # A record completes its share of the file: its own bytes, at most what is
+                # left of the file (bundle entries are re-encoded, and may be longer).
+                share = min(len(rec.content), max(len(item.content) - credited, 0))
+                credited += share
+                batch.add(rec, item.where, share)
+            if cancelled is not None and cancelled():
+                report.interrupted = True
+                break
+        if file_records:
+            report.files_read += 1
+        elif file_refusals:
+            report.files_refused += 1
+        elif not skipped and not report.interrupted:
+            report.files_refused += 1
+            report.refused.append(RecordRefused(item.where, "the document holds no records"))
+        if report.interrupted:
+            break
+
+
 def ingest_paths(
     store: EvidenceStore,
     paths: Iterable[Path],
@@ -323,53 +426,11 @@ def ingest_paths(
     report = IngestReport()
     with store.writer(tenant, source) as writer:
         batch = _Batcher(writer, report, progress)
-        credited = 0  # bytes of the current file already credited to its records
-        for item in iter_documents(paths, max_bytes=max_bytes):
-            if isinstance(item, FileDone):
-                report.bytes += item.size
-                batch.done(item.where, max(item.size - credited, 0))
-                credited = 0
-                if cancelled is not None and cancelled():
-                    report.interrupted = True
-                    break
-                continue
-            report.files += 1
-            if isinstance(item, Skipped):
-                report.skipped.append(item)
-                continue
-            if isinstance(item, RecordRefused):
-                report.files_refused += 1
-                report.refused.append(item)
-                continue
-            file_records = file_refusals = 0
-            skipped = False
-            for rec in parse_records(item):
-                if isinstance(rec, Skipped):
-                    report.skipped.append(rec)
-                    skipped = True
-                elif isinstance(rec, RecordRefused):
-                    file_refusals += 1
-                    report.refused.append(rec)
-                else:
-                    file_records += 1
-                    # A record completes its share of the file: its own bytes, at most what is
-                    # left of the file (bundle entries are re-encoded, and may be longer).
-                    share = min(len(rec.content), max(len(item.content) - credited, 0))
-                    credited += share
-                    batch.add(rec, item.where, share)
-                if cancelled is not None and cancelled():
-                    report.interrupted = True
-                    break
-            if file_records:
-                report.files_read += 1
-            elif file_refusals:
-                report.files_refused += 1
-            elif not skipped and not report.interrupted:
-                report.files_refused += 1
-                report.refused.append(RecordRefused(item.where, "the document holds no records"))
-            if report.interrupted:
-                break
-        batch.flush()
+        try:
+            _read_all(paths, max_bytes, report, batch, cancelled)
+            batch.finish()
+        finally:
+            batch.close()
     log.info(
         "ingested %d files: %d new, %d revisions, %d withdrawals, %d unchanged, %d refused, "
         "%d skipped, %d collisions%s",

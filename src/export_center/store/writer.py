@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -57,13 +57,9 @@ _RAW = _TABLES["raw_records"]
 _NORM = _TABLES["normalized_records"]
 _TENANTS = _TABLES["tenants"]
 # Prepared once: building statements per batch costs more than compiling them (SQLAlchemy
-# caches by statement shape). Multi-row INSERT … RETURNING keeps the ids in parameter order.
-_INSERT_RAW = insert(_RAW).returning(_RAW.c.id, sort_by_parameter_order=True)
-_INSERT_NORM = insert(_NORM).returning(_NORM.c.id, sort_by_parameter_order=True)
-_INSERT_ADVPKG = insert(_TABLES["advisory_packages"])
-_INSERT_VEX = insert(_TABLES["vex_statements"])
-_INSERT_COMP = insert(_TABLES["sbom_components"])
-_INSERT_CHANGE = insert(_TABLES["change_log"])
+# caches by statement shape). Row ids are allocated before the inserts (_allocate_ids), so that
+# the inserts are plain executemany (_insert_many): an INSERT … RETURNING that must keep
+# parameter order runs one row at a time on SQLite (RETURNING order is not guaranteed there).
 _SUPERSEDE = (
     update(_RAW).where(_RAW.c.id == bindparam("raw_id")).values(superseded_seq=bindparam("s"))
 )
@@ -401,6 +397,57 @@ def _with_subjects(conn: Connection, rows: dict[str, CurrentRow]) -> dict[str, C
     return out
 
 
+def _allocate_ids(conn: Connection, table: str, n: int) -> list[int]:
+    """``n`` new, increasing row ids of ``table``, inside the caller's write transaction.
+
+    SQLite: the next rowids (``max + 1`` …, what SQLite itself would assign); the transaction
+    holds the database's write lock (``BEGIN IMMEDIATE``), so no other writer can take them.
+    PostgreSQL: ``n`` values of the column's sequence (never handed out twice, even when the
+    transaction rolls back).
+    """
+    if conn.dialect.name == "sqlite":
+        top = conn.execute(select(func.max(_TABLES[table].c.id))).scalar()
+        start = int(top or 0) + 1
+        return list(range(start, start + n))
+    ids = conn.execute(
+        text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+        {"t": table, "n": n},
+    ).scalars()
+    return sorted(int(i) for i in ids)
+
+
+def _insert_many(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``table`` with one executemany.
+
+    SQLite: the driver's executemany with tuples built here, each column's SQLAlchemy bind
+    processor applied (the same stored values as a Core insert, without building a parameter
+    dict per row, which cost as much as the inserts). PostgreSQL: a Core insert (multi-row
+    VALUES through psycopg).
+    """
+    if not rows:
+        return
+    t = _TABLES[table]
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(t), rows)
+        return
+    names = [c.name for c in t.columns if c.name in rows[0]]
+    procs = [t.c[n].type.bind_processor(conn.dialect) for n in names]
+    plain = all(p is None for p in procs)
+    params: list[tuple[Any, ...]]
+    if plain:
+        params = [tuple(row[n] for n in names) for row in rows]
+    else:
+        params = [
+            tuple(
+                row[n] if p is None or row[n] is None else p(row[n])
+                for n, p in zip(names, procs, strict=True)
+            )
+            for row in rows
+        ]
+    sql = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    conn.exec_driver_sql(sql, params)
+
+
 def write_batch(
     conn: Connection,
     cursor: TenantCursor,
@@ -445,21 +492,25 @@ def write_batch(
         return plan.outcomes
     if plan.supersede:
         conn.execute(_SUPERSEDE, plan.supersede)
-    raw_ids = list(conn.execute(_INSERT_RAW, plan.rows).scalars())
-    norm_ids = list(
-        conn.execute(
-            _INSERT_NORM,
-            [
-                {
-                    "raw_id": raw_id,
-                    "tenant": tenant,
-                    "record_type": prep.record.doc_type,
-                    "record_key": record_key(prep.record.normalized),
-                    "data": prep.data,
-                }
-                for raw_id, prep in zip(raw_ids, plan.prepared, strict=True)
-            ],
-        ).scalars()
+    raw_ids = _allocate_ids(conn, "raw_records", len(plan.rows))
+    for raw_id, row in zip(raw_ids, plan.rows, strict=True):
+        row["id"] = raw_id
+    _insert_many(conn, "raw_records", plan.rows)
+    norm_ids = _allocate_ids(conn, "normalized_records", len(plan.rows))
+    _insert_many(
+        conn,
+        "normalized_records",
+        [
+            {
+                "id": norm_id,
+                "raw_id": raw_id,
+                "tenant": tenant,
+                "record_type": prep.record.doc_type,
+                "record_key": record_key(prep.record.normalized),
+                "data": prep.data,
+            }
+            for norm_id, raw_id, prep in zip(norm_ids, raw_ids, plan.prepared, strict=True)
+        ],
     )
     advpkg: list[dict[str, Any]] = []
     vex: list[dict[str, Any]] = []
@@ -469,11 +520,12 @@ def write_batch(
         advpkg += a
         vex += v
         comp += c
-    for stmt, rows in ((_INSERT_ADVPKG, advpkg), (_INSERT_VEX, vex), (_INSERT_COMP, comp)):
-        if rows:
-            conn.execute(stmt, rows)
-    conn.execute(
-        _INSERT_CHANGE,
+    _insert_many(conn, "advisory_packages", advpkg)
+    _insert_many(conn, "vex_statements", vex)
+    _insert_many(conn, "sbom_components", comp)
+    _insert_many(
+        conn,
+        "change_log",
         [
             {
                 "tenant": tenant,
