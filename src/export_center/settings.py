@@ -45,6 +45,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveInt,
     SecretStr,
     ValidationError,
     field_validator,
@@ -135,6 +136,12 @@ class ServiceSettings(BaseModel):
     idempotency_ttl_hours: NonNegativeInt = 24
     worker_concurrency: NonNegativeInt = 1
     page_limit_max: NonNegativeInt = 500
+    # Request bodies over this many bytes are refused (413) before they are read, parsed or
+    # authenticated. Profiles, run and plan requests are a few KiB; 1 MiB leaves room.
+    max_request_bytes: PositiveInt = 1024 * 1024
+    # /metrics names every tenant and profile: it needs a token with the export:metrics scope,
+    # unless the operator serves it to a trusted network only and sets this (docs/security.md).
+    metrics_public: bool = False
     # Distribution target besides the shared artifact directory: every published bundle is
     # also pushed as an OCI artifact to ``<repository>:<export id>`` (oci://HOST/REPO).
     oci_repository: str | None = None
@@ -395,6 +402,9 @@ _TYPES: Final = {
     "float_parsing": "is not a number",
     "float_type": "is not a number",
     "greater_than_equal": "must not be negative",
+    "greater_than": "must be positive",
+    "bool_parsing": "is not a boolean (true or false)",
+    "bool_type": "is not a boolean (true or false)",
     "string_type": "is not a string",
     "path_type": "is not a path",
 }
