@@ -74,7 +74,15 @@ _QUOTA_PREFIX: Final = "quota_"
 
 #: Core keys the settings file may set (under ``[stella]``).
 CORE_KEYS: Final = frozenset(
-    {"data_dir", "database_url", "default_tenant", "max_document_bytes", "artifact_dir"}
+    {
+        "data_dir",
+        "database_url",
+        "default_tenant",
+        "max_document_bytes",
+        "artifact_dir",
+        "quarantine_max_entries",
+        "quarantine_max_bytes",
+    }
 )
 #: Keys read from the environment only (``STELLA_<KEY>``): secrets, credentials, and the
 #: per-user values of the CLI. A shared settings file is the wrong place for any of them.
@@ -317,6 +325,10 @@ class Settings(BaseSettings):
     max_document_bytes: int = 64 * 1024 * 1024
     # Where published bundles go by default (the embedded filesystem artifact store).
     artifact_dir: Path = Path()
+    # Refused imports are kept in <data dir>/quarantine/ within these caps (a full quarantine
+    # still records nothing more and says so; `stella airgap quarantine purge` empties it).
+    quarantine_max_entries: PositiveInt = 20
+    quarantine_max_bytes: NonNegativeInt = 1 << 30
     # The passphrase of encrypted keys in the key store.
     key_passphrase: SecretStr | None = None
     # PKCS#11: the user PIN of signing tokens, and the module (.so) and PIN of KMS tokens.

@@ -64,7 +64,7 @@ def test_airgap_commands_and_exit_codes(
     assert state.returncode == 6 and "not importable" in state.stdout
 
     status = json.loads(stella("airgap", "status", "--format", "json", env=b.env()).stdout)
-    [current] = status["tenants"]
+    [current] = status["streams"]
     assert (current["tenant"], current["generation"], current["kind"]) == (TENANT, 2, "full")
     listed = json.loads(stella("airgap", "list", "--format", "json", env=b.env()).stdout)
     first_gen = listed["generations"][0]

@@ -205,10 +205,19 @@ def test_chained_deltas_from_a_directory_and_reset_baseline(
         signer,
     )
     got = c.import_(reset.archive_path, options(signer))
-    assert got.generation.kind == "reset"
+    assert got.generation.kind == "reset" and got.generation.stream == "m-reset"
     assert evidence(a.store) == evidence(c.store)
-    got = b.import_(reset.archive_path, options(signer))
+    # On B it is a full bundle of another mirror stream: it replaces m-full only when the
+    # operator says so (docs/mirror.md, "Streams").
+    with pytest.raises(ImportRefused, match="belongs to mirror stream 'm-full'") as refused:
+        b.import_(reset.archive_path, options(signer))
+    assert refused.value.exit_code == 6
+    got = b.import_(
+        reset.archive_path, options(signer, replace_stream="m-full", reason="profile renamed")
+    )
     assert got.status == "imported" and got.stats is not None and got.stats.added == 0
+    assert (got.generation.stream, got.generation.replaced_stream) == ("m-reset", "m-full")
+    assert evidence(a.store) == evidence(b.store)
 
 
 def test_delta_refuses_a_base_with_other_selectors(
