@@ -325,3 +325,12 @@ def test_a_carriage_return_in_checksums_is_refused(shell: Shell, bundle_dir: Pat
     result = _run(shell, bundle_dir)
     assert result.returncode == 2
     assert "checksums.txt line 1 is malformed" in result.stderr
+
+
+def test_a_reordered_checksums_is_refused(shell: Shell, bundle_dir: Path) -> None:
+    checksums = bundle_dir / "checksums.txt"
+    lines = checksums.read_bytes().splitlines(keepends=True)
+    checksums.write_bytes(b"".join([lines[1], lines[0], *lines[2:]]))
+    result = _run(shell, bundle_dir)
+    assert result.returncode == 2
+    assert "checksums.txt line 2 is malformed or out of order" in result.stderr

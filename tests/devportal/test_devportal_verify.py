@@ -248,3 +248,18 @@ def test_names_that_fooled_the_script_are_refused(demo_bundle: bytes, ed25519_ke
         VerificationError, match=r"^entries: portal/x  manifest\.json: in the archive but not"
     ):
         _verify(repack(files, fix_checksums=True), ed25519_key)
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["reordered", "crlf"])
+def test_checksums_has_one_form(demo_bundle: bytes, ed25519_key: Key, crlf: bool) -> None:
+    """The root hash is the sha256 of checksums.txt: another order or CRLF must not verify."""
+    files = unpack(demo_bundle)
+    lines = files["checksums.txt"].splitlines(keepends=True)
+    if crlf:
+        files["checksums.txt"] = files["checksums.txt"].replace(b"\n", b"\r\n")
+        why = r"line 1 is not '<sha256 hex>  <path>'"
+    else:
+        files["checksums.txt"] = b"".join([lines[1], lines[0], *lines[2:]])
+        why = r"line 2: \S+ is out of order"
+    with pytest.raises(VerificationError, match=rf"^checksums: checksums\.txt: {why}"):
+        _verify(repack(files), ed25519_key)
