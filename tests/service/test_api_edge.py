@@ -265,3 +265,15 @@ def test_tokens_cli_expiry(
     assert listed[soon["id"]]["state"] == "expired"
     code, out, _ = _cli(["tokens", "list"], monkeypatch, capsys)
     assert "expired" in out and "never" in out and made["expiresAt"][:10] in out
+
+
+def test_worker_metrics_listener_stays_on_loopback(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker's own /metrics has no authentication: not on the network unless public."""
+    monkeypatch.setenv("STELLA_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("STELLA_CONFIG", "")
+    args = ["worker", "--metrics-port", "9", "--metrics-host", "0.0.0.0"]  # noqa: S104
+    code, _, err = _cli(args, monkeypatch, capsys)
+    assert code == ExitCode.BAD_INPUT
+    assert "--metrics-host 0.0.0.0: the worker's metrics name every tenant" in err
