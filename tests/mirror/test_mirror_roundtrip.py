@@ -15,7 +15,7 @@ import pytest
 from export_center.archive.reader import iter_members
 from export_center.bundle.verify import verify_bundle
 from export_center.errors import BadInputError
-from export_center.importer.service import ImportRefused
+from export_center.importer.service import ImportRefused, policy_dir
 from export_center.ingest.pipeline import ingest_paths
 from export_center.signing.interface import load_trust_roots
 from export_center.signing.keyfile import FileSigner
@@ -396,7 +396,7 @@ def test_policy_parts_travel_with_the_mirror(
     } <= paths
     got = b.import_(built.archive_path, options(signer))
     assert got.status == "imported"
-    kept = b.data_dir / "airgap/tenants" / TENANT / "policy"
+    kept = policy_dir(b.data_dir, TENANT, "mirror-policy")  # per mirror stream
     assert (kept / "policy/snapshot.json").read_bytes() == (
         extract(built.archive_path, tmp_path / "x") / "data/policy/snapshot.json"
     ).read_bytes()
