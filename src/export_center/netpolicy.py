@@ -75,7 +75,6 @@ def guard(client: httpx.Client) -> httpx.Client:
     return client
 
 
-def new_client(*, timeout: float = 60.0, **kwargs: object) -> httpx.Client:
+def new_client(*, timeout: float = 60.0) -> httpx.Client:
     """An httpx client under the policy (redirects followed, each one checked)."""
-    kwargs.setdefault("follow_redirects", True)
-    return guard(httpx.Client(timeout=timeout, **kwargs))  # type: ignore[arg-type]
+    return guard(httpx.Client(timeout=timeout, follow_redirects=True))

@@ -126,6 +126,16 @@ def test_limits_over_a_real_socket(small: Services) -> None:
             # Under the limit, the request goes on to authentication as before.
             r = http.post(PROFILES, json={"name": "abc"})
             _error(r, 401, "ERR_EXPORT_UNAUTHENTICATED")
+            # With a good token too, an over-limit profile is refused and nothing is stored.
+            token = tenant_token(small, ["acme"])
+            body = {
+                "name": "too-big",
+                "spec": {"kind": "json", "variant": "raw"},
+                "description": "x" * LIMIT,
+            }
+            _error(http.post(PROFILES, json=body, headers=auth(token)), 413, "ERR_EXPORT_TOO_LARGE")
+            listed = http.get(PROFILES, headers=auth(token))
+            assert listed.status_code == 200 and listed.json()["items"] == []
     finally:
         live.stop()
     # A length that is not one (uvicorn refuses most of these itself; the app on its own too).
