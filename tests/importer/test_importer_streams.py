@@ -259,9 +259,11 @@ def test_quarantine_caps_list_and_purge(
     )
     assert code == 0
     listed = orjson.loads(out)
-    names = [e["name"] for e in listed["entries"]]
-    assert len(names) == 2 and [e["bundleKept"] for e in listed["entries"]] == [True, False]
-    assert listed["entries"][0]["bytes"] > size
+    kept = {e["bundleKept"]: e for e in listed["entries"]}
+    assert len(listed["entries"]) == 2 and set(kept) == {True, False}
+    assert kept[True]["bytes"] > size > kept[False]["bytes"]
+    assert kept[True]["name"] == first.quarantine.name  # type: ignore[union-attr]
+    names = [kept[True]["name"], kept[False]["name"]]
     assert all("archive-signature" in e["reason"] for e in listed["entries"])
     for bad in ("../quarantine", "nope", "/etc"):
         code, _, err = _cli(["airgap", "quarantine", "purge", bad], b, monkeypatch, capsys)

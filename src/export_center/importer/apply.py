@@ -98,7 +98,8 @@ class _Applier:
         self.seq = cursor.last_seq
         self.stats = ApplyStats()
         self.stream = stream
-        self.held: list[_Key] = []  # documents this stream holds from now on
+        self.fresh: list[_Key] = []  # documents no stream held, this one's from now on
+        self.moved: list[_Key] = []  # documents of a stream taken over, this one's now
         self.dropped: list[_Key] = []  # documents it removed
         self.claimed: set[_Key] = set()
         # Every observation id the tenant has ever held (a re-shipped one is revived, not
@@ -249,13 +250,17 @@ class _Applier:
             assert owner is not None
             raise self.stream.conflict(self.tenant, key, owner)
         self.claimed.add(key)
-        if owner != self.stream.name:
-            self.held.append(key)
+        if owner is None:
+            self.fresh.append(key)
+        elif owner != self.stream.name:
+            self.moved.append(key)
 
     def finish(self) -> int:
         # A document removed and shipped again by the same delta stays this stream's.
         dropped = [k for k in self.dropped if k not in self.claimed]
-        generations.set_owners(self.conn, self.tenant, self.stream.name, self.held, dropped)
+        generations.set_owners(
+            self.conn, self.tenant, self.stream.name, self.fresh, self.moved, dropped
+        )
         for old in sorted(self.stream.takes):
             generations.take_over(self.conn, self.tenant, old, self.stream.name)
         if self.seq != self.cursor.last_seq:

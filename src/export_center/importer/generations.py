@@ -236,25 +236,31 @@ def set_owners(
     session: Session | Connection,
     tenant: str,
     stream: str,
-    held: Sequence[DocKey],
+    fresh: Sequence[DocKey],
+    moved: Sequence[DocKey],
     dropped: Sequence[DocKey],
 ) -> None:
-    """``stream`` now holds ``held`` and nobody holds ``dropped`` (inside the import)."""
+    """Inside the import: ``stream`` now holds ``fresh`` (held by no stream before) and
+    ``moved`` (held by a stream it took over); nobody holds ``dropped``."""
     table = Base.metadata.tables["airgap_stream_records"]
-    keys = [{"t": tenant, "s": k[0], "u": k[1]} for k in (*held, *dropped)]
-    if keys:
+    where = (
+        (table.c.tenant == bindparam("t"))
+        & (table.c.source == bindparam("s"))
+        & (table.c.upstream_id == bindparam("u"))
+    )
+    if dropped:
         session.execute(
-            delete(table).where(
-                table.c.tenant == bindparam("t"),
-                table.c.source == bindparam("s"),
-                table.c.upstream_id == bindparam("u"),
-            ),
-            keys,
+            delete(table).where(where), [{"t": tenant, "s": s, "u": u} for s, u in dropped]
         )
-    if held:
+    if moved:
+        session.execute(
+            update(table).where(where).values(stream=bindparam("new")),
+            [{"t": tenant, "s": s, "u": u, "new": stream} for s, u in moved],
+        )
+    if fresh:
         session.execute(
             insert(table),
-            [{"tenant": tenant, "source": s, "upstream_id": u, "stream": stream} for s, u in held],
+            [{"tenant": tenant, "source": s, "upstream_id": u, "stream": stream} for s, u in fresh],
         )
 
 

@@ -104,9 +104,17 @@ def _size(path: Path) -> int:
 
 
 def _entries(base: Path) -> list[Path]:
+    """Entry directories, oldest first (the name starts with the refusal time to the second;
+    within a second, the order the entries were written)."""
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and not p.is_symlink())
+
+    def written(p: Path) -> tuple[str, int]:
+        reason = p / "reason.txt"
+        stamp = reason if reason.is_file() else p
+        return p.name[:16], stamp.stat().st_mtime_ns
+
+    return sorted((p for p in base.iterdir() if p.is_dir() and not p.is_symlink()), key=written)
 
 
 def _bundle_files(opened: OpenedBundle) -> list[Path]:
