@@ -30,6 +30,7 @@ from export_center.errors import (
     error_class,
     error_class_for_status,
 )
+from export_center.netpolicy import check_url, guard
 
 API_BASE = "/api/export"
 # The final events of a run's stream (export_center.runs.states.FINAL_EVENTS; the client does
@@ -81,7 +82,8 @@ def parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
             continue
         field, _, value = line.partition(":")
         value = value.removeprefix(" ")
-        if field == "id" and value.isdigit():
+        # ASCII digits only: str.isdigit() is also true for '²', which int() refuses.
+        if field == "id" and value.isascii() and value.isdigit() and len(value) <= 18:
             event_id = int(value)
         elif field == "event":
             event_type = value
@@ -105,8 +107,11 @@ class ApiClient:
         if tenant:
             headers["X-Stella-Tenant"] = tenant
         if http is None:
+            # The token goes with every request: TLS, or plain HTTP to loopback only.
+            check_url(server, "--server")
             http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
         http.headers.update(headers)
+        guard(http)
         self._http = http
 
     def close(self) -> None:

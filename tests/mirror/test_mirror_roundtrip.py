@@ -15,7 +15,7 @@ import pytest
 from export_center.archive.reader import iter_members
 from export_center.bundle.verify import verify_bundle
 from export_center.errors import BadInputError
-from export_center.importer.service import ImportRefused
+from export_center.importer.service import ImportRefused, policy_dir
 from export_center.ingest.pipeline import ingest_paths
 from export_center.signing.interface import load_trust_roots
 from export_center.signing.keyfile import FileSigner
@@ -205,10 +205,19 @@ def test_chained_deltas_from_a_directory_and_reset_baseline(
         signer,
     )
     got = c.import_(reset.archive_path, options(signer))
-    assert got.generation.kind == "reset"
+    assert got.generation.kind == "reset" and got.generation.stream == "m-reset"
     assert evidence(a.store) == evidence(c.store)
-    got = b.import_(reset.archive_path, options(signer))
+    # On B it is a full bundle of another mirror stream: it replaces m-full only when the
+    # operator says so (docs/mirror.md, "Streams").
+    with pytest.raises(ImportRefused, match="belongs to mirror stream 'm-full'") as refused:
+        b.import_(reset.archive_path, options(signer))
+    assert refused.value.exit_code == 6
+    got = b.import_(
+        reset.archive_path, options(signer, replace_stream="m-full", reason="profile renamed")
+    )
     assert got.status == "imported" and got.stats is not None and got.stats.added == 0
+    assert (got.generation.stream, got.generation.replaced_stream) == ("m-reset", "m-full")
+    assert evidence(a.store) == evidence(b.store)
 
 
 def test_delta_refuses_a_base_with_other_selectors(
@@ -387,7 +396,7 @@ def test_policy_parts_travel_with_the_mirror(
     } <= paths
     got = b.import_(built.archive_path, options(signer))
     assert got.status == "imported"
-    kept = b.data_dir / "airgap/tenants" / TENANT / "policy"
+    kept = policy_dir(b.data_dir, TENANT, "mirror-policy")  # per mirror stream
     assert (kept / "policy/snapshot.json").read_bytes() == (
         extract(built.archive_path, tmp_path / "x") / "data/policy/snapshot.json"
     ).read_bytes()

@@ -45,11 +45,10 @@ from export_center.distribution.trivy import (
     is_trivy_bundle,
     push_trivy_bundle,
 )
-from export_center.errors import BadInputError
+from export_center.errors import BadInputError, InsecureTransportError
 from export_center.exporter import run_export
 from export_center.importer.trivy_install import install_trivy_bundle
 from export_center.ingest.pipeline import ingest_paths
-from export_center.oci.registry import RegistryError
 from export_center.planner.profiles import parse_profile_spec
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 from export_center.settings import Settings, load_settings
@@ -637,7 +636,7 @@ def test_push_verifies_first_and_refuses_plain_http(
         return httpx.Response(200)  # never reached
 
     client = httpx.Client(transport=httpx.MockTransport(handler), follow_redirects=True)
-    with pytest.raises(RegistryError, match=r"refusing plain HTTP to cdn\.example"):
+    with pytest.raises(InsecureTransportError, match=r"refusing plain HTTP to cdn\.example"):
         push_trivy_bundle(
             env.db_bundle.archive_path,
             "oci://registry.example/stella/db:2",

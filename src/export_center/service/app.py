@@ -36,6 +36,7 @@ from export_center.runs.clock import utcnow
 from export_center.runtime.container import Services
 from export_center.service._http import BASE
 from export_center.service.context import ApiContext
+from export_center.service.edge import BodyLimit, ErrorEnvelope
 from export_center.service.schemas import ErrorBody, timestamp
 
 log = logging.getLogger("export_center.service.http")
@@ -234,6 +235,12 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_profiles.router, prefix=BASE)
     app.include_router(routes_runs.router, prefix=BASE)
     app.include_router(routes_ops.router)
+    # Outermost last: the trace id first, then the body limit (before routing, parsing and
+    # authentication), then the error envelope over whatever the framework answers itself.
+    # FastAPI's own max_body_size is not used: when a route does not read the body it answers
+    # an over-limit Content-Length with Starlette's text/plain 413, outside our handlers.
+    app.add_middleware(ErrorEnvelope)
+    app.add_middleware(BodyLimit, max_bytes=services.service.max_request_bytes)
     app.add_middleware(RequestContext, services=services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

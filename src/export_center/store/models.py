@@ -292,22 +292,27 @@ class IdempotencyRecord(Base):
 
 
 class AirgapGeneration(Base):
-    """One mirror bundle applied by the air-gap importer: the tenant's import generations.
+    """One mirror bundle applied by the air-gap importer: the import generations of a tenant's
+    mirror streams.
 
-    Generations are per tenant and strictly increasing; the newest row is what is installed
-    (its export id and manifest digest are what a delta must name as its base, its ``tuf_root``
-    the TUF root trusted for the next import). Rows are inserted, never updated, in the same
-    transaction as the evidence they describe.
+    A stream is what one mirror profile of the exporting side ships (a full bundle names it;
+    its deltas continue it). Generations are per (tenant, stream) and strictly increasing; a
+    stream's newest row is what is installed for it (its export id, manifest digest and as-of
+    sequence are what a delta must name as its base). ``tuf_root`` is the TUF root trusted for
+    the next import of the tenant. ``replaced_stream`` names a stream this import took over on
+    the operator's decision (``--replace-stream``, with ``reason``). Rows are inserted, never
+    updated, in the same transaction as the evidence they describe.
     """
 
     __tablename__ = "airgap_generations"
     __table_args__ = (
-        UniqueConstraint("tenant", "generation", name="uq_airgap_generation"),
+        UniqueConstraint("tenant", "stream", "generation", name="uq_airgap_stream_generation"),
         Index("ix_airgap_manifest", "tenant", "manifest_digest"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    stream: Mapped[str] = mapped_column(String(64), nullable=False)
     generation: Mapped[int] = mapped_column(Integer, nullable=False)
     export_id: Mapped[str] = mapped_column(String(64), nullable=False)
     profile: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -320,6 +325,8 @@ class AirgapGeneration(Base):
     source_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     base_export_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     base_manifest_digest: Mapped[str | None] = mapped_column(String(71), nullable=True)
+    base_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    replaced_stream: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The local store's sequence once this generation was applied.
     store_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     added: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -330,3 +337,20 @@ class AirgapGeneration(Base):
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     forced: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AirgapStreamRecord(Base):
+    """Which mirror stream holds a document (tenant, source, upstream id) on the importing side.
+
+    Streams of one tenant carry disjoint documents: a full bundle of a stream replaces that
+    stream's documents only, and a document another stream holds is refused unless the
+    operator lets this stream take the other over. Documents ingested locally have no row.
+    """
+
+    __tablename__ = "airgap_stream_records"
+    __table_args__ = (Index("ix_airgap_stream_records", "tenant", "stream"),)
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    upstream_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), nullable=False)
