@@ -20,6 +20,7 @@ from export_center.planner.profiles import parse_profile_spec
 from export_center.runtime.container import Services
 from export_center.service.auth import TokenStore
 from export_center.settings import Settings
+from export_center.signing.keystore import KeyStore
 from export_center.worker.runtime import WorkerRuntime
 from support.service import LiveServer, World, wait_for
 
@@ -147,8 +148,12 @@ def test_failed_remote_run_exit_code(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    spec = parse_profile_spec({"kind": "json", "variant": "raw", "signing": {"key": "abcdef"}})
+    keys = KeyStore.from_settings(services.settings)
+    (key,) = keys.tenant_keys("acme")
+    spec = parse_profile_spec({"kind": "json", "variant": "raw", "signing": {"key": key.keyid}})
     services.registry.create("acme", "no-key", spec)
+    # The operator takes the key away after the revision was written: the run fails.
+    keys.unassign(key.keyid, "acme")
     args = ["export", "run", "no-key", "--wait", "--server", live.url, "--token", world.acme]
     assert run(cli, args, monkeypatch) == ExitCode.NOT_FOUND
     assert "ERR_EXPORT_NOT_FOUND" in capsys.readouterr().err

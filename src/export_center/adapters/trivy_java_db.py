@@ -24,7 +24,7 @@ import orjson
 
 from export_center.adapters.interface import ExportContext
 from export_center.adapters.json_raw import selected_records
-from export_center.adapters.trivy_db import parse_options, stage_trivy_artifact
+from export_center.adapters.trivy_db import stage_trivy_artifact, trivy_options
 from export_center.bundle.manifest import TrivyJavaDbSection, TrivySection
 from export_center.errors import BadInputError
 from export_center.model import Component, component_from_json
@@ -39,7 +39,7 @@ class TrivyJavaDbAdapter:
 
     def build(self, ctx: ExportContext) -> None:
         plan = ctx.plan
-        opts = parse_options(plan.spec.options, "trivy:java-db")
+        opts = trivy_options(plan.spec)
         if opts.data_sources:
             raise BadInputError(
                 "trivy:java-db profile: options.dataSources applies to trivy:db only"

@@ -32,6 +32,7 @@ from export_center.errors import (
     RangeNotSatisfiableError,
     error_class_for_status,
 )
+from export_center.planner.profiles import PROFILE_TAGS
 from export_center.runs.clock import utcnow
 from export_center.runtime.container import Services
 from export_center.service._http import BASE
@@ -97,8 +98,14 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RequestValidationError)
     details = [
         {
-            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "(request)",
-            "message": str(err.get("msg", "invalid")),
+            # A profile's kind:variant is the tag pydantic puts in the path: not a field.
+            "field": ".".join(
+                str(p) for p in err.get("loc", ()) if p != "body" and p not in PROFILE_TAGS
+            )
+            or "(request)",
+            "message": "unknown field"
+            if err.get("type") == "extra_forbidden"
+            else str(err.get("msg", "invalid")).removeprefix("Value error, "),
         }
         for err in exc.errors()
     ]
@@ -211,7 +218,7 @@ def create_app(services: Services) -> FastAPI:
     Raises:
         ConfigError: the JWKS file of the service settings is unreadable.
     """
-    from export_center.service import routes_ops, routes_profiles, routes_runs
+    from export_center.service import routes_ops, routes_policies, routes_profiles, routes_runs
 
     api = ApiContext.open(services)
 
@@ -232,6 +239,7 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
     app.include_router(routes_profiles.router, prefix=BASE)
+    app.include_router(routes_policies.router, prefix=BASE)
     app.include_router(routes_runs.router, prefix=BASE)
     app.include_router(routes_ops.router)
     app.add_middleware(RequestContext, services=services)

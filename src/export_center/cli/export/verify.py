@@ -16,6 +16,10 @@ def verify(
     trust_roots: Annotated[
         Path, typer.Option("--trust-roots", help="PEM file of trusted public keys.")
     ],
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="Refuse (exit 2) a bundle of any other tenant."),
+    ] = None,
     output: common.FormatOpt = "table",
 ) -> None:
     """Verify a bundle offline: every check, in order, each reported by name."""
@@ -23,7 +27,7 @@ def verify(
 
     if not bundle.exists():
         common.fail(f"{bundle}: no such bundle", ExitCode.NOT_FOUND)
-    report = verify_bundle(bundle, common.read_trust_roots(trust_roots))
+    report = verify_bundle(bundle, common.read_trust_roots(trust_roots), tenant=tenant)
     if output == "json":
         common.print_json(report.as_json())
     else:

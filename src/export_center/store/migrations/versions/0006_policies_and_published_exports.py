@@ -45,9 +45,7 @@ def upgrade() -> None:
         sa.Column("manifest", sa.LargeBinary(), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint(
-            "tenant", "export_id", "manifest_digest", name="uq_published_export"
-        ),
+        sa.UniqueConstraint("tenant", "export_id", "manifest_digest", name="uq_published_export"),
     )
     with op.batch_alter_table("published_exports", schema=None) as batch_op:
         batch_op.create_index("ix_published_kind", ["tenant", "kind", "as_of_seq"], unique=False)
