@@ -161,6 +161,18 @@ class TufOptions(_Model):
         default_factory=dict
     )
 
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _days_or_text(cls, v: Any) -> Any:
+        # pydantic would read a number outside 1..36500 as a Unix time: a 0 would mean 1970.
+        if isinstance(v, dict):
+            for role, when in v.items():
+                if isinstance(when, bool) or not isinstance(when, int | str | datetime):
+                    raise ValueError(f"expires.{role}: whole days or an RFC 3339 time")
+                if isinstance(when, int) and not 1 <= when <= 36500:
+                    raise ValueError(f"expires.{role}: {when} days is not within 1..36500")
+        return v
+
     @field_validator("expires")
     @classmethod
     def _aware(cls, v: dict[TufRole, int | datetime]) -> dict[TufRole, int | datetime]:

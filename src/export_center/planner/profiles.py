@@ -446,16 +446,21 @@ def field_path(loc: Sequence[int | str]) -> str:
     return out or "(profile)"
 
 
+def problem_message(err: Mapping[str, Any], path: str) -> str:
+    """The message of one pydantic error of a profile at ``path`` (relative to the profile):
+    an unknown field says what replaced it, or which field was probably meant."""
+    if err.get("type") == "extra_forbidden":
+        loc = err.get("loc") or ("",)
+        return _REPLACED.get(path) or _unknown_field(str(loc[-1]))
+    return str(err.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 def problems_of(e: ValidationError) -> list[dict[str, str]]:
     """One ``{"field", "message"}`` per problem of a profile's validation error."""
     out = []
     for err in e.errors(include_url=False):
         path = field_path(err["loc"])
-        if err["type"] == "extra_forbidden":
-            message = _REPLACED.get(path) or _unknown_field(str(err["loc"][-1]))
-        else:
-            message = str(err["msg"]).removeprefix("Value error, ")
-        out.append({"field": path, "message": message})
+        out.append({"field": path, "message": problem_message(err, path)})
     return out
 
 

@@ -32,7 +32,7 @@ from export_center.errors import (
     RangeNotSatisfiableError,
     error_class_for_status,
 )
-from export_center.planner.profiles import PROFILE_TAGS
+from export_center.planner.profiles import field_path, problem_message
 from export_center.runs.clock import utcnow
 from export_center.runtime.container import Services
 from export_center.service._http import BASE
@@ -94,21 +94,23 @@ async def _on_export_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, status, exc.code, exc.message, details=details, headers=headers)
 
 
+def _problem(err: Mapping[str, Any]) -> dict[str, str]:
+    loc = [p for p in err.get("loc", ()) if p != "body"]
+    if loc[:1] == ["spec"]:
+        # A profile body: the same words as the CLI's (planner.profiles), with its path.
+        path = field_path(loc[1:])
+        return {"field": f"spec.{path}", "message": problem_message(err, path)}
+    return {
+        "field": ".".join(str(p) for p in loc) or "(request)",
+        "message": "unknown field"
+        if err.get("type") == "extra_forbidden"
+        else str(err.get("msg", "invalid")).removeprefix("Value error, "),
+    }
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [
-        {
-            # A profile's kind:variant is the tag pydantic puts in the path: not a field.
-            "field": ".".join(
-                str(p) for p in err.get("loc", ()) if p != "body" and p not in PROFILE_TAGS
-            )
-            or "(request)",
-            "message": "unknown field"
-            if err.get("type") == "extra_forbidden"
-            else str(err.get("msg", "invalid")).removeprefix("Value error, "),
-        }
-        for err in exc.errors()
-    ]
+    details = [_problem(err) for err in exc.errors()]
     first = details[0] if details else {"field": "(request)", "message": "invalid"}
     return error_response(
         request,
