@@ -159,7 +159,7 @@ def test_the_tenant_is_in_the_signed_manifest_of_every_kind(two: Two, tmp_path: 
         archive = run_export(two.inst.settings, two.inst.store, prof, tmp_path / name)
         manifest = _manifest(archive.bundle.archive_path)
         assert manifest["tenant"] == "b", kind
-        assert manifest["profile"] == {  # type: ignore[comparison-overlap]
+        assert manifest["profile"] == {
             "kind": body["kind"],
             "variant": body["variant"],
             "name": name,
