@@ -55,6 +55,11 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
         "pattern",
     ),
     (
+        {**JAVA, "options": {"dataSources": {"x": {"id": "x", "name": "n"}}}},
+        "options.dataSources",
+        "unknown field",
+    ),
+    (
         {**FULL, "options": {"encryption": {"recipients": [AGE_OK, AGE_BAD_CHECKSUM]}}},
         "options.encryption.recipients[1]",
         "not a valid age X25519 recipient",

@@ -41,7 +41,12 @@ from export_center.bundle.manifest import TrivyArchive, TrivyDbSection, TrivyOci
 from export_center.digests import prefixed
 from export_center.errors import BadInputError
 from export_center.model import Advisory, advisory_from_json
-from export_center.planner.options import DEFAULT_VALIDITY, TrivyOptions, parse_validity
+from export_center.planner.options import (
+    DEFAULT_VALIDITY,
+    TrivyDbOptions,
+    TrivyOptions,
+    parse_validity,
+)
 from export_center.planner.profiles import ProfileSpec
 from export_center.trivy.artifact import DB, TrivyDbKind, layout_files
 from export_center.trivy.dbwriter import metadata_json, write_db_archive, write_trivy_db
@@ -106,9 +111,8 @@ class TrivyDbAdapter:
         plan = ctx.plan
         opts = trivy_options(plan.spec)
         validity = opts.validity_delta
-        sources = {
-            name: DataSource(o.id, o.name, o.url) for name, o in sorted(opts.data_sources.items())
-        }
+        named = opts.data_sources if isinstance(opts, TrivyDbOptions) else {}
+        sources = {name: DataSource(o.id, o.name, o.url) for name, o in sorted(named.items())}
         deps: dict[str, Any] = {}
         withdrawn: Counter[str] = Counter()
         fed = 0

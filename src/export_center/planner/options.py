@@ -6,7 +6,8 @@ or an age recipient that does not parse, a delta without a base. Each kind has i
 
 =====================  ===========================================================
 json:raw, json:policy  :class:`NoOptions` (``options`` must be empty)
-trivy:db, java-db      :class:`TrivyOptions` (``validity``, ``dataSources``)
+trivy:db               :class:`TrivyDbOptions` (``validity``, ``dataSources``)
+trivy:java-db          :class:`TrivyJavaDbOptions` (``validity``)
 mirror:full            :class:`MirrorFullOptions` (``includeWithdrawn``, ``tuf``,
                        ``encryption``)
 mirror:delta           :class:`MirrorDeltaOptions` (the same plus ``base``,
@@ -51,6 +52,8 @@ __all__ = [
     "MirrorOptions",
     "NoOptions",
     "ProfileOptions",
+    "TrivyDbOptions",
+    "TrivyJavaDbOptions",
     "TrivyOptions",
     "TufOptions",
     "TufRole",
@@ -117,12 +120,9 @@ class DataSourceOption(_Model):
 
 
 class TrivyOptions(ProfileOptions):
-    """Options of trivy:db and trivy:java-db profiles."""
+    """Options both Trivy profiles take: ``validity``."""
 
     validity: str | int = "P7D"
-    data_sources: Annotated[dict[str, DataSourceOption], Field(max_length=1000)] = Field(
-        default_factory=dict
-    )
 
     @field_validator("validity")
     @classmethod
@@ -133,6 +133,18 @@ class TrivyOptions(ProfileOptions):
     @property
     def validity_delta(self) -> timedelta:
         return parse_validity(self.validity)
+
+
+class TrivyDbOptions(TrivyOptions):
+    """trivy:db: ``validity`` and ``dataSources`` (how a store source shows in Trivy reports)."""
+
+    data_sources: Annotated[dict[str, DataSourceOption], Field(max_length=1000)] = Field(
+        default_factory=dict
+    )
+
+
+class TrivyJavaDbOptions(TrivyOptions):
+    """trivy:java-db: ``validity`` only (the Java index has no data sources)."""
 
 
 # ---- mirror:full, mirror:delta ----------------------------------------------------------------

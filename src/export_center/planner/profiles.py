@@ -41,7 +41,8 @@ from export_center.planner.options import (
     MirrorFullOptions,
     NoOptions,
     ProfileOptions,
-    TrivyOptions,
+    TrivyDbOptions,
+    TrivyJavaDbOptions,
 )
 
 PROFILE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -308,14 +309,14 @@ class TrivyDbProfile(ProfileSpec):
     profile_kind_of: ClassVar[str] = "trivy:db"
     kind: Literal["trivy"]
     variant: Literal["db"]
-    options: TrivyOptions = TrivyOptions()
+    options: TrivyDbOptions = TrivyDbOptions()
 
 
 class TrivyJavaDbProfile(ProfileSpec):
     profile_kind_of: ClassVar[str] = "trivy:java-db"
     kind: Literal["trivy"]
     variant: Literal["java-db"]
-    options: TrivyOptions = TrivyOptions()
+    options: TrivyJavaDbOptions = TrivyJavaDbOptions()
 
 
 class MirrorFullProfile(ProfileSpec):
