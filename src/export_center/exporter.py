@@ -190,8 +190,11 @@ def run_export(
     progress: Callable[[int], None] = lambda _n: None,
     is_cancelled: Callable[[], bool] = lambda: False,
     on_plan: Callable[[ExportPlan], None] = lambda _p: None,
+    record: bool = True,
 ) -> ExportOutcome:
-    """Plan, build, sign and publish one export of ``profile`` into ``out_dir``.
+    """Plan, build, sign and publish one export of ``profile`` into ``out_dir``, and record it
+    in the ledger of published exports (unless ``record`` is False: the worker records a run's
+    bundle once the run has succeeded, :func:`record_outcome`).
 
     Raises:
         NotFoundError: no such as-of sequence, or no signing key.
@@ -212,6 +215,15 @@ def run_export(
         return produce(adapter, ctx, run_signer)
 
     bundle = build_bundle(plan, signer, out_dir, content, is_cancelled=is_cancelled)
+    outcome = ExportOutcome(plan, bundle)
+    if record:
+        record_outcome(store, outcome)
+    return outcome
+
+
+def record_outcome(store: EvidenceStore, outcome: ExportOutcome) -> None:
+    """Add a published bundle to the ledger of published exports (the bases of deltas)."""
+    plan, bundle = outcome.plan, outcome.bundle
     record_published(
         store,
         tenant=plan.tenant,
@@ -224,4 +236,3 @@ def run_export(
         as_of_seq=plan.as_of_seq,
         manifest=bundle.manifest,
     )
-    return ExportOutcome(plan, bundle)

@@ -265,6 +265,11 @@ def test_an_old_revision_naming_a_server_file_is_readable_and_cannot_run(tmp_pat
     # The view shows no refused value; listing still works.
     assert view.spec.signing.key is None and view.spec.policy.name is None
     assert [p.name for p in registry.list("default")[0]] == ["old-policy"]
+    # The API shows why (ProfilePublic.problem), next to what is left of the spec.
+    from export_center.service.schemas import ProfilePublic
+
+    public = ProfilePublic.of(view).model_dump(by_alias=True)
+    assert public["problem"] == view.problem and "document" not in public["spec"]["policy"]
     with pytest.raises(BadInputError, match="old-policy r1 cannot run") as err:
         make_plan(store, view)
     assert "/etc/shadow" not in err.value.message  # no server path is echoed back

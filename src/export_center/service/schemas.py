@@ -72,6 +72,11 @@ class ProfilePublic(_Api):
     archived: bool
     created_at: str
     spec: dict[str, Any]
+    problem: str | None = Field(
+        default=None,
+        description="Why a revision written by an earlier version cannot run (the fields it "
+        "named that are no longer accepted are left out of spec); null when it can.",
+    )
 
     @classmethod
     def of(cls, p: ProfileRevisionView) -> ProfilePublic:
@@ -83,6 +88,7 @@ class ProfilePublic(_Api):
             archived=p.archived,
             created_at=rfc3339(p.created_at) or "",
             spec=p.spec.model_dump(mode="json", by_alias=True),
+            problem=p.problem,
         )
 
 

@@ -50,6 +50,7 @@ def _profile_json(p: ProfileRevisionView) -> dict[str, Any]:
         "digest": p.digest,
         "archived": p.archived,
         "spec": p.spec.model_dump(mode="json", by_alias=True),
+        "problem": p.problem,
     }
 
 
