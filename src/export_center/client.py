@@ -174,6 +174,38 @@ class ApiClient:
         result: dict[str, Any] = self._call("POST", f"/profiles/{name}/archive")
         return result
 
+    # ---- policies ------------------------------------------------------------------------
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = self._call("GET", "/policies", params={"offset": offset, "limit": 200})
+            items.extend(page["items"])
+            if not page.get("next"):
+                return items
+            offset += len(page["items"])
+
+    def get_policy(
+        self, name: str, *, version: int | None = None, digest: str | None = None
+    ) -> dict[str, Any]:
+        params = {k: v for k, v in (("version", version), ("digest", digest)) if v is not None}
+        result: dict[str, Any] = self._call("GET", f"/policies/{name}", params=params or None)
+        return result
+
+    def policy_versions(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/policies/{name}/versions")
+        return result
+
+    def upload_policy(self, name: str, content: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST",
+            "/policies",
+            json={"name": name, "content": content},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        return result
+
     # ---- runs ----------------------------------------------------------------------------
 
     def create_run(

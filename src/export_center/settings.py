@@ -331,7 +331,8 @@ class Settings(BaseSettings):
     quarantine_max_bytes: NonNegativeInt = 1 << 30
     # The passphrase of encrypted keys in the key store.
     key_passphrase: SecretStr | None = None
-    # PKCS#11: the user PIN of signing tokens, and the module (.so) and PIN of KMS tokens.
+    # PKCS#11: the operator's module (.so) and user PIN, for HSM signing keys registered in the
+    # key store and for KMS keys. Only here: profiles never name a module, token or object.
     pkcs11_module: str | None = None
     pkcs11_pin: SecretStr | None = None
     # Basic credentials for OCI registries (push and pull).

@@ -143,7 +143,7 @@ def test_independent_verifiers_accept_the_bundle(env: Env, tmp_path: Path) -> No
 
 
 def test_ecdsa_sidecar_verifies_with_openssl(env: Env, tmp_path: Path) -> None:
-    info = env.keys.generate(KeyType.ECDSA_P256)
+    info = env.keys.generate(KeyType.ECDSA_P256, tenants=["default"])
     env.profile(signing={"key": info.keyid})
     result = _export(env).bundle
     sig = base64.b64decode(

@@ -26,7 +26,7 @@ def test_airgap_commands_and_exit_codes(
 ) -> None:
     a, b = make_instance("A"), make_instance("B")
     keys = KeyStore.from_settings(a.settings)
-    info = keys.generate(KeyType.ED25519)
+    info = keys.generate(KeyType.ED25519, tenants=["default"])
     airgap = b.data_dir / "airgap"
     airgap.mkdir(parents=True)
     (airgap / "trust-roots.pem").write_bytes(keys.export_public(info.keyid))  # the default path

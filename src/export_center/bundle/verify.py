@@ -178,8 +178,13 @@ def verify_bundle(
     *,
     limits: Limits | None = None,
     extra_checks: Sequence[tuple[str, ExtraCheck]] = (),
+    tenant: str | None = None,
 ) -> BundleReport:
     """Verify ``bundle`` (an archive file or an extracted directory) against ``trust_roots``.
+
+    With ``tenant``, a ``tenant`` check after the manifest's signature refuses a bundle whose
+    signed manifest names another tenant: a key trusted for several tenants (or a key a
+    tenant should never have had) cannot pass one tenant's bundle off as another's.
 
     Never raises for a bad bundle: failures are in the report (``report.exit_code``).
 
@@ -265,6 +270,15 @@ def verify_bundle(
         report.export_id = manifest.export_id
         return f"export {report.export_id}"
 
+    def tenant_check() -> str | None:
+        assert report.manifest is not None and tenant is not None
+        if report.manifest.tenant != tenant:
+            raise _fail(
+                "tenant",
+                f"the bundle is for tenant {report.manifest.tenant!r}, not {tenant!r}",
+            )
+        return f"tenant {tenant}"
+
     def contents() -> str | None:
         assert report.manifest is not None
         listed: dict[str, tuple[str, int]] = {}
@@ -325,6 +339,7 @@ def verify_bundle(
         ("safe-read", safe_read),
         ("checksums", checksums),
         ("manifest-signature", manifest_signature),
+        *([("tenant", tenant_check)] if tenant is not None else []),
         ("contents", contents),
         ("rerun-hash", rerun),
         ("provenance", provenance),

@@ -87,10 +87,12 @@ def open_trivy_bundle(
     part: Literal["archive", "layout"],
     limits: Limits | None = None,
     registry_credentials: tuple[str, str] | None = None,
+    tenant: str | None = None,
 ) -> TrivyBundle:
     """Verify the Trivy bundle ``bundle`` (archive, directory, ``oci:DIR[:TAG]`` or
     ``oci://HOST/REPO:TAG``) and make its database ``part`` available under ``work``: the
-    archive (``trivy/db.tar.gz``) or the OCI image layout (``trivy/oci/db/``).
+    archive (``trivy/db.tar.gz``) or the OCI image layout (``trivy/oci/db/``). With
+    ``tenant``, a bundle of another tenant fails the ``tenant`` check.
 
     Raises:
         TrivyBundleRefused: a check failed (report attached).
@@ -159,6 +161,7 @@ def open_trivy_bundle(
         roots,
         limits=limits,
         extra_checks=[("trivy", trivy), ("extract", extract)],
+        tenant=tenant,
     )
     if not report.ok or report.manifest is None:
         raise TrivyBundleRefused(report)

@@ -161,6 +161,7 @@ def verify_source(
         installed_tuf_root=installed_root,
         keys=options.keys,
         require_plaintext=require_plaintext,
+        tenant=options.tenant,
     )
     return opened, mv
 

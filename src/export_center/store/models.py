@@ -354,3 +354,58 @@ class AirgapStreamRecord(Base):
     source: Mapped[str] = mapped_column(String(128), primary_key=True)
     upstream_id: Mapped[str] = mapped_column(String(512), primary_key=True)
     stream: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class PolicyDocumentRow(Base):
+    """One uploaded version of a tenant's policy document (revision 0006).
+
+    Policies are stored documents, never files a tenant names: a profile names a policy by
+    ``name`` and pins the ``digest`` of the version it was created with. Rows are inserted,
+    never updated. ``content`` is what was uploaded (YAML or JSON, comments kept for people);
+    ``canonical`` is the validated document as RFC 8785 JSON, whose sha256 is ``digest``: runs
+    read ``canonical`` and check the digest, so what is evaluated is what the profile pinned.
+    """
+
+    __tablename__ = "policy_documents"
+    __table_args__ = (
+        UniqueConstraint("tenant", "name", "version", name="uq_policy_version"),
+        UniqueConstraint("tenant", "name", "digest", name="uq_policy_digest"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    digest: Mapped[str] = mapped_column(String(71), nullable=False)
+    media_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    canonical: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class PublishedExport(Base):
+    """The signed manifest of every export this instance published (revision 0006).
+
+    What a mirror:delta names as its base is an export id of the same tenant, resolved from
+    these rows (never from a file or directory a tenant names). One export id can have several
+    manifests (an encrypted mirror's wrapped keys differ per run): rows are keyed by the
+    manifest digest too, and the newest one wins when only the export id is given.
+    """
+
+    __tablename__ = "published_exports"
+    __table_args__ = (
+        UniqueConstraint("tenant", "export_id", "manifest_digest", name="uq_published_export"),
+        Index("ix_published_kind", "tenant", "kind", "as_of_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    export_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    manifest_digest: Mapped[str] = mapped_column(String(71), nullable=False)
+    profile: Mapped[str] = mapped_column(String(64), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    variant: Mapped[str] = mapped_column(String(16), nullable=False)
+    as_of_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    manifest: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -117,6 +117,10 @@ def verify_bundle_cmd(
     tuf_root: TufRootOpt = None,
     identity: IdentityOpt = None,
     kms: KmsOpt = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="Refuse (exit 2) a bundle of any other tenant."),
+    ] = None,
     output: common.FormatOpt = "table",
 ) -> None:
     """Verify a mirror bundle offline (every check, in order); say what an import would do."""
@@ -126,7 +130,7 @@ def verify_bundle_cmd(
     from export_center.errors import BadInputError, ConflictError
     from export_center.importer.service import import_state, verify_source
 
-    opts = _options(trust_roots, tuf_root, identity, kms)
+    opts = _options(trust_roots, tuf_root, identity, kms, tenant=tenant)
     cfg = common.settings()
     store = common.open_store()
     work_root = cfg.data_dir / "airgap" / "work"
@@ -191,7 +195,8 @@ def import_cmd(
     reason: Annotated[str | None, typer.Option("--reason", help="Why it is forced.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who imports (default: $USER).")] = None,
     tenant: Annotated[
-        str | None, typer.Option("--tenant", help="Refuse bundles of any other tenant.")
+        str | None,
+        typer.Option("--tenant", help="Refuse (exit 2) a bundle of any other tenant."),
     ] = None,
     replace_stream: Annotated[
         str | None,

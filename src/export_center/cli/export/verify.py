@@ -24,6 +24,10 @@ def verify(
             "bundle's own root, if all its keys are trusted keys).",
         ),
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="Refuse (exit 2) a bundle of any other tenant."),
+    ] = None,
     output: common.FormatOpt = "table",
 ) -> None:
     """Verify a bundle offline: every check, in order, each reported by name."""
@@ -44,7 +48,9 @@ def verify(
             raise BadInputError(f"{tuf_root}: cannot read the TUF root: {e.strerror}") from e
     # Step 8 of the verification order: a mirror bundle's TUF chain, expiry as of now.
     now = datetime.now(UTC).replace(microsecond=0)
-    report = verify_bundle(bundle, roots, extra_checks=[("tuf", tuf_check(roots, root_bytes, now))])
+    report = verify_bundle(
+        bundle, roots, extra_checks=[("tuf", tuf_check(roots, root_bytes, now))], tenant=tenant
+    )
     if output == "json":
         common.print_json(report.as_json())
     else:
