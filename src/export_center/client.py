@@ -30,6 +30,7 @@ from export_center.errors import (
     error_class,
     error_class_for_status,
 )
+from export_center.outbound import http_client
 
 API_BASE = "/api/export"
 # The final events of a run's stream (export_center.runs.states.FINAL_EVENTS; the client does
@@ -105,7 +106,7 @@ class ApiClient:
         if tenant:
             headers["X-Stella-Tenant"] = tenant
         if http is None:
-            http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
+            http = http_client(base_url=server.rstrip("/"), timeout=timeout)
         http.headers.update(headers)
         self._http = http
 
@@ -122,7 +123,9 @@ class ApiClient:
         try:
             resp = self._http.request(method, API_BASE + path, **kwargs)
         except httpx.TransportError as e:
-            raise ServiceUnavailableError(f"cannot reach the server: {e}") from e
+            raise ServiceUnavailableError(
+                f"cannot reach the server {self._http.base_url}: {e}"
+            ) from e
         _raise_for(resp)
         return orjson.loads(resp.content) if resp.content else None
 

@@ -23,9 +23,10 @@ Secrets, credentials and who is calling come from the environment only, never fr
 environment: the CLI loads the settings once per command (``cli/common.py``), the service and
 the worker receive them from it, and every module gets the values it needs from its caller.
 
-Two more variables are defaults of command-line options, read by the option parser and shown
-in ``--help`` (:data:`CLI_OPTION_ENV`): ``STELLA_SERVER`` (``--server``) and ``STELLA_TOKEN``
-(``--token``). ``stella keys generate --passphrase-env NAME`` reads the variable it is told to.
+Four more variables are defaults of command-line options, read by the option parser and shown
+in ``--help`` (:data:`CLI_OPTION_ENV`): ``STELLA_SERVER`` (``--server``), ``STELLA_TOKEN``
+(``--token``), ``STELLA_OFFLINE`` (``--offline``) and ``STELLA_DEBUG`` (``--debug``).
+``stella keys generate --passphrase-env NAME`` reads the variable it is told to.
 """
 
 from __future__ import annotations
@@ -88,7 +89,14 @@ ENV_ONLY: Final = frozenset(
     }
 )
 #: Environment defaults of command-line options (``typer.Option(envvar=...)`` in the CLI).
-CLI_OPTION_ENV: Final = MappingProxyType({"--server": "STELLA_SERVER", "--token": "STELLA_TOKEN"})
+CLI_OPTION_ENV: Final = MappingProxyType(
+    {
+        "--server": "STELLA_SERVER",
+        "--token": "STELLA_TOKEN",
+        "--offline": "STELLA_OFFLINE",
+        "--debug": "STELLA_DEBUG",
+    }
+)
 
 
 class Quotas(BaseModel):

@@ -126,7 +126,9 @@ class _Run:
         try:
             detail = fn()
         except VerificationError as e:
-            self.report.checks.append(CheckResult(name, "fail", e.message))
+            # The line names the check already: "safe-read: safe-read: ..." said it twice.
+            detail = e.message.removeprefix(f"{name}: ")
+            self.report.checks.append(CheckResult(name, "fail", detail))
             self.stopped = True
             return
         except (ExportCenterError, ValueError, KeyError, TypeError) as e:

@@ -17,7 +17,12 @@ app = typer.Typer(add_completion=False)
 
 @app.command("ingest")
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or archives.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files, folders (recursive) or archives.", callback=common.existing_paths
+        ),
+    ],
     source: Annotated[str, typer.Option("--source", help="Source (feed/vendor) name.")],
     tenant: common.TenantOpt = None,
     output: common.FormatOpt = "table",

@@ -53,7 +53,8 @@ def generate(
     output: common.FormatOpt = "table",
 ) -> None:
     """Generate a key pair; print its keyid and file paths."""
-    _check_format(output)
+    if out is not None:  # before the key is made: a refused copy must not leave a new key
+        common.check_output_dir(out, "the key files")
     passphrase: str | None = None
     if passphrase_env is not None:
         passphrase = os.environ.get(passphrase_env)
@@ -66,7 +67,7 @@ def generate(
     info = store.generate(key_type, passphrase=passphrase)
     copies: list[Path] = []
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        common.output_dir(out, "the key files")
         for src in (info.private_path, info.public_path):
             dest = out / src.name
             shutil.copyfile(src, dest)
@@ -91,7 +92,6 @@ def generate(
 @app.command("list")
 def list_keys(key_dir: KeyDirOpt = None, output: common.FormatOpt = "table") -> None:
     """List the keys of the store, oldest first; the last one is the default signer."""
-    _check_format(output)
     store = KeyStore(key_dir or common.settings().key_dir)
     keys = store.list()
     if output == "json":
@@ -123,11 +123,6 @@ def export_public(
     """Print the public key (PEM) of KEYID, e.g. to build a trust-roots file."""
     store = KeyStore(key_dir or common.settings().key_dir)
     typer.echo(store.export_public(keyid).decode("ascii"), nl=False)
-
-
-def _check_format(output: str) -> None:
-    if output not in ("table", "json"):
-        raise BadInputError(f"--format {output!r}: choose table or json")
 
 
 def _as_json(info: KeyInfo) -> dict[str, object]:

@@ -37,6 +37,7 @@ from export_center.distribution.source import open_source
 from export_center.errors import BadInputError, NotFoundError, VerificationError
 from export_center.oci.layout import MAX_MANIFEST_BYTES
 from export_center.oci.registry import RegistryClient, RegistryError, is_loopback, parse_ref
+from export_center.outbound import http_client
 from export_center.signing.interface import PublicKey
 from export_center.trivy.artifact import CONFIG_BYTES, DB, KINDS, TrivyDbKind, read_trivy_layout
 
@@ -223,7 +224,7 @@ def push_trivy_bundle(
         target = parse_ref(_target(ref, opened.kind))
         art = read_trivy_layout(opened.root / opened.kind.layout_dir, opened.kind)
         own = client is None
-        http = client or httpx.Client(
+        http = client or http_client(
             timeout=60.0, follow_redirects=True, event_hooks={"request": [refuse_plain_http]}
         )
         if not own:

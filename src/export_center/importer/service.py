@@ -19,7 +19,7 @@ import logging
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -135,7 +135,8 @@ def quarantine(
         (dest / "report.json").write_bytes(
             orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2)
         )
-    log.warning("bundle %s quarantined in %s: %s", opened.label, dest, reason)
+    # Info, not a warning: the refusal itself says where the bundle went (ImportRefused's hint).
+    log.info("bundle %s quarantined in %s: %s", opened.label, dest, reason)
     return dest
 
 
@@ -169,6 +170,11 @@ def verify_source(
         keys=options.keys,
         require_plaintext=require_plaintext,
     )
+    # The checks name the private copy; the user knows the bundle by the name they gave.
+    private = str(opened.path)
+    mv.report.checks[:] = [
+        replace(c, detail=c.detail.replace(private, opened.label)) for c in mv.report.checks
+    ]
     return opened, mv
 
 

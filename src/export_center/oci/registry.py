@@ -33,6 +33,7 @@ from export_center.oci.layout import (
     materialize,
     parse_manifest,
 )
+from export_center.outbound import http_client
 
 _REPO = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
@@ -120,7 +121,7 @@ class RegistryClient:
     ) -> None:
         """``credentials``: (username, password) for Basic or the token flow; anonymous if None."""
         self.ref = ref
-        self._client = client or httpx.Client(timeout=timeout, follow_redirects=True)
+        self._client = client or http_client(timeout=timeout, follow_redirects=True)
         self._basic = credentials
         self._token: str | None = None
 

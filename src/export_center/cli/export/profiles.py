@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-import yaml
 from rich.table import Table
 
 from export_center.cli import common, remote
 from export_center.errors import BadInputError
+from export_center.safe_yaml import load_yaml
 
 if TYPE_CHECKING:
     from export_center.planner.profiles import ProfileSpec
@@ -62,16 +62,16 @@ def _spec_from_options(
 
     data: dict[str, Any] = {}
     if file is not None:
-        try:
-            text = file.read_bytes()
-        except OSError as e:
-            raise BadInputError(f"{file}: cannot read profile: {e.strerror}") from e
-        try:
-            loaded = (
-                yaml.safe_load(text) if file.suffix in {".yaml", ".yml"} else orjson.loads(text)
-            )
-        except (yaml.YAMLError, orjson.JSONDecodeError) as e:
-            raise BadInputError(f"{file}: malformed profile: {e}") from e
+        text = common.read_input(file, "the profile")
+        if file.suffix in {".yaml", ".yml"}:
+            loaded = load_yaml(text, str(file))
+        else:
+            try:
+                loaded = orjson.loads(text)
+            except orjson.JSONDecodeError as e:
+                raise BadInputError(
+                    f"{file}: malformed JSON profile at line {e.lineno} column {e.colno}: {e.msg}"
+                ) from e
         if not isinstance(loaded, dict):
             raise BadInputError(f"{file}: a profile must be an object")
         data = loaded
