@@ -188,6 +188,24 @@ def existing_paths(paths: list[Path]) -> list[Path]:
     return paths
 
 
+def existing_dir(path: Path | None) -> Path | None:
+    """A parameter callback: the directory given exists (an option naming a place to read
+    from, like ``--key-dir``; not given is fine).
+
+    Raises:
+        NotFoundError: no such directory. BadInputError: a file, not a directory.
+    """
+    from export_center.errors import BadInputError, NotFoundError
+
+    if path is None:
+        return None
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise BadInputError(f"{path}: not a directory")
+    return path
+
+
 def check_output_dir(path: Path, what: str) -> Path:
     """Refuse, before any work, an output directory that cannot be one: a file in the way,
     at ``path`` or at one of its parents. Creates nothing (a refused command leaves no
@@ -282,6 +300,14 @@ _CHECK_MARKS: dict[Status, tuple[str, str]] = {
     "skipped": ("yellow", "SKIP"),
     "not run": ("dim", "----"),
 }
+
+
+def print_verification_failure(bundle: object, checks: Iterable[CheckResult]) -> None:
+    """The error line of a bundle that failed verification: which check, and why (the
+    report on stdout has every check; this is the one line a script or a person reads)."""
+    failed = next((c for c in checks if c.status == "fail"), None)
+    why = f" at {failed.name}: {failed.detail}" if failed else ""
+    print_error(f"{bundle}: verification failed{why}")
 
 
 def print_checks(checks: Iterable[CheckResult]) -> None:

@@ -25,7 +25,8 @@ def findings(
     ] = None,
     tenant: common.TenantOpt = None,
     as_of: Annotated[
-        int | None, typer.Option("--as-of", help="Evidence sequence (default: the newest).")
+        int | None,
+        typer.Option("--as-of", min=0, help="Evidence sequence (default: the newest)."),
     ] = None,
     output: common.FormatOpt = "table",
 ) -> None:

@@ -17,7 +17,11 @@ from export_center.signing.keystore import KeyInfo, KeyStore
 
 KeyDirOpt = Annotated[
     Path | None,
-    typer.Option("--key-dir", help="Key store directory (default: <data dir>/keys)."),
+    typer.Option(
+        "--key-dir",
+        callback=common.existing_dir,
+        help="Key store directory (default: <data dir>/keys).",
+    ),
 ]
 
 

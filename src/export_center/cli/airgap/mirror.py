@@ -164,13 +164,12 @@ def verify_bundle_cmd(
                     "green", "verified", f" {report.export_id}; root hash {report.root_hash}"
                 )
             )
-        else:
-            failed = report.failed
-            common.console.print(
-                common.marked("red", "verification failed", f" at {failed.name if failed else '?'}")
-            )
         if state:
             common.console.print(f"state: {state}", highlight=False)
+    if not report.ok:
+        common.print_verification_failure(bundle, report.checks)
+    elif code == ExitCode.QUOTA_OR_CONFLICT:
+        common.print_error(f"{bundle}: verified, but {state}")
     raise typer.Exit(int(code))
 
 

@@ -55,7 +55,9 @@ def run(
         typer.Option("--out", help="Output directory (with --server: download the bundle here)."),
     ] = None,
     revision: Annotated[int | None, typer.Option("--revision")] = None,
-    as_of: Annotated[int | None, typer.Option("--as-of", help="Pin an earlier sequence.")] = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", min=0, help="Pin an earlier sequence.")
+    ] = None,
     tenant: common.TenantOpt = None,
     output: common.FormatOpt = "table",
     server: remote.ServerOpt = None,

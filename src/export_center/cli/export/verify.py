@@ -34,9 +34,6 @@ def verify(
                     "green", "verified", f" {report.export_id}; root hash {report.root_hash}"
                 )
             )
-        else:
-            failed = report.failed
-            common.console.print(
-                common.marked("red", "verification failed", f" at {failed.name if failed else '?'}")
-            )
+    if not report.ok:
+        common.print_verification_failure(bundle, report.checks)
     raise typer.Exit(int(report.exit_code))
