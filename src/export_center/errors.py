@@ -1,7 +1,7 @@
 """One error tree for the whole tool, and the one table of its codes.
 
 Every error class carries a stable ``code`` (the REST API's ``ERR_EXPORT_*`` codes), an
-``exit_code`` (export-center.md §7) and an ``http_status``; subclasses inherit what they do not
+``exit_code`` (docs/cli.md) and an ``http_status``; subclasses inherit what they do not
 redefine. Library code raises these and chains the cause with ``raise ... from``; the CLI turns
 them into exit codes, the service into HTTP statuses, and :func:`error_class` turns a code that
 crossed the wire (an API error body, a failed run's record) back into its class.
@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Self
 
 
 class ExitCode(IntEnum):
-    """CLI exit codes of export-center.md §7."""
+    """CLI exit codes of docs/cli.md."""
 
     OK = 0
     UNEXPECTED = 1

@@ -1,4 +1,4 @@
-"""json:policy — json:raw content plus the policy overlay (export-center.md §4); and the policy
+"""json:policy — json:raw content plus the policy overlay (docs/policy.md); and the policy
 parts writer that mirror profiles naming a policy share.
 
 ``data/policy/snapshot.json``, ``data/policy/evaluations.jsonl.zst`` (one finding per line) and
@@ -6,7 +6,7 @@ parts writer that mirror profiles naming a policy share.
 (:func:`export_center.policy.service.overlay_from_store`) over exactly the evidence the plan
 pins. The manifest's ``policy`` section names the document and its digest.
 
-``policySnapshotMode`` (export-center.md §4):
+``policySnapshotMode``:
 - ``required``: the profile must name a readable, valid policy document, else the run fails;
 - ``optional``: include the parts when the document loads; otherwise export without them and
   record why in the manifest (``policy.included = false`` with the reason);

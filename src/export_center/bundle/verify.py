@@ -1,4 +1,4 @@
-"""Offline bundle verification: every check of bundles.md "Verification, in order".
+"""Offline bundle verification: every check of docs/bundle-format.md, "Verification".
 
 Works on the archive (streamed member by member through the one safe reader, never extracted)
 and on an extracted directory. Never touches the network. Each check is reported by name; the

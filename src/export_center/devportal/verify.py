@@ -10,7 +10,7 @@ match the schema exactly (unknown fields refused), and every derived field (sour
 bundleId) is recomputed.
 
 Each check is reported by name; the first failure raises. Exit code in the CLI: 2 for every
-failure (export-center.md §7); the shell script separates checksum (2) from signature (3).
+failure (docs/cli.md); the shell script separates checksum (2) from signature (3).
 """
 
 from __future__ import annotations

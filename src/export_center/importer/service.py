@@ -1,7 +1,7 @@
 """``stella airgap import`` / ``verify-bundle``: verify a mirror bundle, then apply it in one
 transaction as the tenant's next generation.
 
-Rules (bundles.md, "Import"):
+Rules (docs/mirror.md, "Import"):
 - everything is verified first (:mod:`.verify`); nothing touches the store before that passed;
 - one database transaction applies the records and records the generation: any failure rolls
   all of it back, so the store is untouched;

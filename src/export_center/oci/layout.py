@@ -1,4 +1,4 @@
-"""Any bundle as an OCI image layout, and back (bundles.md, "Mirror bundles", OCI).
+"""Any bundle as an OCI image layout, and back (docs/mirror.md, "OCI").
 
 One artifact manifest whose layers are the bundle's files, byte for byte, each titled with
 ``org.opencontainers.image.title`` (its path in the bundle), sorted by path; no timestamps, so
