@@ -72,6 +72,7 @@ class Case:
     creates_nothing_at: tuple[str, ...] = ()
     quarantines: bool = False  # a refused import keeps the bundle in quarantine/
     prefix: str = "error: "
+    env: tuple[tuple[str, str], ...] = ()  # settings from the environment
 
 
 def case(argv: str, code: ExitCode, says: str, **kw: object) -> Case:
@@ -400,6 +401,47 @@ CASES: dict[str, Case] = {
     "devportal/verify-trust-missing": case(
         "devportal verify {garbage} --trust-roots {missing}", NOT_FOUND, "{missing}"
     ),
+    # settings from the environment: refused before any command touches anything
+    "settings/data-dir-is-a-file": case(
+        "evidence stats", BAD, "{garbage}", env=(("STELLA_DATA_DIR", "{garbage}"),)
+    ),
+    "settings/data-dir-in-proc": case(
+        "evidence stats",
+        BAD,
+        "/proc/stella-data",
+        env=(("STELLA_DATA_DIR", "/proc/stella-data"),),
+        creates_nothing_at=("/proc/stella-data",),
+    ),
+    "settings/database-url": case(
+        "evidence stats",
+        BAD,
+        "not a URL",
+        env=(("STELLA_DATABASE_URL", "postgresql://me:s3cret@db:port/x"),),
+    ),
+    "settings/database-down": case(
+        "evidence stats",
+        ExitCode.UNEXPECTED,
+        "127.0.0.1:9",
+        env=(("STELLA_DATABASE_URL", "postgresql+psycopg://me:s3cret@127.0.0.1:9/x"),),
+    ),
+    "settings/config-missing": case(
+        "evidence stats", NOT_FOUND, "{missing}", env=(("STELLA_CONFIG", "{missing}"),)
+    ),
+    "settings/config-garbage": case(
+        "evidence stats", BAD, "{garbage}", env=(("STELLA_CONFIG", "{garbage}"),)
+    ),
+    "settings/default-tenant": case(
+        "export plan nightly", BAD, "BAD!", env=(("STELLA_DEFAULT_TENANT", "BAD!"),)
+    ),
+    "settings/max-document-bytes": case(
+        "ingest {advisories} --source s",
+        BAD,
+        "max_document_bytes",
+        env=(("STELLA_MAX_DOCUMENT_BYTES", "lots"),),
+    ),
+    "settings/offline-value": case(
+        "evidence stats", BAD, "--offline", env=(("STELLA_OFFLINE", "maybe"),)
+    ),
     # the top level
     "stella/unknown-command": case("bogus", BAD, "bogus"),
     "stella/format-before": case("--format xml evidence stats", BAD, "xml"),
@@ -614,6 +656,7 @@ def _run_case(world: World, name: str, c: Case, root: Path) -> Outcome:
         if not k.startswith("STELLA_") and k not in ("COLUMNS", "LINES")
     }
     env |= {"STELLA_DATA_DIR": str(data), "STELLA_CONFIG": "", "COLUMNS": "300"}
+    env |= {name: _fill(value, world.names) for name, value in c.env}
     proc = subprocess.run(
         [STELLA, *argv],
         cwd=where,
@@ -646,10 +689,11 @@ def test_refused(name: str, world: World, tmp_path: Path) -> None:
     assert got.code == c.code, detail
     assert got.changed == [], detail
     assert got.created == [], detail
+    assert "s3cret" not in got.stderr  # a password in a URL is never printed
 
 
 # Commands whose only inputs are the options every command gets generated cases for.
-ONLY_GENERATED = {"evidence stats", "export profile list", "airgap list"}
+ONLY_GENERATED = {"export profile list", "airgap list"}
 
 
 def test_every_command_is_in_the_table() -> None:

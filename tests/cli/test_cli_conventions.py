@@ -343,3 +343,38 @@ def test_demo_hint_works_when_pasted(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# ---- import refusals: the checks that ran, the reason once ----------------------------------
+
+
+def test_an_import_refusal_is_said_once(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from export_center.signing.interface import KeyType
+    from export_center.signing.keystore import KeyStore
+
+    keys = KeyStore(data_dir / "keys")
+    pem = tmp_path / "trusted.pem"
+    pem.write_bytes(keys.export_public(keys.generate(KeyType.ED25519).keyid))
+    bundle = tmp_path / "not-a-bundle.tar.zst"
+    bundle.write_bytes(b"\x00not an archive\x00" * 64)
+    args = ["airgap", "import", str(bundle), "--trust-roots", str(pem)]
+    assert run(args, monkeypatch) == ExitCode.VERIFICATION_FAILED
+    out, err = capsys.readouterr()
+    # stdout: the checks that ran, up to the failed one; none of the ones that did not run.
+    assert [line.split()[:2] for line in out.splitlines()] == [
+        ["SKIP", "archive-digest"],
+        ["SKIP", "archive-signature"],
+        ["FAIL", "safe-read"],
+    ]
+    # stderr: the reason once, naming the bundle as given (not the private copy), and where
+    # the refused bundle was kept.
+    lines = err.splitlines()
+    assert len(lines) == 2, err
+    assert lines[0].startswith(f"error: safe-read: {bundle}: not a tar"), err
+    assert lines[1].startswith(f"  hint: bundle quarantined in {data_dir / 'quarantine'}/"), err
+    assert "safe-read: safe-read" not in out + err

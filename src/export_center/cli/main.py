@@ -286,7 +286,7 @@ def _global_params() -> list[_click.Parameter]:
 
 def _tenant_callback(ctx: _click.Context, param: Any, value: Any) -> Any:
     from export_center.errors import BadInputError
-    from export_center.store.repository import check_tenant
+    from export_center.tenants import check_tenant
 
     for tenant in value if isinstance(value, list | tuple) else [value]:
         if tenant is not None:
