@@ -63,7 +63,7 @@ def client(server: str | None, token: str | None, tenant: str | None) -> ApiClie
 def follow(api: ApiClient, run_id: str, *, quiet: bool) -> dict[str, Any]:
     """Show the run's progress from its event stream until it ends; returns the final run."""
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # the run id comes from the server
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
