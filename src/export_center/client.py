@@ -30,7 +30,7 @@ from export_center.errors import (
     error_class,
     error_class_for_status,
 )
-from export_center.netpolicy import check_url, guard
+from export_center.netpolicy import check_url, guard, http_client
 
 API_BASE = "/api/export"
 # The final events of a run's stream (export_center.runs.states.FINAL_EVENTS; the client does
@@ -109,7 +109,7 @@ class ApiClient:
         if http is None:
             # The token goes with every request: TLS, or plain HTTP to loopback only.
             check_url(server, "--server")
-            http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
+            http = http_client(base_url=server.rstrip("/"), timeout=timeout)
         http.headers.update(headers)
         guard(http)
         self._http = http
@@ -127,7 +127,9 @@ class ApiClient:
         try:
             resp = self._http.request(method, API_BASE + path, **kwargs)
         except httpx.TransportError as e:
-            raise ServiceUnavailableError(f"cannot reach the server: {e}") from e
+            raise ServiceUnavailableError(
+                f"cannot reach the server {self._http.base_url}: {e}"
+            ) from e
         _raise_for(resp)
         return orjson.loads(resp.content) if resp.content else None
 

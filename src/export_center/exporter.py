@@ -34,7 +34,7 @@ from export_center.mirror.kms import Pkcs11Access
 from export_center.mirror.options import MirrorDeltaOptions, MirrorOptions
 from export_center.planner.plan import ExportPlan, make_plan, resolve_selectors
 from export_center.planner.profiles import ProfileSpec, invalid_profile
-from export_center.planner.registry import ProfileRevisionView
+from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 from export_center.policy.repository import PolicyStore
 from export_center.settings import Settings
 from export_center.signing.interface import Signer
@@ -48,6 +48,25 @@ from export_center.store.repository import EvidenceStore
 class ExportOutcome:
     plan: ExportPlan
     bundle: BundleResult
+
+
+def runnable_profile(
+    registry: ProfileRegistry, tenant: str, name: str, revision: int | None = None
+) -> ProfileRevisionView:
+    """The profile revision a run (or a plan) of ``name`` would use, refused as the API
+    refuses it: the CLI's in-process runs and the service's runs agree.
+
+    Raises:
+        NotFoundError: no such profile or revision.
+        ConflictError: the profile is archived.
+        BadInputError: this build cannot export the profile's kind.
+    """
+    profile = registry.get(tenant, name, revision)
+    if profile.archived:
+        raise ConflictError(f"profile {name!r} is archived: it runs no more")
+    # Refuse a profile this build cannot export now, rather than fail the run later.
+    adapter_for(profile.spec.profile_kind)
+    return profile
 
 
 def signer_for(settings: Settings, info: KeyInfo) -> Signer:

@@ -1,6 +1,6 @@
 """The one safe archive reader: every bundle import and every ingestion goes through here.
 
-This module is a security boundary (bundles.md, "Known traps when reading archives in Python").
+This module is a security boundary (docs/bundle-format.md, "Reading archives safely").
 Archives come from outside, so it streams member by member under explicit :class:`Limits` and
 **refuses** (raises :class:`~export_center.errors.UnsafeArchiveError` naming the member and the
 reason) instead of repairing. All guards live here, once, for every format:

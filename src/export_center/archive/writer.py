@@ -1,9 +1,9 @@
 """The one deterministic archive writer: PAX tar, optionally gzip- or zstd-compressed, streamed.
 
-Same entries in, same bytes out, on any host (bundles.md, "Determinism"). To get there we encode
-the tar headers ourselves instead of going through :mod:`tarfile`: its output has changed
-between Python patch releases (3.11.x stopped writing ``devmajor``/``devminor`` digits for
-regular files), it fills ``uname``/``gname``/ids from the host when asked for ``gettarinfo``,
+Same entries in, same bytes out, on any host (docs/bundle-format.md, "Reproducible by design"). To
+get there we encode the tar headers ourselves instead of going through :mod:`tarfile`: its output
+has changed between Python patch releases (3.11.x stopped writing ``devmajor``/``devminor`` digits
+for regular files), it fills ``uname``/``gname``/ids from the host when asked for ``gettarinfo``,
 turns float mtimes into PAX ``mtime`` records and re-encodes names with the locale's file system
 encoding. Here every header field is a constant except the name, size and mode:
 

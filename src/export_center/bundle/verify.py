@@ -1,4 +1,4 @@
-"""Offline bundle verification: every check of bundles.md "Verification, in order".
+"""Offline bundle verification: every check of docs/bundle-format.md, "Verification".
 
 Steps 1-7 are here; step 8 (a mirror bundle's TUF chain, with expiry) is an extra check the
 caller adds (:func:`export_center.mirror.tuf.tuf_check`: the mirror layer sits above this
@@ -150,7 +150,9 @@ class _Run:
         try:
             detail = fn()
         except VerificationError as e:
-            self.report.checks.append(CheckResult(name, "fail", e.message))
+            # The line names the check already: "safe-read: safe-read: ..." said it twice.
+            detail = e.message.removeprefix(f"{name}: ")
+            self.report.checks.append(CheckResult(name, "fail", detail))
             self.stopped = True
             return
         except (ExportCenterError, ValueError, KeyError, TypeError, AttributeError) as e:

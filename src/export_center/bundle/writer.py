@@ -41,7 +41,7 @@ from export_center.bundle.readme import build_readme
 from export_center.bundle.staging import Staging
 from export_center.checksums import build_checksums
 from export_center.digests import prefixed, sha256_hex
-from export_center.errors import CancelledError
+from export_center.errors import CancelledError, output_error
 from export_center.planner.plan import ExportPlan
 from export_center.signing.dsse import detached_signature, sign_envelope
 from export_center.signing.interface import Signer
@@ -120,11 +120,16 @@ def build_bundle(
         CancelledError: ``is_cancelled`` turned true; nothing was published.
         BadInputError: the profile cannot be exported (e.g. an adapter refused its options).
         SigningError: the key could not sign.
+        BadInputError: ``out_dir`` cannot be created or written (a file in the way, a
+            read-only or pseudo file system).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     compression = plan.spec.compression
     archive_name = f"{plan.export_id}{_SUFFIX[compression.algorithm]}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{plan.export_id}.", dir=out_dir))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{plan.export_id}.", dir=out_dir))
+    except OSError as e:
+        raise output_error(out_dir, "the bundle", e) from e
     try:
         staging = Staging(tmp)
         staged = content(staging, signer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
@@ -14,12 +15,15 @@ app = typer.Typer(add_completion=False)
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8080,
     with_worker: Annotated[
         bool, typer.Option("--worker/--no-worker", help="Run exports in this process too.")
     ] = True,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", help="Concurrent runs of the in-process worker.")
+        int | None,
+        typer.Option(
+            "--concurrency", min=1, max=1024, help="Concurrent runs of the in-process worker."
+        ),
     ] = None,
     demo: Annotated[
         bool,
@@ -37,6 +41,9 @@ def serve(
     from export_center.service.app import create_app
     from export_center.worker.runtime import WorkerRuntime
 
+    # Before the store is opened or anything starts: a busy port is the user's to fix, not
+    # a failure to find in the server's log.
+    common.check_listen(host, port, "--host/--port")
     configure_logging(log_level)
     services = Services.open(common.settings())
     runtime = None
@@ -49,14 +56,19 @@ def serve(
 
             setup = seed_demo(services)
             url = f"http://{host}:{port}"
+            # Lines to paste into a shell: the token exported once, then used in double
+            # quotes (single quotes would send the text "$TOKEN" and get a 401).
             common.err_console.print(
-                f"[bold]demo ready[/bold]: tenant {setup.tenant}, profile {setup.profile}, "
-                f"{setup.ingested} records ingested\n"
-                f"  token: {setup.token}\n"
-                f"  try:   stella export run {setup.profile} --server {url} --token $TOKEN --wait"
-                f" --out ./bundles\n"
-                f"  or:    curl -H 'Authorization: Bearer $TOKEN' {url}/api/export/profiles",
-                highlight=False,
+                common.marked(
+                    "bold",
+                    "demo ready",
+                    f": tenant {setup.tenant}, profile {setup.profile}, "
+                    f"{setup.ingested} records ingested; in another shell:\n"
+                    f"  export TOKEN={shlex.quote(setup.token)}\n"
+                    f'  stella export run {setup.profile} --server {url} --token "$TOKEN" '
+                    "--wait --out ./bundles\n"
+                    f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/export/profiles',
+                )
             )
         if runtime is not None:
             runtime.start()

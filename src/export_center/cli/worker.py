@@ -18,10 +18,14 @@ app = typer.Typer(add_completion=False)
 @app.command("worker")
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", help="Runs this process executes at once.")
+        int | None,
+        typer.Option("--concurrency", min=1, max=1024, help="Runs this process executes at once."),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on this port.")
+        int | None,
+        typer.Option(
+            "--metrics-port", min=1, max=65535, help="Serve Prometheus metrics on this port."
+        ),
     ] = None,
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address of the metrics endpoint.")
@@ -30,6 +34,7 @@ def worker(
         float,
         typer.Option(
             "--drain-seconds",
+            min=0,
             help="On SIGTERM/SIGINT, let running exports finish this long before handing "
             "them back to the queue.",
         ),
@@ -63,6 +68,8 @@ def worker(
             hint="scrape through a local agent, or set service.metrics_public = true for a "
             "network only operators reach",
         )
+    if metrics_port is not None:  # before anything starts (see serve)
+        common.check_listen(metrics_host, metrics_port, "--metrics-host/--metrics-port")
     configure_logging(log_level)
     services = Services.open(settings)
     runtime = WorkerRuntime(services, concurrency=concurrency, maintenance=not no_maintenance)
@@ -81,8 +88,7 @@ def worker(
         runtime.start()
         while not stop.wait(1.0):
             if not runtime.alive:
-                common.err_console.print("[red]error:[/red] the worker loop stopped")
-                raise typer.Exit(int(ExitCode.UNEXPECTED))
+                common.fail("the worker loop stopped", ExitCode.UNEXPECTED)
     finally:
         runtime.stop(drain_seconds=drain_seconds)
         services.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 from export_center.devportal.errors import DevportalInputError
 from export_center.devportal.manifest import CATEGORY_DIRS, Category
 from export_center.digests import sha256_file
+from export_center.errors import NotFoundError
 
 __all__ = ["InputFile", "InputTree", "Skipped", "scan_input"]
 
@@ -112,11 +113,14 @@ def scan_input(root: Path) -> InputTree:
     """Walk ``root`` and hash every file that will be bundled.
 
     Raises:
+        NotFoundError: no ``root``.
         DevportalInputError: ``root`` is not a directory, nothing to bundle, a link, device or
             unreadable file, a bad file name, or a file directly under ``sdks/``.
     """
+    if not root.exists():
+        raise NotFoundError(f"{root}: no such input directory")
     if not root.is_dir():
-        raise DevportalInputError(f"{root}: not a directory")
+        raise DevportalInputError(f"{root}: not a directory (the input tree is a directory)")
     files: list[InputFile] = []
     skipped: list[Skipped] = []
     for entry in sorted(os.scandir(root), key=lambda e: os.fsencode(e.name)):

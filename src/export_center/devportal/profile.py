@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from export_center.devportal.errors import DevportalInputError
+from export_center.errors import input_error
 from export_center.planner.options import DevportalOptions
 from export_center.planner.profiles import ProfileKind, ProfileSpec, parse_profile_spec
 
@@ -42,6 +43,9 @@ def options_of(spec: ProfileSpec, where: str = "profile") -> DevportalOptions:
     return options
 
 
+_MAX_PROFILE_BYTES = 1 << 20  # a profile is a few lines; /dev/zero must not fill the memory
+
+
 @dataclass(frozen=True)
 class DevportalProfile:
     input_dir: Path
@@ -53,12 +57,19 @@ def load_profile(path: Path) -> DevportalProfile:
     """Read a devportal:offline profile body from a JSON file.
 
     Raises:
-        DevportalInputError, BadInputError: unreadable, not JSON, or not a valid profile.
+        NotFoundError: no such file.
+        DevportalInputError, BadInputError: unreadable, too large, not JSON, or not a valid
+            profile.
     """
     try:
-        data = json.loads(path.read_bytes())
+        with path.open("rb") as fh:
+            raw = fh.read(_MAX_PROFILE_BYTES + 1)
     except OSError as e:
-        raise DevportalInputError(f"{path}: cannot read: {e.strerror}") from e
+        raise input_error(path, "the profile", e) from e
+    if len(raw) > _MAX_PROFILE_BYTES:
+        raise DevportalInputError(f"{path}: over the {_MAX_PROFILE_BYTES:,}-byte profile limit")
+    try:
+        data = json.loads(raw)
     except ValueError as e:
         raise DevportalInputError(f"{path}: not valid JSON: {e}") from e
     spec = parse_profile_spec(data, where=str(path))

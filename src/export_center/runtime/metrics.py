@@ -1,4 +1,4 @@
-"""Prometheus metrics of export-center.md §6, plus queue and HTTP health series.
+"""Prometheus metrics of docs/api.md, plus queue and HTTP health series.
 
 Counters live in the process where the event happens (the worker that finishes a run, the API
 that serves a request): scrape every ``stella serve`` and ``stella worker --metrics-port`` and

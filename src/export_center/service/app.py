@@ -2,7 +2,7 @@
 
 Routes only translate HTTP into calls on :class:`~export_center.runtime.container.Services`;
 this module answers every error with the body ``{"code", "message", "details", "traceId",
-"timestamp"}`` of export-center.md §6, and the status the error tree gives its class
+"timestamp"}`` of docs/api.md, and the status the error tree gives its class
 (:mod:`export_center.errors`).
 """
 

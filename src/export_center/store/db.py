@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
-from export_center.errors import ConfigError, missing_extra
+from export_center.errors import ConfigError, ServiceUnavailableError, missing_extra, output_error
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,13 +31,25 @@ def make_engine(url: str) -> Engine:
     """Create an engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``.
 
     Raises:
-        ConfigError: the URL names an unsupported database.
+        ConfigError: the URL is not a URL, or names an unsupported database.
+        BadInputError: the directory of a SQLite file cannot be created (a file in the way).
     """
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as e:  # ValueError: a port that is not a number
+        shown = re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)  # never print a password
+        raise ConfigError(
+            f"database URL {shown!r} is not a URL",
+            hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
+        ) from e
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise output_error(folder, "the SQLite store (STELLA_DATA_DIR)", e) from e
         engine = create_engine(url)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -51,6 +65,14 @@ def make_engine(url: str) -> Engine:
         f"unsupported database URL scheme {parsed.drivername!r}",
         hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB",
     )
+
+
+def unreachable(engine: Engine, cause: OperationalError) -> ServiceUnavailableError:
+    """The error for a database that cannot be opened (down, refused, wrong credentials): the
+    URL without its password, and the driver's first line of explanation."""
+    url = engine.url.render_as_string(hide_password=True)
+    reason = str(cause.orig or cause).strip().splitlines()[0]
+    return ServiceUnavailableError(f"cannot open the evidence store {url}: {reason}")
 
 
 def migrate(engine: Engine) -> None:

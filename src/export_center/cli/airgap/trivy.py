@@ -46,6 +46,7 @@ def trivy_install(
     from export_center.distribution.trivy import TrivyBundleRefused
     from export_center.importer.trivy_install import install_trivy_bundle
 
+    common.check_output_dir(cache_dir, "the Trivy cache")
     roots = common.read_trust_roots(trust_roots)
     try:
         result = install_trivy_bundle(
@@ -82,7 +83,10 @@ def trivy_install(
     for c in result.report.checks:
         common.print_checks([c])
     common.console.print(
-        f"[green]installed[/green] {files[0]} from {result.export_id} "
-        f"(UpdatedAt {inst.metadata['UpdatedAt']}, NextUpdate {inst.metadata['NextUpdate']})",
-        highlight=False,
+        common.marked(
+            "green",
+            "installed",
+            f" {files[0]} from {result.export_id} (UpdatedAt {inst.metadata['UpdatedAt']}, "
+            f"NextUpdate {inst.metadata['NextUpdate']})",
+        )
     )

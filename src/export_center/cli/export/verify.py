@@ -57,11 +57,10 @@ def verify(
         common.print_checks(report.checks)
         if report.ok:
             common.console.print(
-                f"[green]verified[/green] {report.export_id}; root hash {report.root_hash}"
+                common.marked(
+                    "green", "verified", f" {report.export_id}; root hash {report.root_hash}"
+                )
             )
-        else:
-            failed = report.failed
-            common.console.print(
-                f"[red]verification failed[/red] at {failed.name if failed else '?'}"
-            )
+    if not report.ok:
+        common.print_verification_failure(bundle, report.checks)
     raise typer.Exit(int(report.exit_code))
