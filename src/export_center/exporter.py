@@ -61,8 +61,12 @@ def run_export(
     progress: Callable[[int], None] = lambda _n: None,
     is_cancelled: Callable[[], bool] = lambda: False,
     on_plan: Callable[[ExportPlan], None] = lambda _p: None,
+    openapi: Callable[[], bytes] | None = None,
 ) -> ExportOutcome:
     """Plan, build, sign and publish one export of ``profile`` into ``out_dir``.
+
+    ``openapi`` makes the export API's OpenAPI document (devportal:offline packages it); the
+    process that composes the run passes it (the worker does not import the service).
 
     Raises:
         NotFoundError: no such as-of sequence, or no signing key.
@@ -78,7 +82,14 @@ def run_export(
 
     def content(staging: Staging, run_signer: Signer) -> StagedContent:
         ctx = ExportContext(
-            plan, store, staging, progress=progress, is_cancelled=is_cancelled, kms=kms
+            plan,
+            store,
+            staging,
+            progress=progress,
+            is_cancelled=is_cancelled,
+            kms=kms,
+            devportal_dir=settings.devportal_dir,
+            openapi=openapi,
         )
         return produce(adapter, ctx, run_signer)
 

@@ -73,7 +73,14 @@ _QUOTA_PREFIX: Final = "quota_"
 
 #: Core keys the settings file may set (under ``[stella]``).
 CORE_KEYS: Final = frozenset(
-    {"data_dir", "database_url", "default_tenant", "max_document_bytes", "artifact_dir"}
+    {
+        "data_dir",
+        "database_url",
+        "default_tenant",
+        "max_document_bytes",
+        "artifact_dir",
+        "devportal_dir",
+    }
 )
 #: Keys read from the environment only (``STELLA_<KEY>``): secrets, credentials, and the
 #: per-user values of the CLI. A shared settings file is the wrong place for any of them.
@@ -310,6 +317,9 @@ class Settings(BaseSettings):
     max_document_bytes: int = 64 * 1024 * 1024
     # Where published bundles go by default (the embedded filesystem artifact store).
     artifact_dir: Path = Path()
+    # The operator's developer-portal tree (portal/, specs/, sdks/<name>/, changelog/) that
+    # devportal:offline runs package; tenants never name a server directory (docs/devportal.md).
+    devportal_dir: Path | None = None
     # The passphrase of encrypted keys in the key store.
     key_passphrase: SecretStr | None = None
     # PKCS#11: the user PIN of signing tokens, and the module (.so) and PIN of KMS tokens.

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from export_center.adapters.interface import CheckingAdapter
 from export_center.adapters.registry import adapter_for
 from export_center.errors import ConflictError
 from export_center.planner.plan import ExportPlan, make_plan
@@ -55,7 +56,9 @@ class RunService:
         if profile.archived:
             raise ConflictError(f"profile {name!r} is archived: it runs no more")
         # Refuse a profile this build cannot export now, rather than fail the run later.
-        adapter_for(profile.spec.profile_kind)
+        adapter = adapter_for(profile.spec.profile_kind)
+        if isinstance(adapter, CheckingAdapter):
+            adapter.check(profile.spec)
         return profile
 
     def preview(

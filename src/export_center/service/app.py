@@ -211,9 +211,22 @@ def create_app(services: Services) -> FastAPI:
     Raises:
         ConfigError: the JWKS file of the service settings is unreadable.
     """
-    from export_center.service import routes_ops, routes_profiles, routes_runs
-
     api = ApiContext.open(services)
+    app = _routed_app()
+    app.state.services = services
+    app.state.api = api
+    services.metrics.watch_queue(services.repo.queue_stats)
+    app.add_exception_handler(ExportCenterError, _on_export_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+    app.add_middleware(RequestContext, services=services)
+    return app
+
+
+def _routed_app() -> FastAPI:
+    """The application's routes and OpenAPI document, without the services behind them."""
+    from export_center.service import routes_ops, routes_profiles, routes_runs
 
     app = FastAPI(
         title="Stella Export Center API",
@@ -224,16 +237,17 @@ def create_app(services: Services) -> FastAPI:
         docs_url=f"{BASE}/docs",
         redoc_url=None,
     )
-    app.state.services = services
-    app.state.api = api
-    services.metrics.watch_queue(services.repo.queue_stats)
-    app.add_exception_handler(ExportCenterError, _on_export_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
     app.include_router(routes_profiles.router, prefix=BASE)
     app.include_router(routes_runs.router, prefix=BASE)
     app.include_router(routes_ops.router)
-    app.add_middleware(RequestContext, services=services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def openapi_document() -> bytes:
+    """The API's OpenAPI document (what ``GET /.well-known/openapi`` serves) as RFC 8785
+    bytes: what devportal:offline runs package as the portal's spec. Needs no services, so a
+    worker process's composition root can pass it to the exporter."""
+    import rfc8785
+
+    return bytes(rfc8785.dumps(_routed_app().openapi()))
