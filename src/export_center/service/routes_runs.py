@@ -391,9 +391,7 @@ def download_sha256(run_id: RunIdPath, principal: Downloader, services: Services
 @router.get(
     "/runs/{run_id}/download.sig", responses=errors(*AUTHED, 404, 409, 410, also=_SIDECAR_DOC)
 )
-def download_signature(
-    run_id: RunIdPath, principal: Downloader, services: ServicesDep
-) -> Response:
+def download_signature(run_id: RunIdPath, principal: Downloader, services: ServicesDep) -> Response:
     """The archive's ``.sig`` sidecar: base64 of the detached signature over the archive bytes
     (Ed25519: raw signature; ECDSA P-256: DER, as ``cosign sign-blob`` writes)."""
     return _sidecar(services, principal.tenant, run_id, "sig")
