@@ -283,6 +283,7 @@ class UnsupportedMediaTypeError(BadInputError):
 _DECLARING_MODULES = (
     "export_center.devportal.errors",
     "export_center.importer.service",
+    "export_center.kit.apply",
     "export_center.oci.registry",
 )
 
