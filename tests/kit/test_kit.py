@@ -435,3 +435,32 @@ def test_bad_arguments_get_one_clear_line(source: Source, tmp_path: Path) -> Non
     assert done.returncode == 2
     assert tampered.name in done.stderr
     assert not (tmp_path / "k").exists() or not list((tmp_path / "k").iterdir())
+
+
+def test_an_ecdsa_signed_kit_verifies_with_openssl_dgst(source: Source, tmp_path: Path) -> None:
+    from export_center.kit import build_kit, inspect
+    from export_center.signing.interface import load_trust_roots
+
+    dash = need_tool("dash")
+    need_tool("openssl")
+    keys = KeyStore(tmp_path / "keys")
+    info = keys.generate(KeyType.ECDSA_P256)
+    pem = tmp_path / "ecdsa.pem"
+    pem.write_bytes(keys.export_public(info.keyid))
+    roots = load_trust_roots(source.pem.read_bytes())
+    built = build_kit(
+        [inspect(source.bundles[3], roots)],
+        tmp_path / "kits",
+        keys.signer(info.keyid),
+        part_size=8192,
+    )
+    assert len(built.parts) >= 2
+    shell = Shell([dash], None)
+    script = built.parts[0] / "verify-kit.sh"
+    done = _script(shell, script, str(pem), *map(str, built.parts), cwd=tmp_path, tmp=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "join into the signed kit archive" in done.stdout
+    # The publisher's Ed25519 key did not sign this kit: a signature failure (3).
+    done = _script(shell, script, str(source.pem), str(built.parts[0]), cwd=tmp_path, tmp=tmp_path)
+    assert done.returncode == 3
+    assert "no signature in part.json.dsse verifies with ed25519 key" in done.stderr

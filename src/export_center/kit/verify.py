@@ -253,7 +253,7 @@ def join_parts(parts: Sequence[VerifiedPart], target: Path) -> None:
     with target.open("wb") as out:
         for p in parts:
             with p.chunk.open("rb") as src:
-                for block in iter(lambda src=src: src.read(_CHUNK), b""):  # type: ignore[misc]
+                while block := src.read(_CHUNK):
                     digest.update(block)
                     out.write(block)
                     size += len(block)
