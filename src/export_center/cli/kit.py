@@ -180,7 +180,7 @@ def verify(
     if not missing:
         work = Path(tempfile.mkdtemp(prefix="stella-kit-verify-"))
         try:
-            kit = open_kit(dirs, roots, work, expect_kit=kit_id)
+            kit = open_kit(parts, roots, work, expect_kit=kit_id)
             kit_checks = [{"name": c.name, "detail": c.detail} for c in kit.checks]
         finally:
             shutil.rmtree(work, ignore_errors=True)

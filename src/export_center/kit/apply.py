@@ -34,6 +34,7 @@ from export_center.importer.trivy_install import install_trivy_bundle
 from export_center.kit.manifest import KitBundle
 from export_center.kit.verify import (
     VerifiedKit,
+    VerifiedPart,
     check_parts,
     join_parts,
     verify_kit_archive,
@@ -86,19 +87,23 @@ class KitImportError(ExportCenterError):
 
 
 def open_kit(
-    parts: Sequence[Path],
+    parts: Sequence[Path] | Sequence[VerifiedPart],
     trust_roots: Mapping[str, PublicKey],
     work: Path,
     *,
     expect_kit: str | None = None,
 ) -> VerifiedKit:
-    """Verify ``parts`` (all the kit's part directories), join them in ``work`` and verify the
-    kit and its bundles, extracted under ``work/kit``.
+    """Verify ``parts`` (all the kit's part directories, or those parts already verified by
+    :func:`verify_part`), join them in ``work`` and verify the kit and its bundles, extracted
+    under ``work/kit``.
 
     Raises:
         VerificationError: a part, the kit or a bundle failed (the message names it).
     """
-    verified = check_parts([verify_part(p, trust_roots) for p in parts], expect_kit)
+    verified = check_parts(
+        [p if isinstance(p, VerifiedPart) else verify_part(p, trust_roots) for p in parts],
+        expect_kit,
+    )
     joined = work / "kit.tar"
     join_parts(verified, joined)
     root = work / "kit"
