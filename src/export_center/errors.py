@@ -290,6 +290,7 @@ class InsecureTransportError(BadInputError):
 _DECLARING_MODULES = (
     "export_center.devportal.errors",
     "export_center.importer.service",
+    "export_center.kit.apply",
     "export_center.oci.registry",
 )
 

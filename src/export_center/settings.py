@@ -84,6 +84,7 @@ CORE_KEYS: Final = frozenset(
         "artifact_dir",
         "quarantine_max_entries",
         "quarantine_max_bytes",
+        "devportal_dir",
     }
 )
 #: Keys read from the environment only (``STELLA_<KEY>``): secrets, credentials, and the
@@ -343,6 +344,9 @@ class Settings(BaseSettings):
     # still records nothing more and says so; `stella airgap quarantine purge` empties it).
     quarantine_max_entries: PositiveInt = 20
     quarantine_max_bytes: NonNegativeInt = 1 << 30
+    # The operator's developer-portal tree (portal/, specs/, sdks/<name>/, changelog/) that
+    # devportal:offline runs package; tenants never name a server directory (docs/devportal.md).
+    devportal_dir: Path | None = None
     # The passphrase of encrypted keys in the key store.
     key_passphrase: SecretStr | None = None
     # PKCS#11: the operator's module (.so) and user PIN, for HSM signing keys registered in the

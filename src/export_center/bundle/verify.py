@@ -181,6 +181,7 @@ def verify_bundle(
     limits: Limits | None = None,
     extra_checks: Sequence[tuple[str, ExtraCheck]] = (),
     tenant: str | None = None,
+    require_signature: bool = False,
 ) -> BundleReport:
     """Verify ``bundle`` (an archive file or an extracted directory) against ``trust_roots``.
 
@@ -188,7 +189,10 @@ def verify_bundle(
     signed manifest names another tenant: a key trusted for several tenants (or a key a
     tenant should never have had) cannot pass one tenant's bundle off as another's.
 
-    Never raises for a bad bundle: failures are in the report (``report.exit_code``).
+    Never raises for a bad bundle: failures are in the report (``report.exit_code``). A check
+    that cannot run (no ``.sha256`` or ``.sig`` next to the archive, a directory) is
+    ``skipped`` with the reason; with ``require_signature`` a missing archive signature (or a
+    directory, which has none) fails ``archive-signature`` instead.
 
     Raises:
         VerificationError: ``trust_roots`` is empty (fail closed, before reading anything).
@@ -218,9 +222,16 @@ def verify_bundle(
 
     def archive_signature() -> str | None:
         if is_dir:
+            if require_signature:
+                raise _fail("archive-signature", "a directory has no archive signature")
             return "skipped: a directory has no archive signature"
         sig = bundle.with_name(bundle.name + ".sig")
         if not sig.is_file():
+            if require_signature:
+                raise _fail(
+                    "archive-signature",
+                    f"no {sig.name} next to the archive, and a signature is required",
+                )
             return f"skipped: no {sig.name} next to the archive"
         sidecar = sig.read_bytes()
         with mapped(bundle) as data:

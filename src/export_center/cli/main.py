@@ -73,6 +73,12 @@ COMMANDS: tuple[Entry, ...] = (
         "devportal:offline: the developer portal as a signed, offline-verifiable bundle.",
     ),
     Entry("tokens", "tokens", "app", "API tokens (stored hashed; the secret is shown once)."),
+    Entry(
+        "kit",
+        "kit",
+        "app",
+        "Offline Kits: several signed bundles across the air gap, in media-sized parts.",
+    ),
 )
 
 

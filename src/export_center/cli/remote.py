@@ -89,7 +89,20 @@ def follow(api: ApiClient, run_id: str, *, quiet: bool) -> dict[str, Any]:
 
 
 def download(api: ApiClient, run_id: str, out: Path, *, quiet: bool) -> Path:
-    """Download the run's bundle into ``out`` with a progress bar; returns the file."""
+    """Download the run's bundle into ``out`` with a progress bar, and its ``.sha256`` and
+    ``.sig`` sidecars next to it (a sidecar the server lacks is reported, not fatal: ``stella
+    export verify`` then says which check it could not run); returns the archive."""
+    archive = _download_archive(api, run_id, out, quiet=quiet)
+    digest = str((api.get_run(run_id).get("artifact") or {}).get("sha256", ""))
+    for side in api.download_sidecars(run_id, archive, digest):
+        if side.path is None:
+            common.err_console.print(f"warning: not saved: {side.reason}", highlight=False)
+        elif not quiet:
+            common.err_console.print(f"saved {side.path}", highlight=False)
+    return archive
+
+
+def _download_archive(api: ApiClient, run_id: str, out: Path, *, quiet: bool) -> Path:
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
     with Progress(

@@ -34,11 +34,14 @@ def serve(
     log_level: common.LogLevelOpt = "info",
 ) -> None:
     """Serve the REST API (and, by default, run exports in-process)."""
+    from functools import partial
+
     import uvicorn
 
+    from export_center.exporter import run_export
     from export_center.runtime.container import Services
     from export_center.runtime.logs import configure_logging
-    from export_center.service.app import create_app
+    from export_center.service.app import create_app, openapi_document
     from export_center.worker.runtime import WorkerRuntime
 
     # Before the store is opened or anything starts: a busy port is the user's to fix, not
@@ -50,7 +53,12 @@ def serve(
     try:
         # Before anything starts: a bad JWKS file stops the server here.
         api = create_app(services)
-        runtime = WorkerRuntime(services, concurrency=concurrency) if with_worker else None
+        # devportal:offline runs package this API's OpenAPI document (the worker cannot make
+        # it: it does not import the service).
+        export = partial(run_export, openapi=openapi_document)
+        runtime = (
+            WorkerRuntime(services, concurrency=concurrency, export=export) if with_worker else None
+        )
         if demo:
             from export_center.service.demo import seed_demo
 

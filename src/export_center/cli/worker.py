@@ -45,12 +45,16 @@ def worker(
     log_level: common.LogLevelOpt = "info",
 ) -> None:
     """Execute queued export runs (no API). Any number may run, on any hosts."""
+    from functools import partial
+
     from prometheus_client import start_http_server
 
     from export_center.errors import BadInputError
+    from export_center.exporter import run_export
     from export_center.netpolicy import is_loopback
     from export_center.runtime.container import Services
     from export_center.runtime.logs import configure_logging
+    from export_center.service.app import openapi_document
     from export_center.worker.runtime import WorkerRuntime
 
     settings = common.settings()
@@ -72,7 +76,13 @@ def worker(
         common.check_listen(metrics_host, metrics_port, "--metrics-host/--metrics-port")
     configure_logging(log_level)
     services = Services.open(settings)
-    runtime = WorkerRuntime(services, concurrency=concurrency, maintenance=not no_maintenance)
+    runtime = WorkerRuntime(
+        services,
+        concurrency=concurrency,
+        maintenance=not no_maintenance,
+        # devportal:offline runs package the API's OpenAPI document (docs/devportal.md).
+        export=partial(run_export, openapi=openapi_document),
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

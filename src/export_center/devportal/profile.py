@@ -7,9 +7,12 @@ profile-specific settings in ``options``::
      "signing": {"key": "<full keyid>"},
      "options": {"inputDir": "portal-tree", "metadata": {"product": "..."}}}
 
-``inputDir`` is relative to the profile file (no ``..``). ``metadata`` is free-form JSON (at
-most 64 KiB) copied into manifest.json. The options model is the planner's
-(:class:`~export_center.planner.options.DevportalOptions`), like every profile kind's.
+``inputDir`` is relative to the profile file when read from one; only ``stella devportal
+build --profile`` reads it. A *run* of the profile (``stella export run``, ``POST /runs``, the
+workers) never reads a directory a profile names: tenants are not the operator. Runs package
+the operator's tree (the ``devportal_dir`` setting, ``STELLA_DEVPORTAL_DIR``) and, unless
+``serviceSpec`` is false, the service's own OpenAPI document (docs/devportal.md, "Runs").
+``metadata`` is free-form JSON copied into manifest.json.
 """
 
 from __future__ import annotations
@@ -74,6 +77,11 @@ def load_profile(path: Path) -> DevportalProfile:
         raise DevportalInputError(f"{path}: not valid JSON: {e}") from e
     spec = parse_profile_spec(data, where=str(path))
     options = options_of(spec, where=str(path))
+    if options.input_dir is None:
+        raise DevportalInputError(
+            f"{path}: options.inputDir is required to build from a profile file",
+            hint="name the input tree relative to the profile file",
+        )
     return DevportalProfile(
         input_dir=(path.parent / options.input_dir),
         metadata=dict(options.metadata),

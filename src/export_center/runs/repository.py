@@ -207,11 +207,11 @@ class RunRepository:
 
     def ensure_tenant(self, tenant: str) -> None:
         """Create the tenant's row if missing, so that :meth:`lock_tenant` has a row to lock."""
-        with self.store.session() as s:
-            if s.get(Tenant, tenant) is not None:
-                return
-            # A concurrent creator may win the race: then the row exists, which is all we need.
-            with contextlib.suppress(IntegrityError), s.begin():
+        # One explicit transaction: a lookup first would autobegin one, and begin() would then
+        # refuse (a tenant with profiles but no evidence yet has no row).
+        # A concurrent creator may win the race: then the row exists, which is all we need.
+        with self.store.session() as s, contextlib.suppress(IntegrityError), s.begin():
+            if s.get(Tenant, tenant) is None:
                 s.add(Tenant(name=tenant, last_seq=0))
 
     @staticmethod

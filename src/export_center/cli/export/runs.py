@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -105,6 +106,7 @@ def run(
             as_of_seq=as_of,
             progress=lambda n: bar.advance(task, n),
             on_plan=on_plan,
+            openapi=_openapi_document(),
         )
     b = outcome.bundle
     result = {
@@ -125,6 +127,16 @@ def run(
     common.console.print(f"  root hash {b.root_hash}", highlight=False)
     common.console.print(f"  rerunHash {b.rerun_hash}", highlight=False)
     common.console.print(f"  counts    {b.counts}", highlight=False)
+
+
+def _openapi_document() -> Callable[[], bytes] | None:
+    """What makes the API's OpenAPI document (devportal:offline runs), when the 'service'
+    extra is installed; without it such a run says what to install."""
+    try:
+        from export_center.service.app import openapi_document
+    except ModuleNotFoundError:
+        return None
+    return openapi_document
 
 
 def _run_on_server(
