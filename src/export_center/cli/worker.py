@@ -40,14 +40,22 @@ def worker(
     log_level: common.LogLevelOpt = "info",
 ) -> None:
     """Execute queued export runs (no API). Any number may run, on any hosts."""
+    import os
+
+    from export_center.runtime.metrics_dir import metrics_process_group
+
+    # Before prometheus_client is imported: only when the operator groups processes.
+    metrics_dir = metrics_process_group(os.environ, private=False)
+
     from prometheus_client import start_http_server
 
     from export_center.runtime.container import Services
     from export_center.runtime.logs import configure_logging
+    from export_center.runtime.metrics import Metrics
     from export_center.worker.runtime import WorkerRuntime
 
     configure_logging(log_level)
-    services = Services.open(common.settings())
+    services = Services.open(common.settings(), metrics=Metrics(multiprocess_dir=metrics_dir))
     runtime = WorkerRuntime(services, concurrency=concurrency, maintenance=not no_maintenance)
     stop = threading.Event()
 
@@ -59,7 +67,7 @@ def worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host, registry=services.metrics.registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=services.metrics.exposition)
     try:
         runtime.start()
         while not stop.wait(1.0):

@@ -39,5 +39,5 @@ async def readyz(services: ServicesDep) -> Response:
 )
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus text exposition (export_runs_total, export_run_duration_seconds, ...)."""
-    body = await run_in_threadpool(generate_latest, services.metrics.registry)
+    body = await run_in_threadpool(generate_latest, services.metrics.exposition)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

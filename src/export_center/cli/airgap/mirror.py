@@ -193,6 +193,7 @@ def import_cmd(
     output: common.FormatOpt = "table",
 ) -> None:
     """Verify a mirror bundle and apply it to the local store as the next generation."""
+    from export_center.cli.airgap._telemetry import record
     from export_center.importer.service import ImportRefused, import_bundle
 
     opts = _options(
@@ -203,6 +204,7 @@ def import_cmd(
     try:
         out = import_bundle(store, bundle, cfg.data_dir, opts)
     except ImportRefused as e:
+        record("mirror", "refused", exit_code=e.exit_code)
         if e.report is not None and output != "json":
             _print_report(e.report)
         if output == "json":
@@ -215,6 +217,7 @@ def import_cmd(
                 }
             )
         raise
+    record("mirror", out.status)
     g = out.generation
     if output == "json":
         common.print_json(
