@@ -19,6 +19,7 @@ on them, and tests/telemetry checks that they only use names defined here): rena
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -79,6 +80,36 @@ class _QueueCollector(Collector):
         )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
+class _GroupCollector(Collector):
+    """The sums of every process of the group, without the live gauges of dead processes.
+
+    A worker killed with SIGKILL cannot clean up after itself; its "busy" gauge would count
+    forever. The directory is per host (memory-mapped files), so its pids are this host's.
+    Counters of dead processes stay: what they did still happened.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._inner = multiprocess.MultiProcessCollector(None, path=str(path))  # type: ignore[no-untyped-call]
+
+    def collect(self) -> Iterable[Metric]:
+        for f in self._path.glob("gauge_live*_*.db"):
+            pid = f.stem.rpartition("_")[2]
+            if pid.isdigit() and not _alive(int(pid)):
+                multiprocess.mark_process_dead(int(pid), str(self._path))  # type: ignore[no-untyped-call]
+        return self._inner.collect()  # type: ignore[no-untyped-call,no-any-return]
+
+
 class Metrics:
     """The process's metrics, in their own registry (tests create as many as they like).
 
@@ -101,9 +132,7 @@ class Metrics:
             # The per-process registry must not be exposed as well: its samples are in the
             # directory already and would be counted twice.
             self.exposition = CollectorRegistry()
-            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
-                self.exposition, path=str(multiprocess_dir)
-            )
+            self.exposition.register(_GroupCollector(multiprocess_dir))
         r = self.registry
         self.runs_total = Counter(
             "export_runs",
@@ -162,7 +191,7 @@ class Metrics:
             "Runs claimed again after their previous worker lost its lease.",
             registry=r,
         )
-        # livesum: in multiprocess mode only processes still alive count (see process_exited).
+        # livesum: in multiprocess mode only processes still alive count (_GroupCollector).
         self.worker_slots = Gauge(
             "export_worker_slots",
             "Runs the worker threads of this process can execute at once (its concurrency).",
@@ -195,12 +224,3 @@ class Metrics:
             if self.exposition is not self.registry:
                 self.exposition.register(collector)
             self._watching = True
-
-    def process_exited(self, pid: int) -> None:
-        """Forget the live gauges of a process of the group that ended (multiprocess mode).
-
-        Its counters stay in the directory and keep counting in the sums: a worker that
-        dies after a failure still shows that failure.
-        """
-        if self.multiprocess_dir is not None:
-            multiprocess.mark_process_dead(pid, str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
