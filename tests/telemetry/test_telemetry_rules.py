@@ -20,6 +20,7 @@ from support.prometheus import (
     product_series,
     promtool,
     recording_rules,
+    scrape_config,
     series_names,
 )
 
@@ -117,3 +118,17 @@ def test_series_names_reads_promql_like_prometheus() -> None:
         "export:runs:increase30m",
         "x_bucket",
     }
+
+
+def test_the_scrape_configuration_takes_a_bearer_token_file(tmp_path: Path) -> None:
+    """For a /metrics that asks for a token: the shipped configuration with the token file
+    promtool accepts (the same function builds the configuration of the real scrape test)."""
+    token = tmp_path / "stella-metrics.token"
+    token.write_text("stl_example\n", encoding="utf-8")
+    config = scrape_config(serve="127.0.0.1:8080", node="127.0.0.1:9100", bearer_token_file=token)
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = promtool("check", "config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    serve = next(j for j in config["scrape_configs"] if j["job_name"] == "stella-serve")
+    assert serve["authorization"] == {"type": "Bearer", "credentials_file": str(token)}

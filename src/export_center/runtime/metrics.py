@@ -19,13 +19,14 @@ on them, and tests/telemetry checks that they only use names defined here): rena
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from export_center.runtime.metrics_dir import alive
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))
 
@@ -80,16 +81,6 @@ class _QueueCollector(Collector):
         )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, under another user
-        return True
-    return True
-
-
 class _GroupCollector(Collector):
     """The sums of every process of the group, without the live gauges of dead processes.
 
@@ -105,7 +96,7 @@ class _GroupCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         for f in self._path.glob("gauge_live*_*.db"):
             pid = f.stem.rpartition("_")[2]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 multiprocess.mark_process_dead(int(pid), str(self._path))  # type: ignore[no-untyped-call]
         return self._inner.collect()  # type: ignore[no-untyped-call,no-any-return]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+_PREFIX = "stella-metrics-"
 
 
 def _library_in_memory_mode() -> bool:
@@ -33,7 +35,8 @@ def metrics_process_group(environ: MutableMapping[str, str], *, private: bool) -
     ``PROMETHEUS_MULTIPROC_DIR`` when the operator set it (they empty it before the group
     starts, as prometheus-client requires). Otherwise, with ``private``, a fresh directory
     is created and exported in ``environ``, so that every process started from here on
-    inherits it and reports through this process's ``/metrics``; it is removed at exit.
+    inherits it and reports through this process's ``/metrics``; it is removed at exit, or
+    by the next start when this process is killed.
     """
     if _library_in_memory_mode():
         # Already loaded without a directory (an in-process test, an embedding program):
@@ -46,8 +49,29 @@ def metrics_process_group(environ: MutableMapping[str, str], *, private: bool) -
         return path
     if not private:
         return None
-    path = Path(tempfile.mkdtemp(prefix="stella-metrics-"))
+    _remove_orphans(Path(tempfile.gettempdir()))
+    path = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
     environ[ENV] = str(path)
     atexit.register(shutil.rmtree, path, True)
     log.debug("metrics of this process group are collected in %s", path)
     return path
+
+
+def _remove_orphans(tmp: Path) -> None:
+    # A process stopped by a signal never runs its exit handlers (uvicorn re-raises SIGTERM
+    # after its graceful shutdown), so the next start removes directories of dead owners.
+    for d in tmp.glob(f"{_PREFIX}*-*"):
+        pid = d.name[len(_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
