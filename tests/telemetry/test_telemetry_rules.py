@@ -20,6 +20,7 @@ from support.prometheus import (
     product_series,
     promtool,
     recording_rules,
+    rule_groups,
     scrape_config,
     series_names,
 )
@@ -132,3 +133,17 @@ def test_the_scrape_configuration_takes_a_bearer_token_file(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     serve = next(j for j in config["scrape_configs"] if j["job_name"] == "stella-serve")
     assert serve["authorization"] == {"type": "Bearer", "credentials_file": str(token)}
+
+
+def test_alerts_follow_the_records_they_read_in_one_group() -> None:
+    """Groups are evaluated independently: an alert in another group than its records sees
+    them one evaluation late (or not, depending on which group runs first). Within a group
+    rules run in order at one timestamp."""
+    records = set(recording_rules())
+    for group in rule_groups():
+        seen: set[str] = set()
+        for rule in group["rules"]:
+            used = series_names(rule["expr"]) & records
+            assert used <= seen, f"{rule.get('alert') or rule.get('record')} reads {used - seen}"
+            if "record" in rule:
+                seen.add(rule["record"])
