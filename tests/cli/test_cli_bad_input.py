@@ -486,6 +486,9 @@ VALID: dict[str, str] = {
     "airgap quarantine list": "",
     "airgap quarantine purge": "--all",
     "airgap trivy-install": "{bundle} --cache-dir {out} --trust-roots {trust}",
+    "kit build": "{bundle} --out {out}",
+    "kit verify": "{dir}",
+    "kit import": "{dir}",
     "devportal build": "{portal} --out {out}",
     "devportal verify": "{garbage} --trust-roots {trust}",
 }

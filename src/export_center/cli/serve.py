@@ -34,6 +34,13 @@ def serve(
     log_level: common.LogLevelOpt = "info",
 ) -> None:
     """Serve the REST API (and, by default, run exports in-process)."""
+    import os
+
+    from export_center.runtime.metrics_dir import metrics_process_group
+
+    # First: prometheus-client reads the directory when it is imported (below). Processes
+    # started from here inherit it, so /metrics includes their samples.
+    metrics_dir = metrics_process_group(os.environ, private=True)
     from functools import partial
 
     import uvicorn
@@ -41,6 +48,7 @@ def serve(
     from export_center.exporter import run_export
     from export_center.runtime.container import Services
     from export_center.runtime.logs import configure_logging
+    from export_center.runtime.metrics import Metrics
     from export_center.service.app import create_app, openapi_document
     from export_center.worker.runtime import WorkerRuntime
 
@@ -48,7 +56,7 @@ def serve(
     # a failure to find in the server's log.
     common.check_listen(host, port, "--host/--port")
     configure_logging(log_level)
-    services = Services.open(common.settings())
+    services = Services.open(common.settings(), metrics=Metrics(multiprocess_dir=metrics_dir))
     runtime = None
     try:
         # Before anything starts: a bad JWKS file stops the server here.

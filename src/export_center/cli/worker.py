@@ -45,6 +45,12 @@ def worker(
     log_level: common.LogLevelOpt = "info",
 ) -> None:
     """Execute queued export runs (no API). Any number may run, on any hosts."""
+    import os
+
+    from export_center.runtime.metrics_dir import metrics_process_group
+
+    # Before prometheus_client is imported: only when the operator groups processes.
+    metrics_dir = metrics_process_group(os.environ, private=False)
     from functools import partial
 
     from prometheus_client import start_http_server
@@ -54,6 +60,7 @@ def worker(
     from export_center.netpolicy import is_loopback
     from export_center.runtime.container import Services
     from export_center.runtime.logs import configure_logging
+    from export_center.runtime.metrics import Metrics
     from export_center.service.app import openapi_document
     from export_center.worker.runtime import WorkerRuntime
 
@@ -75,7 +82,7 @@ def worker(
     if metrics_port is not None:  # before anything starts (see serve)
         common.check_listen(metrics_host, metrics_port, "--metrics-host/--metrics-port")
     configure_logging(log_level)
-    services = Services.open(settings)
+    services = Services.open(settings, metrics=Metrics(multiprocess_dir=metrics_dir))
     runtime = WorkerRuntime(
         services,
         concurrency=concurrency,
@@ -93,7 +100,7 @@ def worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host, registry=services.metrics.registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=services.metrics.exposition)
     try:
         runtime.start()
         while not stop.wait(1.0):

@@ -207,6 +207,7 @@ def import_cmd(
     output: common.FormatOpt = "table",
 ) -> None:
     """Verify a mirror bundle and apply it to the local store as its stream's next generation."""
+    from export_center.cli.airgap._telemetry import record
     from export_center.importer.service import ImportRefused, import_bundle
 
     opts = _options(
@@ -225,6 +226,7 @@ def import_cmd(
     try:
         out = import_bundle(store, bundle, cfg.data_dir, opts)
     except ImportRefused as e:
+        record("mirror", "refused", exit_code=e.exit_code)
         # The checks that ran on stdout, the refusal once on stderr (run_app prints it).
         if e.report is not None and output != "json":
             common.print_checks(c for c in e.report.checks if c.status != "not run")
@@ -239,6 +241,7 @@ def import_cmd(
                 }
             )
         raise
+    record("mirror", out.status)
     g = out.generation
     if output == "json":
         common.print_json(
