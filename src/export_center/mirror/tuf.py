@@ -367,8 +367,8 @@ def tuf_check(
     every role's expiry as of ``now``, from ``tuf_root`` (received out of band) or else the
     bundle's own root when all its keys are among ``trust_roots`` (the importer's first-import
     rule). Other bundles carry no TUF metadata: the check passes saying so (it does not apply,
-    which is not a check left undone, so it is not "skipped"). A delta's base is checked by the importer, against what is
-    installed; offline there is nothing to check it against.
+    which is not a check left undone, so it is not "skipped"). A delta's base is checked by the
+    importer, against what is installed; offline there is nothing to check it against.
     """
 
     def check(manifest: ExportManifest, collected: CollectedFiles) -> str | None:
