@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from export_center.archive.writer import FileSource, write_tree
+from export_center.archive.writer import write_tree
 from export_center.bundle._mapped import mapped
 from export_center.bundle.manifest import (
     CHECKSUMS,
@@ -124,7 +124,9 @@ def build_bundle(
     archive_name = f"{plan.export_id}{_SUFFIX[compression.algorithm]}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{plan.export_id}.", dir=out_dir))
     try:
-        staging = Staging(tmp)
+        # A zstd bundle's large files are compressed while the adapter writes them.
+        zstd_level = compression.level if compression.algorithm == "zstd" else None
+        staging = Staging(tmp, zstd_level=zstd_level)
         staged = content(staging, signer)
         raise_if_cancelled(is_cancelled)
 
@@ -160,9 +162,10 @@ def build_bundle(
         with archive_tmp.open("wb") as fh:
             written = write_tree(
                 fh,
-                [(f.path, FileSource.from_path(f.local)) for f in staging.files()],
+                [(f.path, f.source()) for f in staging.files()],
                 compression=compression.algorithm,
                 level=None if compression.algorithm == "none" else compression.level,
+                spool_dir=tmp,
             )
             fh.flush()
             os.fsync(fh.fileno())
