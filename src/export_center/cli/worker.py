@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -37,6 +38,24 @@ def worker(
     no_maintenance: Annotated[
         bool, typer.Option("--no-maintenance", help="Do not run recovery/retention/schedules.")
     ] = False,
+    nice: Annotated[
+        int,
+        typer.Option(
+            "--nice",
+            min=0,
+            max=19,
+            help="Lower this worker's CPU priority (as nice(1) does): an API on the same host "
+            "then answers before exports get the CPU. stella serve starts its workers with 10.",
+        ),
+    ] = 0,
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(
+            "--parent-pid",
+            hidden=True,
+            help="Stop (draining) when this process is no longer our parent (stella serve).",
+        ),
+    ] = None,
     log_level: common.LogLevelOpt = "info",
 ) -> None:
     """Execute queued export runs (no API). Any number may run, on any hosts."""
@@ -46,8 +65,13 @@ def worker(
     from export_center.runtime.logs import configure_logging
     from export_center.worker.runtime import WorkerRuntime
 
+    if nice:
+        os.nice(nice)  # before any thread starts: they all inherit it
     configure_logging(log_level)
-    services = Services.open(common.settings())
+    settings = common.settings()
+    runs = concurrency or settings.service.worker_concurrency or 1
+    # Connections: each run's export and heartbeat threads, maintenance, the metrics gauge.
+    services = Services.open(settings, pool_size=2 * runs + 2)
     runtime = WorkerRuntime(services, concurrency=concurrency, maintenance=not no_maintenance)
     stop = threading.Event()
 
@@ -66,6 +90,9 @@ def worker(
             if not runtime.alive:
                 common.err_console.print("[red]error:[/red] the worker loop stopped")
                 raise typer.Exit(int(ExitCode.UNEXPECTED))
+            if parent_pid is not None and os.getppid() != parent_pid:
+                # The server that started us is gone (killed without stopping us): drain.
+                stop.set()
     finally:
         runtime.stop(drain_seconds=drain_seconds)
         services.close()
