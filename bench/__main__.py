@@ -61,6 +61,40 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def _run_suites(ctx: suites.BenchContext, only: list[str] | None, results: dict[str, Any]) -> bool:
+    """Run the chosen suites into ``results``; True when one of them failed."""
+    failed = False
+    for suite in suites.SUITES:
+        if only and suite.name not in only:
+            continue
+        print(f"== {suite.name}", file=sys.stderr, flush=True)
+        try:
+            rows = suite.run(ctx)
+        except suites.SuiteUnavailable as e:
+            results["suites"][suite.name] = {"unavailable": str(e)}
+            print(f"   unavailable: {e}", file=sys.stderr)
+            continue
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            # One broken suite must not lose the others' figures: record it and go on.
+            results["suites"][suite.name] = {"unavailable": f"failed: {str(e)[:300]}"}
+            print(f"   FAILED: {e}", file=sys.stderr)
+            failed = True
+            continue
+        for row in rows:
+            row["ours"] = _summary(row.pop("ours_runs"))
+            row["baseline"] = _summary(row.pop("baseline_runs"))
+            row["ratio"] = row["ours"]["median"] / row["baseline"]["median"]
+            print(
+                f"   {row['name']}: ours {row['ours']['median']:.3f}{row['unit']} vs "
+                f"{row['baseline_name']} {row['baseline']['median']:.3f}{row['unit']} "
+                f"= x{row['ratio']:.2f}; peak RSS {row.get('peak_rss_mb', 0):.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+        results["suites"][suite.name] = {"rows": rows}
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--scale", type=int, default=10, help="synthetic scale-up factor (default 10)")
@@ -75,9 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.time()
-    failed = False
     results: dict[str, Any] = {
-        "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+        # Load average before and after: other work on the machine skews every figure.
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_start": list(os.getloadavg()),
+        },
         "versions": _versions(),
         "params": {"scale": args.scale, "repeat": args.repeat},
         "suites": {},
@@ -91,35 +129,13 @@ def main(argv: list[str] | None = None) -> int:
             repeat=args.repeat,
             trivy_1m=args.trivy_1m,
         )
-        for suite in suites.SUITES:
-            if args.only and suite.name not in args.only:
-                continue
-            print(f"== {suite.name}", file=sys.stderr, flush=True)
-            try:
-                rows = suite.run(ctx)
-            except suites.SuiteUnavailable as e:
-                results["suites"][suite.name] = {"unavailable": str(e)}
-                print(f"   unavailable: {e}", file=sys.stderr)
-                continue
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                # One broken suite must not lose the others' figures: record it and go on.
-                results["suites"][suite.name] = {"unavailable": f"failed: {str(e)[:300]}"}
-                print(f"   FAILED: {e}", file=sys.stderr)
-                failed = True
-                continue
-            for row in rows:
-                row["ours"] = _summary(row.pop("ours_runs"))
-                row["baseline"] = _summary(row.pop("baseline_runs"))
-                row["ratio"] = row["ours"]["median"] / row["baseline"]["median"]
-                print(
-                    f"   {row['name']}: ours {row['ours']['median']:.3f}{row['unit']} vs "
-                    f"{row['baseline_name']} {row['baseline']['median']:.3f}{row['unit']} "
-                    f"= x{row['ratio']:.2f}; peak RSS {row.get('peak_rss_mb', 0):.0f} MB",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            results["suites"][suite.name] = {"rows": rows}
+        try:
+            failed = _run_suites(ctx, args.only, results)
+        finally:
+            for cleanup in ctx.cleanups:
+                cleanup()
     results["wall_seconds"] = time.time() - started
+    results["machine"]["loadavg_end"] = list(os.getloadavg())
     previous = RESULTS / "latest.json"
     if args.only and previous.is_file():
         # --only updates its suites' rows and keeps the others' figures (and says so).
@@ -143,6 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _load(machine: dict[str, Any]) -> str:
+    if "loadavg_start" not in machine:
+        return ""
+    start, end = machine["loadavg_start"], machine.get("loadavg_end", machine["loadavg_start"])
+    return (
+        f" Load average (1/5/15 min) {start[0]:.2f}/{start[1]:.2f}/{start[2]:.2f} at the start,"
+        f" {end[0]:.2f}/{end[1]:.2f}/{end[2]:.2f} at the end: on a busy machine every wall-clock"
+        " figure (ours and baselines alike) is slower and noisier."
+    )
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -164,7 +191,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cores']} cores, {m['platform']}. Python {v['python']}, "
         f"zstandard {v['zstandard']}, {v['zstd']}, {v['tar']}. "
         f"Scale x{results['params']['scale']}, {results['params']['repeat']} repeats, "
-        f"{results['wall_seconds']:.0f} s in all.",
+        f"{results['wall_seconds']:.0f} s in all.{_load(m)}",
         "",
         "| suite | benchmark | ours | baseline | ratio | spread (ours) | peak RSS |",
         "|---|---|---|---|---|---|---|",
