@@ -16,6 +16,7 @@ archive's bytes are the same either way.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -187,7 +188,9 @@ class Staging:
 
     ``zstd_level``, when given, is the level of the zstd archive the files will go into:
     large files are then compressed while they are written (module docstring), by
-    ``threads`` zstd workers each (default: the CPU count; it never changes the bytes).
+    ``threads`` zstd workers each. The default is half the CPUs (1 to 4): adapters write two
+    large files at once (json:raw's raw and normalized shards), and each worker holds tens of
+    MiB at level 10. The worker count never changes the bytes.
     """
 
     def __init__(
@@ -196,7 +199,7 @@ class Staging:
         self.root = root
         self._files: dict[str, StagedFile] = {}
         self._level = zstd_level
-        self._threads = threads
+        self._threads = threads or max(1, min(4, (os.cpu_count() or 1) // 2))
         self._frames = 0
 
     @staticmethod

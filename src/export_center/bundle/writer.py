@@ -12,10 +12,12 @@ removes its staging directory and publishes nothing.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,26 @@ def _sign_file(signer: Signer, path: Path) -> bytes:
         return detached_signature(signer, data)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a bundle is built.
+
+    An export allocates a few objects per record (rows, dicts, lines) that never form cycles;
+    every few hundred allocations the collector would walk them, and now and then every
+    object of the process: about 4 % of an export's CPU. Reference counting frees them all
+    the same. Process-wide: a run in a thread of the API process (``serve --workers 0``)
+    delays the API's cycle collection until it ends; ``stella serve`` runs exports in worker
+    processes.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def raise_if_cancelled(is_cancelled: Callable[[], bool]) -> None:
     """Stop the run when ``is_cancelled`` says so (nothing is published after that).
 
@@ -119,6 +141,17 @@ def build_bundle(
         BadInputError: the profile cannot be exported (e.g. an adapter refused its options).
         SigningError: the key could not sign.
     """
+    with _gc_paused():
+        return _build(plan, signer, out_dir, content, is_cancelled)
+
+
+def _build(
+    plan: ExportPlan,
+    signer: Signer,
+    out_dir: Path,
+    content: ProduceContent,
+    is_cancelled: Callable[[], bool],
+) -> BundleResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     compression = plan.spec.compression
     archive_name = f"{plan.export_id}{_SUFFIX[compression.algorithm]}"
