@@ -95,6 +95,12 @@ def test_exports_run_in_a_worker_process_that_stops_with_the_server(
         (child,) = wait_for(lambda: _children(proc.pid), timeout=30)
         ran_in = _export_through(url, token, services)
         assert ran_in == child != proc.pid
+        # The worker's counters are on the server's /metrics (multiprocess mode).
+        metrics = httpx.get(f"{url}/metrics").text
+        assert (
+            'export_runs_total{profile="nightly",status="succeeded",tenant="acme"} 1.0' in metrics
+        )
+        assert "export_http_requests_total" in metrics
         # The worker runs at a lower CPU priority than the API.
         assert os.getpriority(os.PRIO_PROCESS, child) == 10
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) == 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -66,6 +69,29 @@ def serve(
     log_level: common.LogLevelOpt = "info",
 ) -> None:
     """Serve the REST API, with worker processes that run the exports (one command)."""
+    shared_metrics = None
+    if with_worker and workers > 0 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before prometheus_client is imported (here and in the children): the workers' counters
+        # reach this server's /metrics (export_center.runtime.metrics).
+        shared_metrics = tempfile.mkdtemp(prefix="stella-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics
+    try:
+        _serve(host, port, with_worker, workers, concurrency, demo, log_level)
+    finally:
+        if shared_metrics is not None:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            shutil.rmtree(shared_metrics, ignore_errors=True)
+
+
+def _serve(
+    host: str,
+    port: int,
+    with_worker: bool,
+    workers: int,
+    concurrency: int | None,
+    demo: bool,
+    log_level: str,
+) -> None:
     import uvicorn
 
     from export_center.runtime.container import Services
@@ -108,8 +134,12 @@ def serve(
         if with_worker and workers > 0:
             # Started after the store is migrated: the workers find the schema ready.
             # At a lower CPU priority: requests are answered before exports get the CPU.
-            command = worker_command(concurrency=concurrency, log_level=log_level, nice=WORKER_NICE)
-            children = WorkerProcesses(workers, command)
+            # They drain for 60 s when the server stops (as the in-process worker does), and
+            # are killed 30 s after that.
+            command = worker_command(
+                concurrency=concurrency, log_level=log_level, nice=WORKER_NICE, drain_seconds=60
+            )
+            children = WorkerProcesses(workers, command, kill_after=90)
             children.start()
         # uvicorn stops on SIGTERM, then raises it again: with the default handler that ends
         # the process before the finally block stops the workers. A handler that returns

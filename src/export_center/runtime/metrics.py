@@ -4,14 +4,21 @@ Counters live in the process where the event happens (the worker that finishes a
 that serves a request): scrape every ``stella serve`` and ``stella worker --metrics-port`` and
 aggregate with ``sum()``. Queue gauges are read from the database on each scrape, so any one API
 process reports the whole cluster's backlog.
+
+``stella serve`` and the worker processes it starts count together: serve sets
+``PROMETHEUS_MULTIPROC_DIR`` for itself and its children (prometheus_client's multiprocess
+mode: each process writes its values to files there), and its ``/metrics`` sums them, so one
+scrape shows the runs its workers finished, as when they were threads of the server.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 _DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, float("inf"))
@@ -50,6 +57,12 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self._watching = False
         r = self.registry
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if registry is None and shared:
+            # Multiprocess mode: the values go to files; what is scraped is their sum over
+            # every process of the group (this one included), plus the queue gauges.
+            r = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=shared)  # type: ignore[no-untyped-call]
         self.runs_total = Counter(
             "export_runs",
             "Runs that reached a final state, by profile, tenant and status.",
