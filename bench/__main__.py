@@ -211,7 +211,44 @@ def render_markdown(results: dict[str, Any]) -> str:
     notes = [r.get("note") for s in results["suites"].values() for r in s.get("rows", [])]
     if any(notes):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes if n]
+    lines += ["", *HOW]
     return "\n".join(lines) + "\n"
+
+
+#: What each suite measures (rendered under the table, so the page stands alone).
+HOW = (
+    "## How the rows are measured",
+    "",
+    "Each measured task runs in a fresh process (`python -m bench.worker`); peak RSS is that",
+    "process's VmHWM. `--only SUITE ...` reruns some suites and keeps the others' rows (marked",
+    '"earlier run"); `--trivy-1m` adds the 1M-advisory trivy.db row.',
+    "",
+    "- **cli**: `stella --help` / `--version`, best of 5, against `python -c pass`.",
+    "- **ingest**: the three real OSV feeds into a fresh SQLite store, against parsing the same",
+    "  files only.",
+    "- **export**: `json:raw`, zstd level 10, of the real corpora and of a synthetic corpus scaled",
+    "  up from them (x10: 87,000 advisories, 313 MB of JSONL), timed from the plan to the",
+    "  published, signed archive; baseline: `tar --sort=name | zstd -T0 -10` over the same JSONL",
+    "  files (extracted from our archive). **verify**: `stella export verify`'s checks on that",
+    "  archive, against `sha256sum` + `zstd -d` of it.",
+    "- **trivy**: trivy.db from synthetic advisories, against reading and serializing them.",
+    "- **mirror-delta**: size of a mirror:delta after revising 1 % / 10 % of the records.",
+    "- **service**: `stella serve` on SQLite with the Go vulnerability database (4,291",
+    "  advisories) ingested, as a user runs it. A feeder keeps two json:raw runs queued, so the",
+    "  workers export the whole time. `bench/loadgen.py`, a process of its own, sends requests at",
+    "  a fixed rate (open loop: request i is due at t0 + i/rate whatever the server does; latency",
+    "  counts from the due time, so a slow server cannot lower the rate it is measured at) on",
+    "  keep-alive connections: mixed reads (get run 40 %, list runs 25 %, list profiles 20 %, get",
+    "  profile 10 %, plan 5 %), then `GET /healthz` at the same rate on the same server as the",
+    "  baseline. The row is run with the default (one worker process) and with `--workers 0`",
+    "  (exports in threads of the API process, as before issue 16).",
+    "- **workers**: 12 json:raw runs of the Go vulnerability database queued on PostgreSQL,",
+    "  then `stella serve --workers 2` (ours) or `--workers 1` (baseline); runs per second from",
+    "  the first start to the last finish (higher is better). PostgreSQL is `STELLA_TEST_PG_URL`",
+    "  when set",
+    "  (that database is wiped) or a throw-away cluster that `scripts/start-postgres.sh` starts in",
+    "  the bench's temporary directory (fsync off) and that is stopped at the end.",
+)
 
 
 if __name__ == "__main__":
