@@ -265,7 +265,7 @@ def test_policy_documents_over_the_api(scene: Scene) -> None:
             "severityThresholds.fial",
         ),
         ("apiVersion: stella.policy/v2\nname: x\nversion: 1\n", "apiVersion"),
-        ("a: &a [1]\nb: &b [*a, *a]\nc: [*b, *b]\n", "YAML aliases"),
+        ("a: &a [1]\nb: &b [*a, *a]\nc: [*b, *b]\n", "anchors and aliases are not accepted"),
         ("{not json", "not a JSON policy document"),
         ("- just\n- a list\n", "must be a mapping"),
         # Over the policy limit (1 MiB) is over the request limit too: the HTTP edge answers

@@ -210,9 +210,7 @@ def test_prometheus_scrapes_stella_serve_while_runs_succeed_fail_and_retry(
     node = NodeExporter.start(tmp_path / "node", _airgap_host(tmp_path))
     prom = Prometheus.start(
         tmp_path / "prometheus",
-        scrape_config(
-            serve=f"127.0.0.1:{port}", node=node.address, bearer_token_file=token_file
-        ),
+        scrape_config(serve=f"127.0.0.1:{port}", node=node.address, bearer_token_file=token_file),
     )
 
     def create(profile: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -42,11 +43,27 @@ def worker(
     no_maintenance: Annotated[
         bool, typer.Option("--no-maintenance", help="Do not run recovery/retention/schedules.")
     ] = False,
+    nice: Annotated[
+        int,
+        typer.Option(
+            "--nice",
+            min=0,
+            max=19,
+            help="Lower this worker's CPU priority (as nice(1) does): an API on the same host "
+            "then answers before exports get the CPU. stella serve starts its workers with 10.",
+        ),
+    ] = 0,
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(
+            "--parent-pid",
+            hidden=True,
+            help="Stop (draining) when this process is no longer our parent (stella serve).",
+        ),
+    ] = None,
     log_level: common.LogLevelOpt = "info",
 ) -> None:
     """Execute queued export runs (no API). Any number may run, on any hosts."""
-    import os
-
     from export_center.runtime.metrics_dir import metrics_process_group
 
     # Before prometheus_client is imported: only when the operator groups processes.
@@ -81,8 +98,14 @@ def worker(
         )
     if metrics_port is not None:  # before anything starts (see serve)
         common.check_listen(metrics_host, metrics_port, "--metrics-host/--metrics-port")
+    if nice:
+        os.nice(nice)  # before any thread starts: they all inherit it
     configure_logging(log_level)
-    services = Services.open(settings, metrics=Metrics(multiprocess_dir=metrics_dir))
+    runs = concurrency or settings.service.worker_concurrency or 1
+    # Connections: each run's export and heartbeat threads, maintenance, the metrics gauge.
+    services = Services.open(
+        settings, pool_size=2 * runs + 2, metrics=Metrics(multiprocess_dir=metrics_dir)
+    )
     runtime = WorkerRuntime(
         services,
         concurrency=concurrency,
@@ -106,6 +129,9 @@ def worker(
         while not stop.wait(1.0):
             if not runtime.alive:
                 common.fail("the worker loop stopped", ExitCode.UNEXPECTED)
+            if parent_pid is not None and os.getppid() != parent_pid:
+                # The server that started us is gone (killed without stopping us): drain.
+                stop.set()
     finally:
         runtime.stop(drain_seconds=drain_seconds)
         services.close()

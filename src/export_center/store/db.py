@@ -27,8 +27,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def _pool_args(url: Any, pool_size: int | None) -> dict[str, Any]:
+    """Pool sizing: ``pool_size`` connections kept open (a server passes its thread count, so
+    no request waits for a connection and none is closed and reopened, PRAGMAs and all, on
+    the way back); a few more for a burst. SQLAlchemy's defaults (5 + 10) otherwise."""
+    if pool_size is None or (
+        url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+    ):
+        return {}
+    return {"pool_size": pool_size, "max_overflow": max(4, pool_size // 4)}
+
+
+def make_engine(url: str, *, pool_size: int | None = None) -> Engine:
     """Create an engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://...``.
+
+    ``pool_size``: connections to keep open, at least the number of threads that use the
+    database at once (default: SQLAlchemy's 5, plus 10 opened and closed as needed).
 
     Raises:
         ConfigError: the URL is not a URL, or names an unsupported database.
@@ -50,7 +64,7 @@ def make_engine(url: str) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise output_error(folder, "the SQLite store (STELLA_DATA_DIR)", e) from e
-        engine = create_engine(url)
+        engine = create_engine(url, **_pool_args(parsed, pool_size))
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
@@ -58,7 +72,7 @@ def make_engine(url: str) -> Engine:
             # psycopg 3 is our driver; accept the plain scheme users paste from elsewhere.
             parsed = parsed.set(drivername="postgresql+psycopg")
         try:
-            return create_engine(parsed, pool_pre_ping=True)
+            return create_engine(parsed, pool_pre_ping=True, **_pool_args(parsed, pool_size))
         except ImportError as e:
             raise missing_extra("postgres", "a PostgreSQL database", e) from e
     raise ConfigError(
