@@ -63,11 +63,18 @@ def render(host: str, method: str, path: str, headers: dict[str, str], body: Any
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
 
+#: A connection idle this long is not reused: uvicorn closes keep-alive connections after 5 s
+#: idle, and a request sent on one it is closing fails with an incomplete read. HTTP clients
+#: expire idle connections the same way (httpx's keepalive_expiry is 5 s).
+KEEPALIVE_EXPIRY = 4.0
+
+
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.usable = True
+        self.idle_since = 0.0
 
     async def exchange(self, request: bytes) -> int:
         self.writer.write(request)
@@ -100,8 +107,13 @@ class Pool:
         async with self.freed:
             while not self.idle and self.open >= self.limit:
                 await self.freed.wait()
-            if self.idle:
-                return self.idle.pop()
+            now = asyncio.get_running_loop().time()
+            while self.idle:
+                conn = self.idle.pop()
+                if now - conn.idle_since < KEEPALIVE_EXPIRY:
+                    return conn
+                conn.close()  # expired: the server may be closing it
+                self.open -= 1
             self.open += 1
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -115,6 +127,7 @@ class Pool:
     async def put(self, conn: Connection) -> None:
         async with self.freed:
             if conn.usable:
+                conn.idle_since = asyncio.get_running_loop().time()
                 self.idle.append(conn)
             else:
                 conn.close()

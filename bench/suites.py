@@ -347,6 +347,12 @@ def suite_service(ctx: BenchContext) -> list[dict[str, Any]]:
         )
         reads, health = result["reads"], result["healthz"]
         errors = sum(r["error_count"] for r in reads + health)
+        # What the errors were (status or exception, by request kind), summed over the runs.
+        kinds: dict[str, int] = {}
+        for r in reads + health:
+            for what, n in r.get("errors", {}).items():
+                kinds[what] = kinds.get(what, 0) + n
+        error_kinds = ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items())) or "none"
         exports = sum(r["exports_finished"] for r in reads)
         rows.append(
             {
@@ -361,7 +367,8 @@ def suite_service(ctx: BenchContext) -> list[dict[str, Any]]:
                 + "/".join(f"{r['all']['p50_ms']:.1f}" for r in reads)
                 + " ms, p99 "
                 + "/".join(f"{r['all']['p99_ms']:.1f}" for r in reads)
-                + f" ms; errors {errors}; {exports} exports finished during the reads;"
+                + f" ms; errors {errors} ({error_kinds}); {exports} exports finished during"
+                " the reads;"
                 " API process CPU "
                 + "/".join(f"{r['api_cpu_share']:.0%}" for r in reads)
                 + "; generator CPU "
