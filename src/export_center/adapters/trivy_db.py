@@ -218,5 +218,6 @@ class TrivyDbAdapter:
                 vulnerabilities=report.vulnerabilities,
                 buckets=tuple(report.buckets),
                 skipped=dict(report.skipped),
+                dropped=dict(report.dropped),
             )
         )

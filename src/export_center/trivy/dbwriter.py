@@ -74,6 +74,8 @@ class TrivyDbReport:
     vulnerabilities: int  # keys of the "vulnerability" bucket
     buckets: tuple[str, ...]  # advisory buckets, sorted
     skipped: tuple[tuple[str, int], ...]  # (reason, how many), sorted by reason
+    # clauses Trivy could not read, left out of entries that were written: (reason, how many)
+    dropped: tuple[tuple[str, int], ...] = ()
 
 
 def _dumps(value: Any) -> bytes:
@@ -100,11 +102,12 @@ def _stage(
     conn: sqlite3.Connection,
     advisories: Iterable[tuple[str, Advisory]],
     sources: Mapping[str, DataSource],
-) -> tuple[int, int, Counter[str], dict[str, DataSource]]:
+) -> tuple[int, int, Counter[str], Counter[str], dict[str, DataSource]]:
     """Map every advisory into the staging tables; returns (read, mapped, skipped reasons,
-    data source of each advisory bucket)."""
+    dropped-clause reasons, data source of each advisory bucket)."""
     read = mapped = 0
     skipped: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
     bucket_sources: dict[str, DataSource] = {}
     known: dict[str, DataSource] = dict(sources)
     adv_rows: list[tuple[bytes, ...]] = []
@@ -125,6 +128,7 @@ def _stage(
             source = known[source_name] = data_source_for(source_name)
         result = map_advisory(advisory, source)
         skipped.update(result.skipped)
+        dropped.update(result.dropped)
         if not result.entries or result.vulnerability is None:
             continue
         mapped += 1
@@ -144,11 +148,13 @@ def _stage(
                     _dumps(entry.value),
                 )
             )
-        vuln_rows.append((result.vuln_id.encode(), src, aid, _dumps(result.vulnerability)))
+        vuln_value = _dumps(result.vulnerability)
+        for vuln_id in result.vuln_ids:
+            vuln_rows.append((vuln_id.encode(), src, aid, vuln_value))
         if len(adv_rows) >= _BATCH:
             flush()
     flush()
-    return read, mapped, skipped, bucket_sources
+    return read, mapped, skipped, dropped, bucket_sources
 
 
 def _grouped(
@@ -221,7 +227,7 @@ def write_trivy_db(
     with tempfile.TemporaryDirectory(prefix=".trivy-db-", dir=scratch_parent) as scratch:
         conn = _open_staging(Path(scratch) / "stage.sqlite")
         try:
-            read, mapped, skipped, bucket_sources = _stage(conn, advisories, sources or {})
+            read, mapped, skipped, dropped, bucket_sources = _stage(conn, advisories, sources or {})
             log.info("staged %d advisories (%d mapped) for %s", read, mapped, out)
             entries = merged = vulns = 0
             roots = sorted(
@@ -263,6 +269,7 @@ def write_trivy_db(
         vulnerabilities=vulns,
         buckets=tuple(sorted(bucket_sources, key=lambda n: n.encode())),
         skipped=tuple(sorted(skipped.items())),
+        dropped=tuple(sorted(dropped.items())),
     )
 
 
