@@ -138,11 +138,15 @@ PIP = trivy_ecosystem("PyPI")
 FIXED = (VersionRange("ECOSYSTEM", (RangeEvent("introduced", "0"), RangeEvent("fixed", "9.0"))),)
 
 
-def vulnerable(affected: AffectedPackage, eco: TrivyEcosystem | None = PIP) -> list[str]:
+def vulnerable(
+    affected: AffectedPackage, eco: TrivyEcosystem | None = PIP, *, companions: bool = False
+) -> list[str]:
+    """The entries written for ``affected``; pip's pre-release companion clauses (with ``!=``,
+    see test_pip_pre_releases_of_a_fix_are_matched) left out unless asked for."""
     assert eco is not None
     clauses, dropped = vulnerable_versions(to_json_dict(affected), eco)
     assert dropped == []
-    return clauses
+    return clauses if companions else [c for c in clauses if "!=" not in c]
 
 
 @pytest.mark.parametrize(
@@ -193,6 +197,25 @@ def test_ranges_become_version_constraints(
     assert vulnerable(pkg(ranges=ranges)) == expected
 
 
+def test_pip_pre_releases_of_a_fix_are_matched() -> None:
+    # PEP 440's "<2.0" leaves out 2.0rc1, which sorts below 2.0 and which the range covers: a
+    # companion clause gives back exactly the pre-releases of the bound, from the lower bound up.
+    ranges = (
+        rng(("introduced", "1.0"), ("fixed", "2.0")),
+        rng(("introduced", "3.0b1"), ("fixed", "3.0")),
+    )
+    assert vulnerable(pkg(ranges=ranges), companions=True) == [
+        ">=1.0, <2.0",
+        ">=2.0.dev0, <=2.0, !=2.0",
+        ">=3.0b1, <3.0",
+        ">=3.0b1, <=3.0, !=3.0",
+    ]
+    # a pre-release bound keeps the pre-releases below it: no companion
+    assert vulnerable(
+        pkg(ranges=(rng(("introduced", "0"), ("fixed", "2.0rc2")),)), companions=True
+    ) == ["<2.0rc2"]
+
+
 def test_a_version_fixed_in_one_range_and_covered_by_another_stays_vulnerable() -> None:
     # PatchedVersions would subtract 1.5 from every range of the entry: it is not written.
     ranges = (
@@ -204,10 +227,31 @@ def test_a_version_fixed_in_one_range_and_covered_by_another_stays_vulnerable() 
     assert "PatchedVersions" not in value.value
 
 
-def test_every_listed_version_is_a_clause() -> None:
-    ranges = (rng(("introduced", "1.0"), ("fixed", "1.5")),)
-    affected = pkg(ranges=ranges, versions=("1.0", "1.2", "1.4.post1", "2.0rc1"))
-    assert vulnerable(affected) == [">=1.0, <1.5", "=1.0", "=1.2", "=1.4.post1", "=2.0rc1"]
+def test_listed_versions_are_clauses_unless_a_range_already_matches_them() -> None:
+    ranges = (rng(("introduced", "1.0"), ("fixed", "1.5")), rng(("introduced", "3.0")))
+    listed = ("1.0", "1.2", "1.4.post1", "1.4+local", "1.5rc1", "2.0rc1", "3.0rc1", "3.1.dev1")
+    # 1.5rc1 is matched through the companion of "<1.5" (a pre-release of the bound); 2.0rc1
+    # is outside the ranges and 3.0rc1 below ">=3.0": those two need a clause of their own.
+    assert vulnerable(pkg(ranges=ranges, versions=listed)) == [
+        ">=1.0, <1.5",
+        ">=3.0",
+        "=2.0rc1",
+        "=3.0rc1",
+    ]
+    # npm and Maven: only plain N.N.N versions inside plain N.N.N bounds count as covered (the
+    # comparers' pre-release and qualifier rules are not mirrored); Go and Cargo list them all.
+    npm = trivy_ecosystem("npm")
+    semver = AffectedPackage(
+        "npm",
+        "x",
+        "npm",
+        ranges=(rng(("introduced", "1.0.0"), ("fixed", "1.5.0")),),
+        versions=("1.2.0", "1.3.0-rc.1", "1.6.0"),
+    )
+    assert vulnerable(semver, npm) == [">=1.0.0, <1.5.0", "=1.3.0-rc.1", "=1.6.0"]
+    go = trivy_ecosystem("Go")
+    mod = AffectedPackage("golang", "m", "Go", ranges=semver.ranges, versions=("1.2.0",))
+    assert vulnerable(mod, go) == [">=1.0.0, <1.5.0", "=1.2.0"]
     # GIT-only: the versions list is all there is.
     git_only = pkg(ranges=(rng(("introduced", "abc"), kind="GIT"),), versions=("0.1", "0.2"))
     assert vulnerable(git_only) == ["=0.1", "=0.2"]
@@ -219,10 +263,10 @@ def test_what_trivy_cannot_parse_is_dropped_and_counted() -> None:
     # refuse the whole constraint and miss CVE-2022-21797 and CVE-2022-24302.
     affected = pkg(
         ranges=(rng(("introduced", "0"), ("fixed", "1.2.0")),),
-        versions=("0.3.2d", "0.1-bulbasaur", "2.0.0-final", "0.7.10p1", "0.9"),
+        versions=("0.3.2d", "0.1-bulbasaur", "2.0.0-final", "0.7.10p1", "1.2.0rc1"),
     )
     clauses, dropped = vulnerable_versions(to_json_dict(affected), PIP)
-    assert clauses == ["<1.2.0", "=0.9"]
+    assert clauses == ["<1.2.0", ">=1.2.0.dev0, <=1.2.0, !=1.2.0"]
     assert dropped == ["pip: listed version not readable by Trivy's pep440 comparer"] * 4
     # a bound Trivy cannot read takes its interval with it (Maven versions may not hold "_")
     maven = trivy_ecosystem("Maven")
@@ -248,19 +292,15 @@ def test_go_unfixed_advisories_match_pseudo_versions() -> None:
     assert vulnerable(affected, go) == [""]
 
 
-def test_npm_pre_release_bounds_get_a_clause_of_their_own() -> None:
+def test_npm_versions_without_three_parts_are_never_written() -> None:
+    # "=1.2" means 1.2.x in an npm constraint
     npm = trivy_ecosystem("npm")
-    affected = AffectedPackage(
-        "npm",
-        "x",
-        "npm",
-        ranges=(rng(("introduced", "1.0.0-beta.1"), ("fixed", "1.0.1"), kind="SEMVER"),),
-    )
-    assert vulnerable(affected, npm) == [">=1.0.0-beta.1, <1.0.1", "=1.0.0-beta.1"]
-    # npm versions without all three parts are wildcards in a constraint: never written
-    two_parts = AffectedPackage("npm", "x", "npm", versions=("1.2",))
     assert npm is not None
-    assert vulnerable_versions(to_json_dict(two_parts), npm)[0] == []
+    two_parts = AffectedPackage("npm", "x", "npm", versions=("1.2",))
+    assert vulnerable_versions(to_json_dict(two_parts), npm) == (
+        [],
+        ["npm: listed version not readable by Trivy's npm comparer"],
+    )
 
 
 def test_pip_packages_are_written_under_every_spelling() -> None:

@@ -69,7 +69,7 @@ COMPARER_BY_SLUG: Final[dict[str, Comparer]] = {
     "cocoapods": "rubygems",
 }
 
-Op = Literal["=", "<", "<=", ">", ">="]
+Op = Literal["=", "!=", "<", "<=", ">", ">="]
 
 _UINT64_MAX: Final = (1 << 64) - 1
 _DIGITS = re.compile(r"[0-9]+")

@@ -361,18 +361,16 @@ def _capped(
     return out
 
 
-def _is_npm_prerelease(version: str) -> bool:
-    return "-" in version.split("+", 1)[0]
+Clause = tuple[str, tuple[tuple[Op, str], ...]]  # (text, its ANDed parts)
 
 
-def _interval_clauses(interval: Interval, comparer: Comparer) -> tuple[list[str], str | None]:
+def _interval_clauses(interval: Interval, comparer: Comparer) -> tuple[list[Clause], str | None]:
     """The VulnerableVersions entries of one bounded interval, or ([], reason) when Trivy's
     comparer cannot read a bound."""
     lower, upper, inclusive = interval
     bounds = [b for b in (lower, upper) if b is not None]
     spelled = {b: spelling(comparer, b) for b in bounds}
-    bad = [b for b, s in spelled.items() if s is None]
-    if bad:
+    if any(s is None for s in spelled.values()):
         return [], f"range bound not readable by Trivy's {comparer} comparer"
     parts: list[tuple[Op, str]] = []
     if lower is not None and upper is not None and inclusive and spelled[lower] == spelled[upper]:
@@ -385,17 +383,122 @@ def _interval_clauses(interval: Interval, comparer: Comparer) -> tuple[list[str]
     text = constraint(comparer, parts)
     if text is None:
         return [], f"range not readable by Trivy's {comparer} comparer"
-    clauses = [text]
-    if comparer == "npm":
-        # go-npm-version never lets an installed pre-release satisfy a comparator without one
-        # ("1.0.0-rc.1" fails "<1.1.0"), so an affected bound that is a pre-release gets a
-        # clause of its own.
-        for bound, affected in ((lower, True), (upper, inclusive)):
-            if bound is not None and affected and _is_npm_prerelease(bound):
-                single = constraint(comparer, [("=", spelled[bound] or "")])
-                if single is not None and single != text:
-                    clauses.append(single)
+    clauses: list[Clause] = [(text, tuple(parts))]
+    if comparer == "pep440" and upper is not None and not inclusive:
+        extra = _pep440_prereleases_of_bound(lower, spelled[upper] or "")
+        if extra is not None:
+            clauses.append(extra)
     return clauses, None
+
+
+def _pep440_prereleases_of_bound(lower: str | None, upper: str) -> Clause | None:
+    """The clause that gives back what Trivy's ``<X`` leaves out of ``[lower, X)``.
+
+    PEP 440 (and go-pep440-version) read ``<2.0`` as "below 2.0 but no pre-release of 2.0", so a
+    pinned 2.0rc1, which sorts below 2.0 and which the OSV range covers, would not be found.
+    ``>=2.0.dev0, <=2.0, !=2.0`` is exactly those pre-releases (2.0.dev0 is the lowest version
+    of release 2.0); its lower bound is raised to ``lower`` when that is higher.
+    """
+    bound = _pep440(upper)
+    if bound.is_prerelease:
+        return None  # "<2.0rc2" keeps the pre-releases below it
+    floor = str(_pep440(f"{bound.base_version}.dev0"))
+    if lower is not None and _lt(_pep440(floor), _pep440(lower)):
+        floor = spelling("pep440", lower) or floor
+    if not _lt(_pep440(floor), bound):
+        return None
+    parts: tuple[tuple[Op, str], ...] = ((">=", floor), ("<=", upper), ("!=", upper))
+    text = constraint("pep440", parts)
+    return None if text is None else (text, parts)
+
+
+@functools.lru_cache(maxsize=65536)
+def _pep440(text: str) -> Any:
+    return pv.parse_version("pypi", text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _pep440_public_and_base(text: str) -> tuple[Any, Any]:
+    v = _pep440(text)
+    return _pep440(v.public), _pep440(v.base_version)
+
+
+def _pep440_holds(op: Op, spec: str, version: str) -> bool:
+    """Whether Trivy's pip comparer (go-pep440-version, a port of PyPA packaging's specifiers)
+    finds ``version`` in ``op spec``: comparisons are on the public version (local label
+    dropped), and ``<X`` refuses pre-releases of X itself unless X is one ("<2.0" does not
+    match "2.0rc1", which sorts below 2.0)."""
+    v, s = _pep440(version), _pep440(spec)
+    public, base = _pep440_public_and_base(version)
+    if op in ("=", "!="):
+        equal = bool(v == s) if s.local else bool(public == s)
+        return equal if op == "=" else not equal
+    if op == ">=":
+        return not _lt(public, s)
+    if op == "<=":
+        return not _lt(s, public)
+    if op == "<":
+        if not _lt(public, s):
+            return False
+        spec_base = _pep440_public_and_base(spec)[1]
+        return not (not s.is_prerelease and v.is_prerelease and base == spec_base)
+    return False  # ">" is never written
+
+
+def _pep440_covered(version: str, written: Sequence[tuple[tuple[Op, str], ...]]) -> bool:
+    return any(all(_pep440_holds(op, spec, version) for op, spec in parts) for parts in written)
+
+
+_NUMERIC = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+
+
+def _numeric(text: str) -> tuple[int, ...] | None:
+    if not _NUMERIC.fullmatch(text):
+        return None
+    parts = [int(p) for p in text.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def _numeric_covered(version: str, written: Sequence[tuple[tuple[Op, str], ...]]) -> bool:
+    """For Maven and npm: a plain ``N.N.N`` version inside a clause whose bounds are all plain
+    ``N.N.N``. There both comparers (and every other ordering) agree: numbers compared one by
+    one, trailing zeros ignored. Anything with a qualifier or pre-release is left to its own
+    clause rather than to our reading of the comparer's rules."""
+    v = _numeric(version)
+    if v is None:
+        return False
+    for parts in written:
+        bounds = [(op, _numeric(spec)) for op, spec in parts]
+        if any(b is None for _op, b in bounds):
+            continue
+        if all(
+            (v == b)
+            if op == "="
+            else (v >= b)
+            if op == ">="
+            else (v < b)
+            if op == "<"
+            else (v <= b)
+            for op, b in bounds
+            if b is not None
+        ):
+            return True
+    return False
+
+
+def _covered(
+    comparer: Comparer, version: str, written: Sequence[tuple[tuple[Op, str], ...]]
+) -> bool:
+    """Whether a range entry already written makes Trivy match the listed ``version``, so its
+    ``=v`` clause would be redundant. Only decided where the comparer's rules are mirrored
+    exactly; otherwise False (the clause is written)."""
+    if comparer == "pep440":
+        return _pep440_covered(version, written)
+    if comparer in ("maven", "npm"):
+        return _numeric_covered(version, written)
+    return False
 
 
 def _unique(items: Iterable[str]) -> list[str]:
@@ -408,9 +511,11 @@ def vulnerable_versions(
     """(VulnerableVersions, dropped) of one language package (a normalized ``affected`` dict).
 
     Every interval of the non-GIT ranges is one entry; every entry of the ``versions`` list is
-    ``"=v"``. What Trivy's comparer for the ecosystem cannot read is left out, one reason per
-    left-out clause in ``dropped``. ``[""]`` (Trivy's "always vulnerable") when an interval is
-    open at both ends.
+    ``"=v"``, unless a range entry already makes Trivy match it (:func:`_covered`: PyPA and
+    osv.dev list every affected release, and Trivy re-parses every clause for every package it
+    checks, so redundant clauses made scans several times slower). What Trivy's comparer for the
+    ecosystem cannot read is left out, one reason per left-out clause in ``dropped``. ``[""]``
+    (Trivy's "always vulnerable") when an interval is open at both ends.
     """
     comparer = comparer_for(eco.slug)
     if comparer is None:
@@ -418,6 +523,7 @@ def vulnerable_versions(
     scheme = pv.scheme_for(eco.purl_type) if eco.purl_type else None
     vulnerable: list[str] = []
     dropped: list[str] = []
+    written: list[tuple[tuple[Op, str], ...]] = []  # the parts of each range clause
     for rng in affected.get("ranges") or ():
         rtype = rng["type"]
         if rtype.upper() == "GIT":
@@ -438,7 +544,9 @@ def vulnerable_versions(
             clauses, reason = _interval_clauses(interval, comparer)
             if reason is not None:
                 dropped.append(f"{eco.slug}: {reason}")
-            vulnerable.extend(clauses)
+            for clause, parts in clauses:
+                vulnerable.append(clause)
+                written.append(parts)
     for version in affected.get("versions") or ():
         spelled = spelling(comparer, version)
         text = constraint(comparer, [("=", spelled)]) if spelled is not None else None
@@ -446,6 +554,8 @@ def vulnerable_versions(
             dropped.append(
                 f"{eco.slug}: listed version not readable by Trivy's {comparer} comparer"
             )
+            continue
+        if spelled is not None and _covered(comparer, spelled, written):
             continue
         vulnerable.append(text)
     return _unique(vulnerable), dropped
