@@ -96,7 +96,16 @@ def _read_advisories(path: Path) -> Any:
             yield "synthetic", advisory_from_json(orjson.loads(line))
 
 
+def _advisory_lines(path: Path) -> Any:
+    # The store hands the trivy:db adapter each advisory's normalized JSON bytes; so does this.
+    with path.open("rb") as fh:
+        for line in fh:
+            yield "synthetic", line
+
+
 def task_trivy(a: dict[str, Any]) -> dict[str, Any]:
+    import resource
+
     from export_center.trivy.dbwriter import write_trivy_db
 
     src = Path(a["input"])
@@ -108,12 +117,23 @@ def task_trivy(a: dict[str, Any]) -> dict[str, Any]:
         n = sum(len(orjson.dumps(to_json_dict(adv))) for _s, adv in _read_advisories(src))
         return {"seconds": time.perf_counter() - t, "bytes": n}
     out = Path(a["out"])
+    workers = a.get("workers")
     t = time.perf_counter()
-    report = write_trivy_db(_read_advisories(src), out, work_dir=out.parent)
+    # As the trivy:db adapter calls it: the file is an intermediate the bundle archives (and
+    # syncs), so it is not synced itself.
+    report = write_trivy_db(
+        _advisory_lines(src), out, work_dir=out.parent, workers=workers, durable=False
+    )
+    seconds = time.perf_counter() - t
+    # Worker processes have exited: the largest one's peak (an upper bound: a spawned child's
+    # ru_maxrss may include its parent's size at fork).
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
-        "seconds": time.perf_counter() - t,
+        "seconds": seconds,
         "bytes": out.stat().st_size,
         "entries": report.entries,
+        "vulnerabilities": report.vulnerabilities,
+        "worker_peak_rss_mb": children,
     }
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
 from typing import Final, Literal
 
 from export_center.policy import versions as pv
@@ -203,7 +202,8 @@ def _tokens(comparer: Comparer, text: str) -> list[tuple[str, str]] | None:
     return found or None
 
 
-def constraint(comparer: Comparer, parts: Sequence[tuple[Op, str]]) -> str | None:
+@functools.lru_cache(maxsize=262144)
+def constraint(comparer: Comparer, parts: tuple[tuple[Op, str], ...]) -> str | None:
     """One ``VulnerableVersions`` entry: the ``(operator, version)`` parts ANDed (``", "``), or
     None when the comparer would not read exactly these parts (a version it cannot parse, or one
     its tokenizer would cut short).

@@ -148,6 +148,7 @@ def _os_release(release: str, parts: int) -> str | None:
     return ".".join(numbers[:parts])
 
 
+@functools.lru_cache(maxsize=4096)
 def trivy_ecosystem(osv_ecosystem: str) -> TrivyEcosystem | None:
     """The Trivy ecosystem of an OSV ecosystem string, or None when Trivy has no bucket for it
     (or we do not know its bucket naming): ``PyPI`` → ``pip``, ``Debian:12`` → ``debian 12``,
@@ -205,6 +206,7 @@ PIP_SPELLINGS_MAX_SEPARATORS: Final = 6
 _PIP_SEPARATOR = re.compile(r"[-.]")
 
 
+@functools.lru_cache(maxsize=65536)
 def package_keys(slug: str, name: str) -> tuple[tuple[str, ...], bool]:
     """The package keys one affected package is written under, and whether the list was cut.
 
@@ -380,7 +382,7 @@ def _interval_clauses(interval: Interval, comparer: Comparer) -> tuple[list[Clau
             parts.append((">=", spelled[lower] or ""))
         if upper is not None:
             parts.append(("<=" if inclusive else "<", spelled[upper] or ""))
-    text = constraint(comparer, parts)
+    text = constraint(comparer, tuple(parts))
     if text is None:
         return [], f"range not readable by Trivy's {comparer} comparer"
     clauses: list[Clause] = [(text, tuple(parts))]
@@ -417,36 +419,61 @@ def _pep440(text: str) -> Any:
     return pv.parse_version("pypi", text)
 
 
-@functools.lru_cache(maxsize=65536)
-def _pep440_public_and_base(text: str) -> tuple[Any, Any]:
+def _key(version: Any) -> Any:
+    # packaging's own sort key (a tuple compared in C); the Version itself orders the same way.
+    return getattr(version, "_key", version)
+
+
+@functools.lru_cache(maxsize=262144)
+def _pep440_facts(text: str) -> tuple[Any, Any, Any, bool, bool]:
+    """(key, key of the public version, key of the release, is a pre-release, has a local
+    label) of a PEP 440 version."""
     v = _pep440(text)
-    return _pep440(v.public), _pep440(v.base_version)
+    public = _pep440(v.public) if v.local else v
+    return (
+        _key(v),
+        _key(public),
+        _key(_pep440(v.base_version)),
+        bool(v.is_prerelease),
+        bool(v.local),
+    )
 
 
-def _pep440_holds(op: Op, spec: str, version: str) -> bool:
-    """Whether Trivy's pip comparer (go-pep440-version, a port of PyPA packaging's specifiers)
-    finds ``version`` in ``op spec``: comparisons are on the public version (local label
-    dropped), and ``<X`` refuses pre-releases of X itself unless X is one ("<2.0" does not
-    match "2.0rc1", which sorts below 2.0)."""
-    v, s = _pep440(version), _pep440(spec)
-    public, base = _pep440_public_and_base(version)
-    if op in ("=", "!="):
-        equal = bool(v == s) if s.local else bool(public == s)
-        return equal if op == "=" else not equal
-    if op == ">=":
-        return not _lt(public, s)
-    if op == "<=":
-        return not _lt(s, public)
-    if op == "<":
-        if not _lt(public, s):
-            return False
-        spec_base = _pep440_public_and_base(spec)[1]
-        return not (not s.is_prerelease and v.is_prerelease and base == spec_base)
-    return False  # ">" is never written
+@functools.lru_cache(maxsize=65536)
+def _pep440_clause(
+    parts: tuple[tuple[Op, str], ...],
+) -> tuple[tuple[Op, Any, Any, bool, bool], ...]:
+    """A clause's parts with their specs read once: (op, key, release key, spec is a
+    pre-release, spec has a local label)."""
+    out = []
+    for op, spec in parts:
+        key, _public, base, pre, local = _pep440_facts(spec)
+        out.append((op, key, base, pre, local))
+    return tuple(out)
 
 
 def _pep440_covered(version: str, written: Sequence[tuple[tuple[Op, str], ...]]) -> bool:
-    return any(all(_pep440_holds(op, spec, version) for op, spec in parts) for parts in written)
+    """Whether Trivy's pip comparer (go-pep440-version, a port of PyPA packaging's specifiers)
+    matches ``version`` with one of the ``written`` clauses: comparisons are on the public
+    version (local label dropped), and ``<X`` refuses pre-releases of X itself unless X is one
+    ("<2.0" does not match "2.0rc1", which sorts below 2.0)."""
+    key, public, base, is_pre, _local = _pep440_facts(version)
+    for parts in written:
+        for op, s, s_base, s_pre, s_local in _pep440_clause(parts):
+            if op == ">=":
+                ok = not public < s
+            elif op == "<":
+                ok = public < s and not (is_pre and not s_pre and base == s_base)
+            elif op == "<=":
+                ok = not s < public
+            else:  # "=", "!=" (">" is never written)
+                equal = (key if s_local else public) == s
+                ok = equal if op == "=" else not equal
+            if not ok:
+                break
+        else:
+            return True
+    return False
 
 
 _NUMERIC = re.compile(r"[0-9]+(?:\.[0-9]+)*")
@@ -532,41 +559,56 @@ def vulnerable_versions(
         if rscheme is None:
             dropped.append(f"{eco.slug}: range with no version ordering")
             continue
-        intervals, problem = _cached_intervals(
-            tuple((e["kind"], e["version"]) for e in rng["events"]), rscheme
-        )
-        if problem is not None:
-            dropped.append(f"{eco.slug}: range not evaluable ({problem})")
-            continue
-        for interval in intervals:
-            if interval[0] is None and interval[1] is None:
-                return [""], []
-            clauses, reason = _interval_clauses(interval, comparer)
-            if reason is not None:
-                dropped.append(f"{eco.slug}: {reason}")
-            for clause, parts in clauses:
-                vulnerable.append(clause)
-                written.append(parts)
+        events = tuple((e["kind"], e["version"]) for e in rng["events"])
+        clauses, lost, always = _range_clauses(comparer, rscheme, events)
+        if always:
+            return [""], []
+        dropped.extend(f"{eco.slug}: {reason}" for reason in lost)
+        for clause, parts in clauses:
+            vulnerable.append(clause)
+            written.append(parts)
     for version in affected.get("versions") or ():
-        spelled = spelling(comparer, version)
-        text = constraint(comparer, [("=", spelled)]) if spelled is not None else None
-        if text is None:
+        listed = _listed_clause(comparer, version)
+        if listed is None:
             dropped.append(
                 f"{eco.slug}: listed version not readable by Trivy's {comparer} comparer"
             )
             continue
-        if spelled is not None and _covered(comparer, spelled, written):
+        if written and _covered(comparer, listed[0], written):
             continue
-        vulnerable.append(text)
+        vulnerable.append(listed[1])
     return _unique(vulnerable), dropped
 
 
 @functools.lru_cache(maxsize=65536)
-def _cached_intervals(
-    events: tuple[tuple[str, str], ...], scheme: pv.Scheme
-) -> tuple[list[Interval], str | None]:
-    # Keyed on plain strings (cheap to hash); callers never mutate the returned list.
-    return osv_intervals(events, scheme)
+def _range_clauses(
+    comparer: Comparer, scheme: pv.Scheme, events: tuple[tuple[str, str], ...]
+) -> tuple[tuple[Clause, ...], tuple[str, ...], bool]:
+    """(clauses, dropped reasons, always vulnerable) of one range; keyed on plain strings, which
+    are cheap to hash (a range's events repeat across the advisories of a package)."""
+    intervals, problem = osv_intervals(events, scheme)
+    if problem is not None:
+        return (), (f"range not evaluable ({problem})",), False
+    clauses: list[Clause] = []
+    dropped: list[str] = []
+    for interval in intervals:
+        if interval[0] is None and interval[1] is None:
+            return (), (), True
+        found, reason = _interval_clauses(interval, comparer)
+        if reason is not None:
+            dropped.append(reason)
+        clauses.extend(found)
+    return tuple(clauses), tuple(dropped), False
+
+
+@functools.lru_cache(maxsize=262144)
+def _listed_clause(comparer: Comparer, version: str) -> tuple[str, str] | None:
+    """(spelling, ``=v`` clause) of a listed version, or None when Trivy cannot read it."""
+    spelled = spelling(comparer, version)
+    if spelled is None:
+        return None
+    text = constraint(comparer, (("=", spelled),))
+    return None if text is None else (spelled, text)
 
 
 def os_fixed_version(affected: AffectedPackage) -> str:
