@@ -247,5 +247,3 @@ class _Rows:
             row = self.head
             self.head = next(self._it, None)
             yield row[1:]
-
-

@@ -48,7 +48,7 @@ from typing import Any
 import orjson
 
 from export_center.archive.writer import FileSource, write_tree
-from export_center.errors import BadInputError
+from export_center.errors import BadInputError, ExportCenterError
 from export_center.model import Advisory, to_json_dict
 from export_center.trivy.bbolt import BoltWriter, BucketWriter
 from export_center.trivy.mapping import (
@@ -148,8 +148,18 @@ class _BatchResult:
 
 
 def _decoded(advisory: AdvisoryInput) -> Mapping[str, Any]:
+    """The advisory as its normalized JSON dict.
+
+    Raises:
+        BadInputError: bytes that are not a JSON object.
+    """
     if isinstance(advisory, bytes):
-        doc: Mapping[str, Any] = orjson.loads(advisory)
+        try:
+            doc = orjson.loads(advisory)
+        except orjson.JSONDecodeError as e:
+            raise BadInputError(f"advisory input is not JSON: {e}") from None
+        if not isinstance(doc, dict):
+            raise BadInputError(f"advisory input is a JSON {type(doc).__name__}, not an object")
         return doc
     if isinstance(advisory, Advisory):
         return to_json_dict(advisory)  # type: ignore[no-any-return]
@@ -224,16 +234,19 @@ class _Mapper:
 
 
 def _worker(tasks: Any, results: Any, scratch: str, prefix: str, budget: int) -> None:
-    """A mapping process: batches from ``tasks`` until None, then (result, runs) or the error
-    on ``results``."""
+    """A mapping process: batches from ``tasks`` until None, then ``("done", result, runs)``
+    on ``results``, or ``("error", error class, message)``."""
     try:
         mapper = _Mapper(Path(scratch), prefix, budget)
         while (batch := tasks.get()) is not None:
             mapper.map_batch(batch)
         mapper.spill()
-        results.put((mapper.result, mapper.runs))
-    except BaseException:  # reported to the parent, which raises it
-        results.put(RuntimeError(f"trivy.db mapping process failed:\n{traceback.format_exc()}"))
+        results.put(("done", mapper.result, mapper.runs))
+    except ExportCenterError as e:  # our own errors keep their class (and exit code)
+        results.put(("error", type(e), e.message))
+    except BaseException:
+        trace = traceback.format_exc()
+        results.put(("error", ExportCenterError, f"trivy.db mapping process failed:\n{trace}"))
 
 
 def _read_run(path: Path) -> Iterator[Row]:
@@ -286,9 +299,18 @@ def _map_all(
     return mapper.result, mapper.runs
 
 
+def _reported(got: tuple[Any, ...]) -> ExportCenterError:
+    _kind, cls, message = got
+    return cls.reported(message)  # type: ignore[no-any-return]
+
+
 def _map_in_workers(
     batches: Iterator[list[tuple[DataSource, AdvisoryInput]]], scratch: Path, workers: int
 ) -> tuple[_BatchResult, list[Path]]:
+    """Raises:
+    ExportCenterError: a worker failed (its error, with its class when it is one of ours) or
+        died; every worker is stopped and nothing is left waiting on a queue.
+    """
     # "spawn": a clean interpreter per worker, safe whatever threads the caller runs.
     context = multiprocessing.get_context("spawn")
     tasks = context.Queue(maxsize=workers * _IN_FLIGHT)
@@ -303,6 +325,26 @@ def _map_in_workers(
     ]
     for proc in procs:
         proc.start()
+    finished = False
+    done: list[tuple[Any, ...]] = []
+
+    def failure() -> ExportCenterError | None:
+        # A worker reported an error, or one is gone without reporting anything.
+        while True:
+            try:
+                got = results.get_nowait()
+            except queue.Empty:
+                break
+            if got[0] == "error":
+                return _reported(got)
+            done.append(got)
+        dead = [p for p in procs if not p.is_alive() and p.exitcode != 0]
+        if dead:
+            return ExportCenterError(
+                f"a trivy.db mapping process died (exit code {dead[0].exitcode})"
+            )
+        return None
+
     try:
         for batch in itertools.chain(batches, [None] * workers):  # None: no more work
             item = None if batch is None else _shippable(batch)
@@ -311,31 +353,42 @@ def _map_in_workers(
                     tasks.put(item, timeout=1.0)
                     break
                 except queue.Full:
-                    if not all(proc.is_alive() for proc in procs):
-                        raise BadInputError("a trivy.db mapping process died") from None
-        total = _BatchResult()
-        runs: list[Path] = []
-        for _ in procs:
-            while True:
-                try:
-                    got = results.get(timeout=1.0)
-                    break
-                except queue.Empty:
-                    if not any(proc.is_alive() for proc in procs):
-                        raise BadInputError("a trivy.db mapping process died") from None
-            if isinstance(got, BaseException):
-                raise got
-            result, worker_runs = got
-            total.add(result)
-            runs.extend(worker_runs)
+                    if (error := failure()) is not None:
+                        raise error from None
+        while len(done) < workers:
+            try:
+                got = results.get(timeout=1.0)
+            except queue.Empty:
+                if (error := failure()) is not None:
+                    raise error from None
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    raise ExportCenterError(
+                        "trivy.db mapping processes ended without a result"
+                    ) from None
+                continue
+            if got[0] == "error":
+                raise _reported(got) from None
+            done.append(got)
         for proc in procs:
             proc.join()
-        return total, sorted(runs)
+        finished = True
     finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
+        if not finished:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.kill()
                 proc.join()
+            # Items still buffered for dead readers: do not wait at exit to flush them.
+            tasks.cancel_join_thread()
+            results.cancel_join_thread()
+        tasks.close()
+        results.close()
+    total = _BatchResult()
+    runs: list[Path] = []
+    for _kind, result, worker_runs in done:
+        total.add(result)
+        runs.extend(worker_runs)
+    return total, sorted(runs)
 
 
 # ---- merge: sorted runs → trivy.db ---------------------------------------------------------
@@ -422,8 +475,11 @@ def write_trivy_db(
     written, even empty: Trivy fails on a finding when it is missing.
 
     Raises:
-        BadInputError: two feeds map to the same data source id, or the bbolt writer refused
-            a key (a bug: the sort guarantees the order).
+        BadInputError: two feeds map to the same data source id, an advisory given as bytes is
+            not a JSON object, or the bbolt writer refused a key (a bug: the sort guarantees
+            the order).
+        ExportCenterError: a mapping process failed or died (its error, with its class when it
+            is one of ours); ``out`` is then not written and the run files are removed.
     """
     ids: dict[str, str] = {}
     for name, source in (sources or {}).items():
