@@ -20,7 +20,7 @@ from export_center.model import Advisory, to_json_dict
 from export_center.trivy import dbwriter
 from export_center.trivy.dbwriter import write_trivy_db
 from export_center.trivy.mapping import DataSource
-from support.bolt import GoCheck
+from support.bolt import GoCheck, digest
 from support.osv import corpus_advisories
 from support.trivy_reference import write_trivy_db_reference
 
@@ -71,4 +71,7 @@ def test_optimized_writer_equals_the_reference_on_the_corpora(
     report = write_trivy_db(advisories, tmp_path / "models.db", sources=SOURCES, workers=2)
     assert sha(tmp_path / "models.db") == expected
     assert report == reference
-    gocheck(tmp_path / "workers.db")
+    # Read back by Go's bbolt (tx.Check and a full walk): the same entries our reader sees.
+    report_go = gocheck(tmp_path / "workers.db")
+    assert report_go["digest"] == digest(tmp_path / "reference.db")
+    assert report_go["keys"] > 20000
