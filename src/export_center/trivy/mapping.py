@@ -34,7 +34,7 @@ import functools
 import importlib
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -439,10 +439,13 @@ def _pep440_facts(text: str) -> tuple[Any, Any, Any, bool, bool]:
     )
 
 
+#: One part of a pip clause, its spec read: (op, key, release key, spec is a pre-release, spec
+#: has a local label).
+_Pep440Part = tuple[Op, Any, Any, bool, bool]
+
+
 @functools.lru_cache(maxsize=65536)
-def _pep440_clause(
-    parts: tuple[tuple[Op, str], ...],
-) -> tuple[tuple[Op, Any, Any, bool, bool], ...]:
+def _pep440_clause(parts: tuple[tuple[Op, str], ...]) -> tuple[_Pep440Part, ...]:
     """A clause's parts with their specs read once: (op, key, release key, spec is a
     pre-release, spec has a local label)."""
     out = []
@@ -452,14 +455,15 @@ def _pep440_clause(
     return tuple(out)
 
 
-def _pep440_covered(version: str, written: Sequence[tuple[tuple[Op, str], ...]]) -> bool:
+def _pep440_covered(version: str, clauses: Sequence[tuple[_Pep440Part, ...]]) -> bool:
     """Whether Trivy's pip comparer (go-pep440-version, a port of PyPA packaging's specifiers)
-    matches ``version`` with one of the ``written`` clauses: comparisons are on the public
-    version (local label dropped), and ``<X`` refuses pre-releases of X itself unless X is one
-    ("<2.0" does not match "2.0rc1", which sorts below 2.0)."""
+    matches ``version`` with one of the ``clauses`` (as :func:`_pep440_clause` reads them):
+    comparisons are on the public version (local label dropped), and ``<X`` refuses
+    pre-releases of X itself unless X is one ("<2.0" does not match "2.0rc1", which sorts below
+    2.0)."""
     key, public, base, is_pre, _local = _pep440_facts(version)
-    for parts in written:
-        for op, s, s_base, s_pre, s_local in _pep440_clause(parts):
+    for parts in clauses:
+        for op, s, s_base, s_pre, s_local in parts:
             if op == ">=":
                 ok = not public < s
             elif op == "<":
@@ -488,18 +492,29 @@ def _numeric(text: str) -> tuple[int, ...] | None:
     return tuple(parts)
 
 
-def _numeric_covered(version: str, written: Sequence[tuple[tuple[Op, str], ...]]) -> bool:
+def _numeric_clauses(
+    written: Sequence[tuple[tuple[Op, str], ...]],
+) -> list[tuple[tuple[Op, tuple[int, ...]], ...]]:
+    """The written clauses whose bounds are all plain ``N.N.N``, bounds read as numbers."""
+    out = []
+    for parts in written:
+        bounds = [(op, _numeric(spec)) for op, spec in parts]
+        if all(b is not None for _op, b in bounds):
+            out.append(tuple((op, b) for op, b in bounds if b is not None))
+    return out
+
+
+def _numeric_covered(
+    version: str, clauses: Sequence[tuple[tuple[Op, tuple[int, ...]], ...]]
+) -> bool:
     """For Maven and npm: a plain ``N.N.N`` version inside a clause whose bounds are all plain
-    ``N.N.N``. There both comparers (and every other ordering) agree: numbers compared one by
-    one, trailing zeros ignored. Anything with a qualifier or pre-release is left to its own
-    clause rather than to our reading of the comparer's rules."""
+    ``N.N.N`` (:func:`_numeric_clauses`). There both comparers (and every other ordering)
+    agree: numbers compared one by one, trailing zeros ignored. Anything with a qualifier or
+    pre-release is left to its own clause rather than to our reading of the comparer's rules."""
     v = _numeric(version)
     if v is None:
         return False
-    for parts in written:
-        bounds = [(op, _numeric(spec)) for op, spec in parts]
-        if any(b is None for _op, b in bounds):
-            continue
+    for bounds in clauses:
         if all(
             (v == b)
             if op == "="
@@ -509,23 +524,29 @@ def _numeric_covered(version: str, written: Sequence[tuple[tuple[Op, str], ...]]
             if op == "<"
             else (v <= b)
             for op, b in bounds
-            if b is not None
         ):
             return True
     return False
 
 
-def _covered(
-    comparer: Comparer, version: str, written: Sequence[tuple[tuple[Op, str], ...]]
-) -> bool:
-    """Whether a range entry already written makes Trivy match the listed ``version``, so its
-    ``=v`` clause would be redundant. Only decided where the comparer's rules are mirrored
-    exactly; otherwise False (the clause is written)."""
+def _coverage(
+    comparer: Comparer, written: Sequence[tuple[tuple[Op, str], ...]]
+) -> Callable[[str], bool] | None:
+    """Whether a range entry already written makes Trivy match a listed version, so its ``=v``
+    clause would be redundant; None where that is never decided (the comparer's rules are not
+    mirrored exactly: the clause is always written). The clauses are read once here, not once
+    per listed version (PyPA lists every affected release: this check was half the mapping)."""
+    if not written:
+        return None
     if comparer == "pep440":
-        return _pep440_covered(version, written)
+        pep = [_pep440_clause(parts) for parts in written]
+        return lambda version: _pep440_covered(version, pep)
     if comparer in ("maven", "npm"):
-        return _numeric_covered(version, written)
-    return False
+        numeric = _numeric_clauses(written)
+        if not numeric:
+            return None
+        return lambda version: _numeric_covered(version, numeric)
+    return None
 
 
 def _unique(items: Iterable[str]) -> list[str]:
@@ -538,7 +559,7 @@ def vulnerable_versions(
     """(VulnerableVersions, dropped) of one language package (a normalized ``affected`` dict).
 
     Every interval of the non-GIT ranges is one entry; every entry of the ``versions`` list is
-    ``"=v"``, unless a range entry already makes Trivy match it (:func:`_covered`: PyPA and
+    ``"=v"``, unless a range entry already makes Trivy match it (:func:`_coverage`: PyPA and
     osv.dev list every affected release, and Trivy re-parses every clause for every package it
     checks, so redundant clauses made scans several times slower). What Trivy's comparer for the
     ecosystem cannot read is left out, one reason per left-out clause in ``dropped``. ``[""]``
@@ -567,6 +588,7 @@ def vulnerable_versions(
         for clause, parts in clauses:
             vulnerable.append(clause)
             written.append(parts)
+    covered = _coverage(comparer, written)
     for version in affected.get("versions") or ():
         listed = _listed_clause(comparer, version)
         if listed is None:
@@ -574,7 +596,7 @@ def vulnerable_versions(
                 f"{eco.slug}: listed version not readable by Trivy's {comparer} comparer"
             )
             continue
-        if written and _covered(comparer, listed[0], written):
+        if covered is not None and covered(listed[0]):
             continue
         vulnerable.append(listed[1])
     return _unique(vulnerable), dropped
