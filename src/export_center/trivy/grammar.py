@@ -150,7 +150,7 @@ def _numbers_fit(version: str) -> bool:
     return all(int(d) <= _UINT64_MAX for d in _DIGITS.findall(version))
 
 
-@functools.lru_cache(maxsize=262144)
+@functools.lru_cache(maxsize=65536)
 def spelling(comparer: Comparer, version: str) -> str | None:
     """How ``version`` is written for ``comparer``, or None when the comparer cannot read it.
 
@@ -202,7 +202,7 @@ def _tokens(comparer: Comparer, text: str) -> list[tuple[str, str]] | None:
     return found or None
 
 
-@functools.lru_cache(maxsize=262144)
+@functools.lru_cache(maxsize=65536)
 def constraint(comparer: Comparer, parts: tuple[tuple[Op, str], ...]) -> str | None:
     """One ``VulnerableVersions`` entry: the ``(operator, version)`` parts ANDed (``", "``), or
     None when the comparer would not read exactly these parts (a version it cannot parse, or one

@@ -206,7 +206,7 @@ PIP_SPELLINGS_MAX_SEPARATORS: Final = 6
 _PIP_SEPARATOR = re.compile(r"[-.]")
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def package_keys(slug: str, name: str) -> tuple[tuple[str, ...], bool]:
     """The package keys one affected package is written under, and whether the list was cut.
 
@@ -424,7 +424,7 @@ def _key(version: Any) -> Any:
     return getattr(version, "_key", version)
 
 
-@functools.lru_cache(maxsize=262144)
+@functools.lru_cache(maxsize=65536)
 def _pep440_facts(text: str) -> tuple[Any, Any, Any, bool, bool]:
     """(key, key of the public version, key of the release, is a pre-release, has a local
     label) of a PEP 440 version."""
@@ -623,7 +623,7 @@ def _range_clauses(
     return tuple(clauses), tuple(dropped), False
 
 
-@functools.lru_cache(maxsize=262144)
+@functools.lru_cache(maxsize=65536)
 def _listed_clause(comparer: Comparer, version: str) -> tuple[str, str] | None:
     """(spelling, ``=v`` clause) of a listed version, or None when Trivy cannot read it."""
     spelled = spelling(comparer, version)
