@@ -23,9 +23,10 @@ Secrets, credentials and who is calling come from the environment only, never fr
 environment: the CLI loads the settings once per command (``cli/common.py``), the service and
 the worker receive them from it, and every module gets the values it needs from its caller.
 
-Two more variables are defaults of command-line options, read by the option parser and shown
-in ``--help`` (:data:`CLI_OPTION_ENV`): ``STELLA_SERVER`` (``--server``) and ``STELLA_TOKEN``
-(``--token``). ``stella keys generate --passphrase-env NAME`` reads the variable it is told to.
+Four more variables are defaults of command-line options, read by the option parser and shown
+in ``--help`` (:data:`CLI_OPTION_ENV`): ``STELLA_SERVER`` (``--server``), ``STELLA_TOKEN``
+(``--token``), ``STELLA_OFFLINE`` (``--offline``) and ``STELLA_DEBUG`` (``--debug``).
+``stella keys generate --passphrase-env NAME`` reads the variable it is told to.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveInt,
     SecretStr,
     ValidationError,
     field_validator,
@@ -53,7 +55,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from export_center.errors import ConfigError
+from export_center.errors import BadInputError, ConfigError, input_error
+from export_center.tenants import TENANT_RULE, check_tenant
 
 __all__ = [
     "CLI_OPTION_ENV",
@@ -73,7 +76,16 @@ _QUOTA_PREFIX: Final = "quota_"
 
 #: Core keys the settings file may set (under ``[stella]``).
 CORE_KEYS: Final = frozenset(
-    {"data_dir", "database_url", "default_tenant", "max_document_bytes", "artifact_dir"}
+    {
+        "data_dir",
+        "database_url",
+        "default_tenant",
+        "max_document_bytes",
+        "artifact_dir",
+        "quarantine_max_entries",
+        "quarantine_max_bytes",
+        "devportal_dir",
+    }
 )
 #: Keys read from the environment only (``STELLA_<KEY>``): secrets, credentials, and the
 #: per-user values of the CLI. A shared settings file is the wrong place for any of them.
@@ -88,7 +100,14 @@ ENV_ONLY: Final = frozenset(
     }
 )
 #: Environment defaults of command-line options (``typer.Option(envvar=...)`` in the CLI).
-CLI_OPTION_ENV: Final = MappingProxyType({"--server": "STELLA_SERVER", "--token": "STELLA_TOKEN"})
+CLI_OPTION_ENV: Final = MappingProxyType(
+    {
+        "--server": "STELLA_SERVER",
+        "--token": "STELLA_TOKEN",
+        "--offline": "STELLA_OFFLINE",
+        "--debug": "STELLA_DEBUG",
+    }
+)
 
 
 class Quotas(BaseModel):
@@ -135,6 +154,12 @@ class ServiceSettings(BaseModel):
     idempotency_ttl_hours: NonNegativeInt = 24
     worker_concurrency: NonNegativeInt = 1
     page_limit_max: NonNegativeInt = 500
+    # Request bodies over this many bytes are refused (413) before they are read, parsed or
+    # authenticated. Profiles, run and plan requests are a few KiB; 1 MiB leaves room.
+    max_request_bytes: PositiveInt = 1024 * 1024
+    # /metrics names every tenant and profile: it needs a token with the export:metrics scope,
+    # unless the operator serves it to a trusted network only and sets this (docs/security.md).
+    metrics_public: bool = False
     # Distribution target besides the shared artifact directory: every published bundle is
     # also pushed as an OCI artifact to ``<repository>:<export id>`` (oci://HOST/REPO).
     oci_repository: str | None = None
@@ -268,8 +293,13 @@ class _TomlSource(PydanticBaseSettingsSource):
         try:
             with path.open("rb") as fh:
                 raw = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as e:
+        except OSError as e:
+            # A missing file is a missing input (exit 3), as everywhere.
+            raise input_error(path, "the settings file", e) from e
+        except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"settings file {path}: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"settings file {path}: not UTF-8 text (byte {e.start})") from e
         service = raw.get("service", {})
         if "stella" in raw:
             core = raw["stella"]
@@ -310,9 +340,17 @@ class Settings(BaseSettings):
     max_document_bytes: int = 64 * 1024 * 1024
     # Where published bundles go by default (the embedded filesystem artifact store).
     artifact_dir: Path = Path()
+    # Refused imports are kept in <data dir>/quarantine/ within these caps (a full quarantine
+    # still records nothing more and says so; `stella airgap quarantine purge` empties it).
+    quarantine_max_entries: PositiveInt = 20
+    quarantine_max_bytes: NonNegativeInt = 1 << 30
+    # The operator's developer-portal tree (portal/, specs/, sdks/<name>/, changelog/) that
+    # devportal:offline runs package; tenants never name a server directory (docs/devportal.md).
+    devportal_dir: Path | None = None
     # The passphrase of encrypted keys in the key store.
     key_passphrase: SecretStr | None = None
-    # PKCS#11: the user PIN of signing tokens, and the module (.so) and PIN of KMS tokens.
+    # PKCS#11: the operator's module (.so) and user PIN, for HSM signing keys registered in the
+    # key store and for KMS keys. Only here: profiles never name a module, token or object.
     pkcs11_module: str | None = None
     pkcs11_pin: SecretStr | None = None
     # Basic credentials for OCI registries (push and pull).
@@ -360,7 +398,12 @@ class Settings(BaseSettings):
         artifact_dir = data.get("artifact_dir") or data_dir / "artifacts"
         data["artifact_dir"] = Path(str(artifact_dir)).expanduser()
         if "default_tenant" in data:
-            data["default_tenant"] = str(data["default_tenant"])
+            tenant = data["default_tenant"] = str(data["default_tenant"])
+            try:
+                check_tenant(tenant)
+            except BadInputError as e:
+                # Here, not at the first command that uses it: a bad setting stops everything.
+                raise ConfigError(f"setting default_tenant: {tenant!r}: use {TENANT_RULE}") from e
         return data
 
     @classmethod
@@ -395,6 +438,9 @@ _TYPES: Final = {
     "float_parsing": "is not a number",
     "float_type": "is not a number",
     "greater_than_equal": "must not be negative",
+    "greater_than": "must be positive",
+    "bool_parsing": "is not a boolean (true or false)",
+    "bool_type": "is not a boolean (true or false)",
     "string_type": "is not a string",
     "path_type": "is not a path",
 }
@@ -429,7 +475,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     and ``service=`` takes a mapping merged into the service settings.
 
     Raises:
-        ConfigError: the settings file is unreadable, has an unknown key, or a value is invalid.
+        ConfigError: the settings file is malformed, has an unknown key, or a value is invalid.
+        NotFoundError: the settings file named does not exist. BadInputError: it cannot be read.
     """
     values = {k: v for k, v in overrides.items() if v is not None}
     with _reading(os.environ if env is None else env):

@@ -1,4 +1,8 @@
-"""Offline bundle verification: every check of bundles.md "Verification, in order".
+"""Offline bundle verification: every check of docs/bundle-format.md, "Verification".
+
+Steps 1-7 are here; step 8 (a mirror bundle's TUF chain, with expiry) is an extra check the
+caller adds (:func:`export_center.mirror.tuf.tuf_check`: the mirror layer sits above this
+one), and ``stella export verify`` always adds it.
 
 Works on the archive (streamed member by member through the one safe reader, never extracted)
 and on an extracted directory. Never touches the network. Each check is reported by name; the
@@ -11,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,9 +51,19 @@ from export_center.verification import CheckResult, VerifyReport
 #: What the export verifier reports: the checks, and the signed manifest once it is trusted.
 BundleReport = VerifyReport[ExportManifest]
 
-# Files small enough to keep in memory while streaming (they are read again by later checks).
+# Files small enough to keep in memory while streaming (they are read again by later checks):
+# the signed files, checksums.txt and a mirror bundle's TUF metadata (step 8). Each is bounded,
+# and so is their sum: a hostile archive full of tuf/*.json must not fill the memory.
 _KEEP = frozenset({CHECKSUMS, *SIGNED_FILES})
 _MAX_KEEP_BYTES = 64 * 1024 * 1024
+_MAX_KEEP_TOTAL = 256 * 1024 * 1024
+
+
+def _keep(name: str) -> bool:
+    return name in _KEEP or (name.startswith("tuf/") and name.endswith(".json"))
+
+
+_MEMBER_CHUNK = 4 << 20  # hashed per call: hashing releases the GIL, decompression runs beside
 
 #: A profile-specific check run after the generic ones: (signed manifest, files read) -> detail.
 ExtraCheck = Callable[[ExportManifest, "CollectedFiles"], str | None]
@@ -75,18 +90,24 @@ class CollectedFiles:
 
 def _collect_archive(path: Path, limits: Limits) -> CollectedFiles:
     out = CollectedFiles()
+    kept = 0
     for member in iter_members(path, limits):
         if member.is_dir:
             continue
         h = hashlib.sha256()
-        keep = member.name in _KEEP
+        keep = _keep(member.name)
         buf = bytearray()
-        for chunk in member.chunks():
+        for chunk in member.chunks(_MEMBER_CHUNK):
             h.update(chunk)
             if keep:
                 buf += chunk
+                kept += len(chunk)
                 if len(buf) > _MAX_KEEP_BYTES:
                     raise UnsafeArchiveError(f"{member.name}: larger than {_MAX_KEEP_BYTES} bytes")
+                if kept > _MAX_KEEP_TOTAL:
+                    raise UnsafeArchiveError(
+                        f"{member.name}: manifests and metadata over {_MAX_KEEP_TOTAL} bytes"
+                    )
         out.digests[member.name] = (h.hexdigest(), member.size)
         if keep:
             out.kept[member.name] = bytes(buf)
@@ -95,6 +116,7 @@ def _collect_archive(path: Path, limits: Limits) -> CollectedFiles:
 
 def _collect_dir(root: Path) -> CollectedFiles:
     out = CollectedFiles()
+    kept = 0
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
         if p.is_symlink():
@@ -105,9 +127,14 @@ def _collect_dir(root: Path) -> CollectedFiles:
             raise UnsafeArchiveError(f"{rel}: not a regular file")
         size = p.stat().st_size
         out.digests[rel] = (sha256_file(p)[0], size)
-        if rel in _KEEP:
+        if _keep(rel):
+            kept += size
             if size > _MAX_KEEP_BYTES:
                 raise UnsafeArchiveError(f"{rel}: larger than {_MAX_KEEP_BYTES} bytes")
+            if kept > _MAX_KEEP_TOTAL:
+                raise UnsafeArchiveError(
+                    f"{rel}: manifests and metadata over {_MAX_KEEP_TOTAL} bytes"
+                )
             out.kept[rel] = p.read_bytes()
     return out
 
@@ -126,10 +153,12 @@ class _Run:
         try:
             detail = fn()
         except VerificationError as e:
-            self.report.checks.append(CheckResult(name, "fail", e.message))
+            # The line names the check already: "safe-read: safe-read: ..." said it twice.
+            detail = e.message.removeprefix(f"{name}: ")
+            self.report.checks.append(CheckResult(name, "fail", detail))
             self.stopped = True
             return
-        except (ExportCenterError, ValueError, KeyError, TypeError) as e:
+        except (ExportCenterError, ValueError, KeyError, TypeError, AttributeError) as e:
             msg = e.message if isinstance(e, ExportCenterError) else f"{type(e).__name__}: {e}"
             self.report.checks.append(CheckResult(name, "fail", msg))
             self.stopped = True
@@ -148,16 +177,38 @@ def _archive_sidecar(archive: Path) -> Path:
     return archive.with_name(archive.name + ".sha256")
 
 
+def _trusted_signer(archive: Path, sig: Path, trust_roots: Mapping[str, PublicKey]) -> str | None:
+    """The id of the trusted key whose signature ``sig`` is over ``archive`` (None: none)."""
+    sidecar = sig.read_bytes()
+    with mapped(archive) as data:
+        for keyid, key in sorted(trust_roots.items()):
+            try:
+                verify_detached_signature(key, data, sidecar, where=sig.name)
+            except VerificationError:
+                continue
+            return keyid
+    return None
+
+
 def verify_bundle(
     bundle: Path,
     trust_roots: Mapping[str, PublicKey],
     *,
     limits: Limits | None = None,
     extra_checks: Sequence[tuple[str, ExtraCheck]] = (),
+    tenant: str | None = None,
+    require_signature: bool = False,
 ) -> BundleReport:
     """Verify ``bundle`` (an archive file or an extracted directory) against ``trust_roots``.
 
-    Never raises for a bad bundle: failures are in the report (``report.exit_code``).
+    With ``tenant``, a ``tenant`` check after the manifest's signature refuses a bundle whose
+    signed manifest names another tenant: a key trusted for several tenants (or a key a
+    tenant should never have had) cannot pass one tenant's bundle off as another's.
+
+    Never raises for a bad bundle: failures are in the report (``report.exit_code``). A check
+    that cannot run (no ``.sha256`` or ``.sig`` next to the archive, a directory) is
+    ``skipped`` with the reason; with ``require_signature`` a missing archive signature (or a
+    directory, which has none) fails ``archive-signature`` instead.
 
     Raises:
         VerificationError: ``trust_roots`` is empty (fail closed, before reading anything).
@@ -171,11 +222,22 @@ def verify_bundle(
     collected = CollectedFiles()
     state: dict[str, Any] = {}
 
+    # The whole-archive checks read the archive on their own: they run in threads beside the
+    # safe read (hashing and signature checks release the GIL), and report in order.
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stella-verify")
+    digest_job: Future[tuple[str, int]] | None = None
+    signer_job: Future[str | None] | None = None
+    sig = bundle.with_name(bundle.name + ".sig")
+    if not is_dir:
+        digest_job = pool.submit(sha256_file, bundle)
+        if sig.is_file():
+            signer_job = pool.submit(_trusted_signer, bundle, sig, trust_roots)
+
     def archive_digest() -> str | None:
-        if is_dir:
+        if is_dir or digest_job is None:
             return "skipped: a directory has no archive digest"
         sidecar = _archive_sidecar(bundle)
-        actual = sha256_file(bundle)[0]
+        actual = digest_job.result()[0]
         state["archive_sha256"] = actual
         if not sidecar.is_file():
             return f"skipped: no {sidecar.name} next to the archive (sha256 {actual})"
@@ -187,18 +249,19 @@ def verify_bundle(
 
     def archive_signature() -> str | None:
         if is_dir:
+            if require_signature:
+                raise _fail("archive-signature", "a directory has no archive signature")
             return "skipped: a directory has no archive signature"
-        sig = bundle.with_name(bundle.name + ".sig")
-        if not sig.is_file():
+        if signer_job is None:
+            if require_signature:
+                raise _fail(
+                    "archive-signature",
+                    f"no {sig.name} next to the archive, and a signature is required",
+                )
             return f"skipped: no {sig.name} next to the archive"
-        sidecar = sig.read_bytes()
-        with mapped(bundle) as data:
-            for keyid, key in sorted(trust_roots.items()):
-                try:
-                    verify_detached_signature(key, data, sidecar, where=sig.name)
-                except VerificationError:
-                    continue
-                return f"signed by trusted key {keyid}"
+        keyid = signer_job.result()
+        if keyid is not None:
+            return f"signed by trusted key {keyid}"
         raise _fail("archive-signature", f"{sig.name} is not a valid signature by a trusted key")
 
     def safe_read() -> str | None:
@@ -241,6 +304,15 @@ def verify_bundle(
         report.export_id = manifest.export_id
         return f"export {report.export_id}"
 
+    def tenant_check() -> str | None:
+        assert report.manifest is not None and tenant is not None
+        if report.manifest.tenant != tenant:
+            raise _fail(
+                "tenant",
+                f"the bundle is for tenant {report.manifest.tenant!r}, not {tenant!r}",
+            )
+        return f"tenant {tenant}"
+
     def contents() -> str | None:
         assert report.manifest is not None
         listed: dict[str, tuple[str, int]] = {}
@@ -280,6 +352,8 @@ def verify_bundle(
         if payload != body:
             raise _fail("provenance", f"{PROVENANCE_JSON} differs from the signed payload")
         stmt = orjson.loads(payload)
+        if not isinstance(stmt, dict):
+            raise _fail("provenance", f"{PROVENANCE_JSON} is not a JSON object")
         if stmt.get("_type") != STATEMENT_TYPE or stmt.get("predicateType") != SLSA_PROVENANCE_V1:
             raise _fail("provenance", "not an in-toto Statement v1 with a SLSA v1 predicate")
         subjects = {s["name"]: s["digest"]["sha256"] for s in stmt.get("subject", [])}
@@ -299,12 +373,16 @@ def verify_bundle(
         ("safe-read", safe_read),
         ("checksums", checksums),
         ("manifest-signature", manifest_signature),
+        *([("tenant", tenant_check)] if tenant is not None else []),
         ("contents", contents),
         ("rerun-hash", rerun),
         ("provenance", provenance),
     ]
-    for name, fn in steps:
-        run.check(name, fn)
+    try:
+        for name, fn in steps:
+            run.check(name, fn)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     for name, extra in extra_checks:
         run.check(name, functools.partial(_run_extra, extra, report, collected))
     return report

@@ -27,7 +27,12 @@ import orjson
 from export_center.archive.reader import Limits, iter_members
 from export_center.bundle.verify import BundleReport
 from export_center.distribution.trivy import open_trivy_bundle
-from export_center.errors import ConflictError, UnsafeArchiveError, VerificationError
+from export_center.errors import (
+    ConflictError,
+    UnsafeArchiveError,
+    VerificationError,
+    output_error,
+)
 from export_center.signing.interface import PublicKey
 from export_center.trivy.artifact import TrivyDbKind
 
@@ -175,19 +180,23 @@ def install_trivy_bundle(
     force: bool = False,
     limits: Limits | None = None,
     registry_credentials: tuple[str, str] | None = None,
+    tenant: str | None = None,
 ) -> TrivyInstallResult:
     """Verify the Trivy bundle ``bundle`` and install its database into the Trivy cache
     ``cache_dir`` (``db/trivy.db`` + ``db/metadata.json``, or ``java-db/trivy-java.db`` +
     ``java-db/metadata.json``), atomically per file.
 
     A database older (by ``UpdatedAt``) than the installed one is refused unless ``force``:
-    a replayed old bundle must not hide newer advisories.
+    a replayed old bundle must not hide newer advisories. With ``tenant``, a bundle of another
+    tenant is refused (a key trusted for one tenant does not make another's database
+    installable).
 
     Raises:
         TrivyBundleRefused: the bundle failed a check; the cache is untouched.
         VerificationError: the archive inside does not hold a valid database; untouched.
         ConflictError: the bundle's database is older than the installed one; untouched.
         NotFoundError: no such bundle.
+        BadInputError: the cache directory cannot be created (a file in the way, ...).
         OSError: the cache directory cannot be written.
     """
     work = Path(tempfile.mkdtemp(prefix="stella-trivy-install-"))
@@ -199,11 +208,15 @@ def install_trivy_bundle(
             part="archive",
             limits=limits,
             registry_credentials=registry_credentials,
+            tenant=tenant,
         )
         kind = opened.kind
         archive = opened.root / kind.archive_path
         target = cache_dir / kind.cache_subdir
-        created = _make_dirs(target)
+        try:
+            created = _make_dirs(target)
+        except OSError as e:
+            raise output_error(cache_dir, "the Trivy cache", e) from e
         staging = Path(tempfile.mkdtemp(prefix=".stella-install-", dir=target))
         committed = False
         try:

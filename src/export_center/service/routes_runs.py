@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from export_center.errors import (
     ArtifactExpiredError,
     BadInputError,
+    NotFoundError,
     RangeNotSatisfiableError,
     RunNotReadyError,
 )
@@ -209,11 +210,7 @@ async def run_events(
     run: RunView = await run_in_threadpool(services.repo.get, principal.tenant, run_id)
     start = after or 0
     if last_event_id:
-        if not last_event_id.isdigit():
-            raise BadInputError(
-                f"Last-Event-ID must be an event sequence number, not {last_event_id!r}"
-            )
-        start = int(last_event_id)
+        start = _event_id(last_event_id)
     if run.terminal and start >= run.last_event_seq:
         return Response(status_code=204)
     return StreamingResponse(
@@ -221,6 +218,24 @@ async def run_events(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+_EVENT_ID = re.compile(r"[0-9]{1,10}")
+
+
+def _event_id(header: str) -> int:
+    """``Last-Event-ID`` as a sequence number: ASCII digits within the range ``after`` allows
+    (``str.isdigit`` is true for '²', which ``int`` refuses: a 500 before this check).
+
+    Raises:
+        BadInputError: anything else.
+    """
+    value = header.strip()
+    if not _EVENT_ID.fullmatch(value) or int(value) > 2**31 - 1:
+        raise BadInputError(
+            f"Last-Event-ID must be an event sequence number (0 to {2**31 - 1}), not {header!r}"
+        )
+    return int(value)
 
 
 # ---- manifest, provenance, download ---------------------------------------------------------
@@ -347,6 +362,53 @@ def download_run(
         filename=path.name,
         headers=headers,
     )
+
+
+_SIDECARS = {"sha256": ".sha256", "sig": ".sig"}
+
+
+def _sidecar(services: Services, tenant: str, run_id: str, kind: str) -> Response:
+    run = _published(services, tenant, run_id)
+    assert run.archive_path
+    archive = services.artifacts.resolve(run.archive_path)
+    if not archive.is_file():
+        raise ArtifactExpiredError(f"run {run_id}'s bundle is no longer in the artifact store")
+    side = archive.with_name(archive.name + _SIDECARS[kind])
+    try:
+        data = side.read_bytes()
+    except FileNotFoundError as e:
+        raise NotFoundError(f"run {run_id}'s bundle has no {side.name} sidecar") from e
+    return Response(
+        content=data,
+        media_type="text/plain; charset=us-ascii",
+        headers={
+            "Content-Disposition": f'attachment; filename="{side.name}"',
+            "Cache-Control": "private, max-age=0, must-revalidate",
+        },
+    )
+
+
+_SIDECAR_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+
+
+@router.get(
+    "/runs/{run_id}/download.sha256", responses=errors(*AUTHED, 404, 409, 410, also=_SIDECAR_DOC)
+)
+def download_sha256(run_id: RunIdPath, principal: Downloader, services: ServicesDep) -> Response:
+    """The archive's ``.sha256`` sidecar: ``<hex>  <archive name>``, what ``sha256sum -c``
+    reads."""
+    return _sidecar(services, principal.tenant, run_id, "sha256")
+
+
+@router.get(
+    "/runs/{run_id}/download.sig", responses=errors(*AUTHED, 404, 409, 410, also=_SIDECAR_DOC)
+)
+def download_signature(run_id: RunIdPath, principal: Downloader, services: ServicesDep) -> Response:
+    """The archive's ``.sig`` sidecar: base64 of the detached signature over the archive bytes
+    (Ed25519: raw signature; ECDSA P-256: DER, as ``cosign sign-blob`` writes)."""
+    return _sidecar(services, principal.tenant, run_id, "sig")
 
 
 # ---- plan ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Normalized advisories → Trivy DB entries (pure functions, no I/O).
 
-Facts about what Trivy reads are in the shared spec trivy-db.md and in :mod:`.grammar`;
+Facts about what Trivy reads are in docs/trivy.md ("What Trivy reads") and in :mod:`.grammar`;
 docs/trivy.md records every mapping decision. In short:
 
 - one advisory bucket per feed and ecosystem, ``<ecosystem>::<feed name>``; OS advisories go to

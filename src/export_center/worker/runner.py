@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from export_center.errors import CancelledError, ExportCenterError
-from export_center.exporter import ExportOutcome, run_export
+from export_center.exporter import ExportOutcome, record_outcome, run_export
 from export_center.planner.plan import ExportPlan
 from export_center.planner.registry import ProfileRegistry
 from export_center.runs.artifacts import ArtifactStore
@@ -60,6 +60,7 @@ class ExportFunction(Protocol):
         progress: Callable[[int], None] = ...,
         is_cancelled: Callable[[], bool] = ...,
         on_plan: Callable[[ExportPlan], None] = ...,
+        record: bool = ...,
     ) -> ExportOutcome: ...
 
 
@@ -211,8 +212,11 @@ class RunExecutor:
         )
         if claim.takeover:
             self.metrics.takeovers.inc()
+            self.metrics.retries_total.labels("worker_lost").inc()
+        self.metrics.profile_seen(run.profile, run.tenant)
         attempt = _Attempt(self, claim)
         started = time.monotonic()
+        self.metrics.worker_active.inc()
         try:
             with _Heartbeat(attempt):
                 profile = ProfileRegistry(self.store).get(run.tenant, run.profile, run.revision)
@@ -228,6 +232,9 @@ class RunExecutor:
                     progress=attempt.progress,
                     is_cancelled=attempt.is_cancelled,
                     on_plan=attempt.on_plan,
+                    # Into the ledger of published exports once the run has succeeded (below):
+                    # a bundle removed by a cancel must never become a delta's base.
+                    record=False,
                 )
         except CancelledError:
             return self._stopped(attempt, started)
@@ -236,7 +243,10 @@ class RunExecutor:
                 log.warning("attempt ended after the lease was lost: %s", e)
                 return "lost"
             return self._failed(attempt, e, started)
-        return self._published(attempt, outcome, started)
+        else:
+            return self._published(attempt, outcome, started)
+        finally:
+            self.metrics.worker_active.dec()
 
     def _stopped(self, attempt: _Attempt, started: float) -> Outcome:
         run = attempt.claim.run
@@ -244,7 +254,8 @@ class RunExecutor:
             log.warning("stopped: the lease was lost; nothing written")
             return "lost"
         if self.aborting.is_set() and not self.repo.should_stop(run.id, self.owner):
-            self.repo.release(run.id, self.owner)
+            if self.repo.release(run.id, self.owner):
+                self.metrics.retries_total.labels("released").inc()
             log.warning("worker shutting down: run released for another worker")
             return "released"
         if not self.repo.finish(run.id, self.owner, "cancelled"):
@@ -268,6 +279,7 @@ class RunExecutor:
             )
             at = self.repo.clock() + timedelta(seconds=delay)
             if self.repo.retry_later(run.id, self.owner, at=at, code=code, message=message):
+                self.metrics.retries_total.labels(code).inc()
                 log.warning("transient failure (%s: %s); retry in %.1f s", code, message, delay)
                 if self.enqueue is not None:
                     self.enqueue(run.id, not_before=at)
@@ -305,7 +317,8 @@ class RunExecutor:
             self._count(run.profile, run.tenant, "cancelled", started)
             log.info("cancel arrived during publication; the bundle was removed")
             return "cancelled"
-        self.metrics.bytes_total.inc(b.archive_bytes)
+        record_outcome(self.store, outcome)
+        self.metrics.bytes_total.labels(run.profile, run.tenant).inc(b.archive_bytes)
         self._count(run.profile, run.tenant, "succeeded", started)
         log.info(
             "run succeeded: %s (%d bytes, sha256 %s)",
@@ -335,8 +348,10 @@ class RunExecutor:
         except (ExportCenterError, OSError, httpx.HTTPError) as e:  # RegistryError included
             log.error("pushing %s to %s failed: %s", archive.name, ref, e)
             self.metrics.failures_total.labels("ERR_EXPORT_OCI_PUSH").inc()
+            self.metrics.pushes_total.labels("failed").inc()
             self.repo.add_event(run_id, "artifact_push_failed", {"ref": ref, "error": str(e)})
             return
+        self.metrics.pushes_total.labels("pushed").inc()
         log.info("pushed %s to %s (%s)", archive.name, ref, pushed.manifest_digest)
         self.repo.add_event(
             run_id, "artifact_pushed", {"ref": ref, "digest": pushed.manifest_digest}
@@ -344,4 +359,6 @@ class RunExecutor:
 
     def _count(self, profile: str, tenant: str, status: str, started: float) -> None:
         self.metrics.runs_total.labels(profile, tenant, status).inc()
-        self.metrics.run_duration.observe(time.monotonic() - started)
+        self.metrics.run_duration.labels(profile, tenant, status).observe(
+            time.monotonic() - started
+        )
