@@ -115,6 +115,75 @@ def _read_advisories(path: Path) -> Any:
             yield "synthetic", advisory_from_json(orjson.loads(line))
 
 
+def _advisory_lines(path: Path) -> Any:
+    # The store hands the trivy:db adapter each advisory's normalized JSON bytes; so does this.
+    with path.open("rb") as fh:
+        for line in fh:
+            yield "synthetic", line
+
+
+def _rss_kb(pid: int | str) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in kB; (0, 0) when it is gone."""
+    rss = hwm = 0
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0, 0
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+    return rss, hwm
+
+
+class _TreeRss:
+    """Samples the resident memory of this process and its children every 0.1 s: the peak of
+    their sum (what the machine had to hold at once) and each child's own peak (VmHWM, read while
+    it runs: ``ru_maxrss`` of a spawned child can include its parent's size at fork)."""
+
+    def __init__(self) -> None:
+        import os
+        import threading
+
+        self.pid = os.getpid()
+        self.peak_sum_kb = 0
+        self.child_hwm_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _children(self) -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The ppid is the second field after the parenthesized command name.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
+                found.append(entry.name)
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            total = _rss_kb(self.pid)[0]
+            for child in self._children():
+                rss, hwm = _rss_kb(child)
+                total += rss
+                self.child_hwm_kb = max(self.child_hwm_kb, hwm)
+            self.peak_sum_kb = max(self.peak_sum_kb, total)
+
+    def __enter__(self) -> _TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def task_trivy(a: dict[str, Any]) -> dict[str, Any]:
     from export_center.trivy.dbwriter import write_trivy_db
 
@@ -127,12 +196,22 @@ def task_trivy(a: dict[str, Any]) -> dict[str, Any]:
         n = sum(len(orjson.dumps(to_json_dict(adv))) for _s, adv in _read_advisories(src))
         return {"seconds": time.perf_counter() - t, "bytes": n}
     out = Path(a["out"])
-    t = time.perf_counter()
-    report = write_trivy_db(_read_advisories(src), out, work_dir=out.parent)
+    workers = a.get("workers")
+    with _TreeRss() as tree:
+        t = time.perf_counter()
+        # As the trivy:db adapter calls it: the file is an intermediate the bundle archives
+        # (and syncs), so it is not synced itself.
+        report = write_trivy_db(
+            _advisory_lines(src), out, work_dir=out.parent, workers=workers, durable=False
+        )
+        seconds = time.perf_counter() - t
     return {
-        "seconds": time.perf_counter() - t,
+        "seconds": seconds,
         "bytes": out.stat().st_size,
         "entries": report.entries,
+        "vulnerabilities": report.vulnerabilities,
+        "worker_peak_rss_mb": tree.child_hwm_kb / 1024,
+        "tree_peak_rss_mb": max(tree.peak_sum_kb / 1024, peak_rss_mb()),
     }
 
 

@@ -13,7 +13,8 @@ from export_center.model import (
     RangeEvent,
     VersionRange,
 )
-from export_center.policy.matching import AdvisoryIndex, match_component, primary_id
+from export_center.policy.ids import other_ids, vulnerability_names
+from export_center.policy.matching import AdvisoryIndex, match_component
 from export_center.policy.versions import parse_version, sort_versions
 
 
@@ -323,23 +324,33 @@ def test_withdrawn_after_the_as_of_time_still_counts() -> None:
 # ---- aliases, primary ids, fixed versions ---------------------------------------------------
 
 
-def test_aliases_merge_into_one_finding(corpus_index: AdvisoryIndex) -> None:
+def test_one_finding_per_vulnerability_name(corpus_index: AdvisoryIndex) -> None:
     # jquery: GHSA-6c3j-c64m-qhgq (CVE-2019-11358) and the Node WG's NSWG-ECO-496 (CVE-2019-11358,
-    # CVE-2019-5428) are one vulnerability on the component.
+    # CVE-2019-5428). One finding per CVE, as trivy:db writes one entry per CVE; the two records
+    # of CVE-2019-11358 merge into its finding.
     matches, _ = match_component(corpus_index, Component("jquery", purl="pkg:npm/jquery@3.3.9"))
-    (m,) = [m for m in matches if "CVE-2019-11358" in m.ids]
+    by_name = {m.vulnerability_id: m for m in matches}
+    m = by_name["CVE-2019-11358"]
     assert m.advisory_ids == ("GHSA-6c3j-c64m-qhgq", "NSWG-ECO-496")
-    assert m.vulnerability_id == "CVE-2019-11358"  # two CVEs: the bytewise smallest id
-    assert m.aliases == ("CVE-2019-5428", "GHSA-6c3j-c64m-qhgq", "NSWG-ECO-496")
+    # the record's other CVE is a finding of its own, not an alias
+    assert m.aliases == ("GHSA-6c3j-c64m-qhgq", "NSWG-ECO-496")
     assert m.fixed_versions == ("3.4.0",)
+    other = by_name["CVE-2019-5428"]
+    assert (other.advisory_ids, other.aliases) == (("NSWG-ECO-496",), ("NSWG-ECO-496",))
 
 
-def test_primary_id_rules() -> None:
-    assert primary_id(["PYSEC-2019-140", "GHSA-gq9m-qvpx-68hc", "CVE-2019-14806"]) == (
-        "CVE-2019-14806"
+def test_vulnerability_name_rules() -> None:
+    assert vulnerability_names("PYSEC-2019-140", ["GHSA-gq9m-qvpx-68hc", "CVE-2019-14806"]) == (
+        "CVE-2019-14806",
     )
-    assert primary_id(["GO-2022-0379", "GHSA-qq97-vm5h-rrhg"]) == "GHSA-qq97-vm5h-rrhg"
-    assert primary_id(["CVE-2019-5428", "CVE-2019-11358", "NSWG-ECO-496"]) == "CVE-2019-11358"
+    assert vulnerability_names("GO-2022-0379", ["GHSA-qq97-vm5h-rrhg"]) == ("GHSA-qq97-vm5h-rrhg",)
+    assert vulnerability_names("NSWG-ECO-496", ["CVE-2019-5428", "CVE-2019-11358"]) == (
+        "CVE-2019-11358",
+        "CVE-2019-5428",
+    )
+    assert vulnerability_names("RUSTSEC-2020-0001") == ("RUSTSEC-2020-0001",)
+    assert other_ids("NSWG-ECO-496", ["CVE-2019-5428", "CVE-2019-11358"]) == ("NSWG-ECO-496",)
+    assert other_ids("GO-2022-0379", ["GHSA-qq97-vm5h-rrhg"]) == ("GO-2022-0379",)
 
 
 def test_fixed_versions_in_ecosystem_order(corpus_index: AdvisoryIndex) -> None:

@@ -101,9 +101,13 @@ def test_buckets_keys_and_merge_rule(tmp_path: Path, gocheck: GoCheck) -> None:
         ]
         # Same feed, same package, same CVE: one entry, ranges and ids unioned.
         assert read_json(root, b"pip::Zeta Feed", b"werkzeug", b"CVE-2023-1") == {
-            "PatchedVersions": ["2.1", "2.0"],
             "VendorIDs": ["GHSA-aaaa-bbbb-cccc", "PYSEC-2023-1"],
-            "VulnerableVersions": ["<2.1", "<2.0"],
+            "VulnerableVersions": [
+                "<2.1",
+                ">=2.1.dev0, <=2.1, !=2.1",
+                "<2.0",
+                ">=2.0.dev0, <=2.0, !=2.0",
+            ],
         }
         # Combined in (feed id, advisory id) order: the GHSA record's title comes first.
         assert read_json(root, b"vulnerability", b"CVE-2023-1") == {

@@ -6,9 +6,17 @@ import dataclasses
 
 import pytest
 
-from export_center.model import Advisory, AffectedPackage, RangeEvent, Severity, VersionRange
+from export_center.model import (
+    Advisory,
+    AffectedPackage,
+    RangeEvent,
+    Severity,
+    VersionRange,
+    to_json_dict,
+)
 from export_center.trivy.mapping import (
     DataSource,
+    TrivyEcosystem,
     data_source_for,
     data_source_value,
     map_advisory,
@@ -16,13 +24,12 @@ from export_center.trivy.mapping import (
     merge_vulnerability_values,
     normalize_package_name,
     os_fixed_version,
+    package_keys,
     rfc3339,
     severity_from_label,
     trivy_ecosystem,
-    vendor_ids,
-    version_constraints,
-    vulnerability_key,
     vulnerability_value,
+    vulnerable_versions,
 )
 
 SOURCE = DataSource("my-feed", "My Feed", "https://feed.example")
@@ -109,68 +116,203 @@ def test_package_names_are_normalized_as_trivy_looks_them_up(
     assert normalize_package_name(slug, name) == key
 
 
-def test_key_is_the_single_cve_else_the_advisory_id() -> None:
+def test_keys_are_the_shared_vulnerability_names() -> None:
+    def keys(adv: Advisory) -> tuple[tuple[str, ...], list[str]]:
+        mapped = map_advisory(dataclasses.replace(adv, affected=(pkg(ranges=FIXED),)), SOURCE)
+        assert {e.vuln_id for e in mapped.entries} == set(mapped.vuln_ids)
+        return mapped.vuln_ids, mapped.entries[0].value.get("VendorIDs", [])
+
     one = Advisory("PYSEC-2019-140", aliases=("CVE-2019-14806", "GHSA-gq9m-qvpx-68hc"))
-    assert vulnerability_key(one) == "CVE-2019-14806"
-    assert vendor_ids(one, "CVE-2019-14806") == ["GHSA-gq9m-qvpx-68hc", "PYSEC-2019-140"]
+    assert keys(one) == (("CVE-2019-14806",), ["GHSA-gq9m-qvpx-68hc", "PYSEC-2019-140"])
+    # one entry per CVE, as upstream; the other CVE is not a vendor id of either
     two = Advisory("GHSA-aaaa-bbbb-cccc", aliases=("CVE-2021-2", "CVE-2021-1"))
-    assert vulnerability_key(two) == "GHSA-aaaa-bbbb-cccc"
-    assert vendor_ids(two, "GHSA-aaaa-bbbb-cccc") == ["CVE-2021-1", "CVE-2021-2"]
-    none = Advisory("RUSTSEC-2020-0001")
-    assert vulnerability_key(none) == "RUSTSEC-2020-0001"
-    assert vendor_ids(none, "RUSTSEC-2020-0001") == []
-    assert vulnerability_key(Advisory("CVE-2022-1", aliases=("GHSA-x",))) == "CVE-2022-1"
+    assert keys(two) == (("CVE-2021-1", "CVE-2021-2"), ["GHSA-aaaa-bbbb-cccc"])
+    # no CVE: the bytewise smallest id (the GHSA id before the GO id)
+    go = Advisory("GO-2022-0379", aliases=("GHSA-qq97-vm5h-rrhg",))
+    assert keys(go) == (("GHSA-qq97-vm5h-rrhg",), ["GO-2022-0379"])
+    assert keys(Advisory("RUSTSEC-2020-0001")) == (("RUSTSEC-2020-0001",), [])
+    assert keys(Advisory("CVE-2022-1", aliases=("GHSA-x",))) == (("CVE-2022-1",), ["GHSA-x"])
 
 
 PIP = trivy_ecosystem("PyPI")
+FIXED = (VersionRange("ECOSYSTEM", (RangeEvent("introduced", "0"), RangeEvent("fixed", "9.0"))),)
+
+
+def vulnerable(
+    affected: AffectedPackage, eco: TrivyEcosystem | None = PIP, *, companions: bool = False
+) -> list[str]:
+    """The entries written for ``affected``; pip's pre-release companion clauses (with ``!=``,
+    see test_pip_pre_releases_of_a_fix_are_matched) left out unless asked for."""
+    assert eco is not None
+    clauses, dropped = vulnerable_versions(to_json_dict(affected), eco)
+    assert dropped == []
+    return clauses if companions else [c for c in clauses if "!=" not in c]
 
 
 @pytest.mark.parametrize(
-    ("ranges", "vulnerable", "patched"),
+    ("ranges", "expected"),
     [
-        ((rng(("introduced", "0"), ("fixed", "1.2.3")),), ["<1.2.3"], ["1.2.3"]),
-        ((rng(("introduced", "1.0"), ("fixed", "1.2")),), [">=1.0, <1.2"], ["1.2"]),
-        ((rng(("introduced", "1.0"), ("last_affected", "1.4")),), [">=1.0, <=1.4"], []),
-        ((rng(("introduced", "1.4"), ("last_affected", "1.4")),), ["=1.4"], []),
-        ((rng(("introduced", "0")),), [">=0"], []),
-        ((rng(("introduced", "2.0")),), [">=2.0"], []),
-        ((rng(("introduced", "1.0"), ("limit", "2.0")),), [">=1.0, <2.0"], []),
+        ((rng(("introduced", "0"), ("fixed", "1.2.3")),), ["<1.2.3"]),
+        ((rng(("introduced", "1.0"), ("fixed", "1.2")),), [">=1.0, <1.2"]),
+        ((rng(("introduced", "1.0"), ("last_affected", "1.4")),), [">=1.0, <=1.4"]),
+        ((rng(("introduced", "1.4"), ("last_affected", "1.4")),), ["=1.4"]),
+        # "always vulnerable" is Trivy's empty constraint: ">=0" misses Go pseudo-versions
+        ((rng(("introduced", "0")),), [""]),
+        ((rng(("introduced", "2.0")),), [">=2.0"]),
+        ((rng(("introduced", "1.0"), ("limit", "2.0")),), [">=1.0, <2.0"]),
+        ((rng(("introduced", "0"), ("limit", "2.0")),), ["<2.0"]),
         (
             (rng(("introduced", "0"), ("fixed", "1.1"), ("introduced", "2.0"), ("fixed", "2.3")),),
             ["<1.1", ">=2.0, <2.3"],
-            ["1.1", "2.3"],
         ),
-        # a closing event without an introduced opens at 0
-        ((rng(("fixed", "0.9")),), ["<0.9"], ["0.9"]),
+        # events out of version order (PyPA has some): evaluated sorted, as the OSV schema says
+        (
+            (rng(("introduced", "2.0"), ("fixed", "2.3"), ("introduced", "0"), ("fixed", "1.1")),),
+            ["<1.1", ">=2.0, <2.3"],
+        ),
+        # an introduced inside an open interval changes nothing; a fix with nothing open neither
+        ((rng(("introduced", "1.0"), ("introduced", "1.5"), ("fixed", "2.0")),), [">=1.0, <2.0"]),
+        ((rng(("fixed", "0.9")),), []),
+        # last_affected and fixed at one version: the fix wins at that version
+        (
+            (rng(("introduced", "1.0"), ("last_affected", "1.5"), ("fixed", "1.5")),),
+            [">=1.0, <1.5"],
+        ),
+        # versions are written in PEP 440 normal form (Trivy's tokenizer misreads "1.0beta2")
+        ((rng(("introduced", "1.0beta2"), ("fixed", "1.0-1")),), [">=1.0b2, <1.0.post1"]),
         # GIT ranges are commits: ignored
-        ((rng(("introduced", "abc"), ("fixed", "def"), kind="GIT"),), [], []),
+        ((rng(("introduced", "abc"), ("fixed", "def"), kind="GIT"),), []),
         (
             (
                 rng(("introduced", "abc"), ("fixed", "def"), kind="GIT"),
                 rng(("introduced", "0"), ("fixed", "3.0"), kind="SEMVER"),
             ),
             ["<3.0"],
-            ["3.0"],
         ),
     ],
 )
 def test_ranges_become_version_constraints(
-    ranges: tuple[VersionRange, ...], vulnerable: list[str], patched: list[str]
+    ranges: tuple[VersionRange, ...], expected: list[str]
 ) -> None:
-    assert PIP is not None
-    assert version_constraints(pkg(ranges=ranges), PIP) == (vulnerable, patched)
+    assert vulnerable(pkg(ranges=ranges)) == expected
 
 
-def test_explicit_versions_not_covered_by_a_range_are_added() -> None:
-    assert PIP is not None
-    ranges = (rng(("introduced", "1.0"), ("fixed", "1.5")),)
-    affected = pkg(ranges=ranges, versions=("1.0", "1.2", "1.4.post1", "2.0rc1", "not a version"))
-    vulnerable, _ = version_constraints(affected, PIP)
-    # 1.0, 1.2 and 1.4.post1 fall in the range; the others are listed one by one.
-    assert vulnerable == [">=1.0, <1.5", "=2.0rc1", "=not a version"]
+def test_pip_pre_releases_of_a_fix_are_matched() -> None:
+    # PEP 440's "<2.0" leaves out 2.0rc1, which sorts below 2.0 and which the range covers: a
+    # companion clause gives back exactly the pre-releases of the bound, from the lower bound up.
+    ranges = (
+        rng(("introduced", "1.0"), ("fixed", "2.0")),
+        rng(("introduced", "3.0b1"), ("fixed", "3.0")),
+    )
+    assert vulnerable(pkg(ranges=ranges), companions=True) == [
+        ">=1.0, <2.0",
+        ">=2.0.dev0, <=2.0, !=2.0",
+        ">=3.0b1, <3.0",
+        ">=3.0b1, <=3.0, !=3.0",
+    ]
+    # a pre-release bound keeps the pre-releases below it: no companion
+    assert vulnerable(
+        pkg(ranges=(rng(("introduced", "0"), ("fixed", "2.0rc2")),)), companions=True
+    ) == ["<2.0rc2"]
+
+
+def test_a_version_fixed_in_one_range_and_covered_by_another_stays_vulnerable() -> None:
+    # PatchedVersions would subtract 1.5 from every range of the entry: it is not written.
+    ranges = (
+        rng(("introduced", "1.0"), ("fixed", "1.5")),
+        rng(("introduced", "1.4"), ("fixed", "1.6")),
+    )
+    assert vulnerable(pkg(ranges=ranges)) == [">=1.0, <1.5", ">=1.4, <1.6"]
+    value = map_advisory(Advisory("PYSEC-1", affected=(pkg(ranges=ranges),)), SOURCE).entries[0]
+    assert "PatchedVersions" not in value.value
+
+
+def test_listed_versions_are_clauses_unless_a_range_already_matches_them() -> None:
+    ranges = (rng(("introduced", "1.0"), ("fixed", "1.5")), rng(("introduced", "3.0")))
+    listed = ("1.0", "1.2", "1.4.post1", "1.4+local", "1.5rc1", "2.0rc1", "3.0rc1", "3.1.dev1")
+    # 1.5rc1 is matched through the companion of "<1.5" (a pre-release of the bound); 2.0rc1
+    # is outside the ranges and 3.0rc1 below ">=3.0": those two need a clause of their own.
+    assert vulnerable(pkg(ranges=ranges, versions=listed)) == [
+        ">=1.0, <1.5",
+        ">=3.0",
+        "=2.0rc1",
+        "=3.0rc1",
+    ]
+    # npm and Maven: only plain N.N.N versions inside plain N.N.N bounds count as covered (the
+    # comparers' pre-release and qualifier rules are not mirrored); Go and Cargo list them all.
+    npm = trivy_ecosystem("npm")
+    semver = AffectedPackage(
+        "npm",
+        "x",
+        "npm",
+        ranges=(rng(("introduced", "1.0.0"), ("fixed", "1.5.0")),),
+        versions=("1.2.0", "1.3.0-rc.1", "1.6.0"),
+    )
+    assert vulnerable(semver, npm) == [">=1.0.0, <1.5.0", "=1.3.0-rc.1", "=1.6.0"]
+    go = trivy_ecosystem("Go")
+    mod = AffectedPackage("golang", "m", "Go", ranges=semver.ranges, versions=("1.2.0",))
+    assert vulnerable(mod, go) == [">=1.0.0, <1.5.0", "=1.2.0"]
     # GIT-only: the versions list is all there is.
     git_only = pkg(ranges=(rng(("introduced", "abc"), kind="GIT"),), versions=("0.1", "0.2"))
-    assert version_constraints(git_only, PIP) == (["=0.1", "=0.2"], [])
+    assert vulnerable(git_only) == ["=0.1", "=0.2"]
+
+
+def test_what_trivy_cannot_parse_is_dropped_and_counted() -> None:
+    assert PIP is not None
+    # joblib and paramiko list versions that are not PEP 440: one of them as "=v" made Trivy
+    # refuse the whole constraint and miss CVE-2022-21797 and CVE-2022-24302.
+    affected = pkg(
+        ranges=(rng(("introduced", "0"), ("fixed", "1.2.0")),),
+        versions=("0.3.2d", "0.1-bulbasaur", "2.0.0-final", "0.7.10p1", "1.2.0rc1"),
+    )
+    clauses, dropped = vulnerable_versions(to_json_dict(affected), PIP)
+    assert clauses == ["<1.2.0", ">=1.2.0.dev0, <=1.2.0, !=1.2.0"]
+    assert dropped == ["pip: listed version not readable by Trivy's pep440 comparer"] * 4
+    # a bound Trivy cannot read takes its interval with it (Maven versions may not hold "_")
+    maven = trivy_ecosystem("Maven")
+    assert maven is not None
+    jar = AffectedPackage(
+        "maven",
+        "g:a",
+        "Maven",
+        ranges=(rng(("introduced", "0"), ("fixed", "1.0"), ("introduced", "2.0_beta")),),
+    )
+    clauses, dropped = vulnerable_versions(to_json_dict(jar), maven)
+    assert clauses == ["<1.0"]
+    assert dropped == ["maven: range bound not readable by Trivy's maven comparer"]
+    mapped = map_advisory(Advisory("PYSEC-9", affected=(affected,)), SOURCE)
+    assert len(mapped.dropped) == 4 and mapped.entries
+
+
+def test_go_unfixed_advisories_match_pseudo_versions() -> None:
+    go = trivy_ecosystem("Go")
+    affected = AffectedPackage(
+        "golang", "golang.org/x/crypto", "Go", ranges=(rng(("introduced", "0"), kind="SEMVER"),)
+    )
+    assert vulnerable(affected, go) == [""]
+
+
+def test_npm_versions_without_three_parts_are_never_written() -> None:
+    # "=1.2" means 1.2.x in an npm constraint
+    npm = trivy_ecosystem("npm")
+    assert npm is not None
+    two_parts = AffectedPackage("npm", "x", "npm", versions=("1.2",))
+    assert vulnerable_versions(to_json_dict(two_parts), npm) == (
+        [],
+        ["npm: listed version not readable by Trivy's npm comparer"],
+    )
+
+
+def test_pip_packages_are_written_under_every_spelling() -> None:
+    assert package_keys("pip", "oslo-utils") == (("oslo-utils", "oslo.utils"), False)
+    assert package_keys("pip", "Zope_Interface") == (("zope-interface", "zope.interface"), False)
+    keys, cut = package_keys("pip", "a-b.c")
+    assert keys == ("a-b-c", "a-b.c", "a.b-c", "a.b.c") and not cut
+    keys, cut = package_keys("pip", "a-b-c-d-e-f-g-h")
+    assert keys == ("a-b-c-d-e-f-g-h", "a.b.c.d.e.f.g.h") and cut
+    assert package_keys("npm", "@Scope/Pkg") == (("@scope/pkg",), False)
+    mapped = map_advisory(Advisory("PYSEC-1", affected=(pkg("oslo.utils", ranges=FIXED),)), SOURCE)
+    assert [e.package for e in mapped.entries] == ["oslo-utils", "oslo.utils"]
 
 
 def test_os_fixed_version() -> None:
@@ -245,7 +387,7 @@ def ghsa() -> Advisory:
 
 def test_map_advisory() -> None:
     mapped = map_advisory(ghsa(), SOURCE)
-    assert mapped.vuln_id == "CVE-2020-9548"
+    assert mapped.vuln_ids == ("CVE-2020-9548",)
     assert mapped.skipped == ("ecosystem 'CRAN' has no Trivy bucket",)
     (entry,) = mapped.entries
     assert (entry.bucket, entry.package, entry.vuln_id) == (
@@ -254,7 +396,6 @@ def test_map_advisory() -> None:
         "CVE-2020-9548",
     )
     assert entry.value == {
-        "PatchedVersions": ["2.9.10.4", "2.10.4"],
         "VendorIDs": ["GHSA-p43x-xfjf-5jhr"],
         "VulnerableVersions": [">=2.0.0, <2.9.10.4", ">=2.10.0, <2.10.4"],
     }
@@ -307,7 +448,7 @@ def test_withdrawn_and_unusable_advisories_give_no_entry() -> None:
     )
     mapped = map_advisory(git_only, SOURCE)
     assert mapped.entries == () and mapped.vulnerability is None
-    assert mapped.skipped == ("pip: no version range or version (GIT ranges only)",)
+    assert mapped.skipped == ("pip: no version range or version Trivy can read",)
 
 
 def test_os_advisories_carry_fixed_version_or_status() -> None:
@@ -345,6 +486,9 @@ def test_merge_advisory_values_unions_lists_and_prefers_unfixed() -> None:
         "VendorIDs": ["GHSA-1", "PYSEC-1"],
         "VulnerableVersions": ["<1.2", ">=2.0, <2.1"],
     }
+    # "always vulnerable" ORed with anything is itself
+    always = merge_advisory_values([a, {"VulnerableVersions": [""]}])
+    assert always["VulnerableVersions"] == [""]
     fixed = {"FixedVersion": "1.0", "Severity": 2}
     unfixed = {"Status": 2, "Severity": 3}
     assert merge_advisory_values([fixed, unfixed]) == {"Severity": 3, "Status": 2}

@@ -10,11 +10,9 @@ fails the scan instead of passing silently.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import shutil
-import subprocess
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +28,7 @@ from export_center.trivy.javadb import java_metadata_json, write_java_db
 from export_center.trivy.mapping import DataSource
 from support.bolt import GoCheck, digest
 from support.osv import corpus_advisories
+from support.trivy_run import trivy_scan
 
 pytestmark = pytest.mark.slow  # whole-corpus, many subprocesses or real tools
 
@@ -95,39 +94,9 @@ def corpus_cache(tmp_path_factory: pytest.TempPathFactory, corpora: Path) -> Cac
     return Cache(cache, report, ids)
 
 
-@functools.cache
-def _netns_prefix() -> tuple[str, ...]:
-    """``unshare --net`` when this machine lets us make an empty network namespace."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return ()
-    probe = subprocess.run([unshare, "--net", "true"], capture_output=True, check=False)
-    return (unshare, "--net") if probe.returncode == 0 else ()
-
-
 def run_trivy(trivy: Path, cache: Path, target: Path, mode: str = "fs") -> dict[str, Any]:
-    """The spec's fully offline command; returns the JSON report."""
-    cmd = [
-        *_netns_prefix(),
-        str(trivy),
-        mode,
-        "--cache-dir",
-        str(cache),
-        "--skip-db-update",
-        "--skip-java-db-update",
-        "--offline-scan",
-        "--scanners",
-        "vuln",
-        "--skip-version-check",
-        "--disable-telemetry",
-        "--quiet",
-        "--format",
-        "json",
-        str(target),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, f"trivy failed on {target}:\n{proc.stderr}"
-    report: dict[str, Any] = json.loads(proc.stdout)
+    """The spec's fully offline command (support.trivy_run); returns the JSON report."""
+    report, _log = trivy_scan(trivy, cache, target, mode=mode)
     return report
 
 

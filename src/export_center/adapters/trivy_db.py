@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from export_center.adapters.json_raw import selected_records
 from export_center.bundle.manifest import TrivyArchive, TrivyDbSection, TrivyOci, TrivySection
 from export_center.digests import prefixed
 from export_center.errors import BadInputError
-from export_center.model import Advisory, advisory_from_json
 from export_center.planner.options import (
     DEFAULT_VALIDITY,
     TrivyDbOptions,
@@ -61,6 +59,8 @@ __all__ = [
 ]
 
 _CHUNK = 1 << 20
+# The writer's skip reason for an advisory whose JSON says withdrawn (counted as withdrawn here).
+_WITHDRAWN = "withdrawn advisory"
 
 
 def trivy_options(spec: ProfileSpec) -> TrivyOptions:
@@ -114,11 +114,10 @@ class TrivyDbAdapter:
         named = opts.data_sources if isinstance(opts, TrivyDbOptions) else {}
         sources = {name: DataSource(o.id, o.name, o.url) for name, o in sorted(named.items())}
         deps: dict[str, Any] = {}
-        withdrawn: Counter[str] = Counter()
-        fed = 0
+        withdrawn_records = 0
 
-        def advisories() -> Iterator[tuple[str, Advisory]]:
-            nonlocal fed
+        def advisories() -> Iterator[tuple[str, bytes]]:
+            nonlocal withdrawn_records
             for rec, data in selected_records(ctx, "advisory"):
                 h = deps.get(rec.source)
                 if h is None:
@@ -126,17 +125,18 @@ class TrivyDbAdapter:
                 # The input set: every selected record, withdrawn ones included (leaving
                 # them out is part of what this input produced).
                 h.update(f"{rec.observation_id} {rec.digest}\n".encode())
-                advisory = advisory_from_json(orjson.loads(data))
-                if rec.withdrawn or advisory.withdrawn:
-                    withdrawn[rec.source] += 1
+                if rec.withdrawn:
+                    withdrawn_records += 1
                     continue
-                fed += 1
-                yield rec.source, advisory
+                # The normalized JSON as stored: the writer maps it without building the model
+                # (and leaves out, and counts, advisories whose JSON says withdrawn).
+                yield rec.source, data.encode()
 
         work = Path(tempfile.mkdtemp(prefix="trivy-db-", dir=ctx.staging.root))
         try:
             db = work / "trivy.db"
-            report = write_trivy_db(advisories(), db, sources=sources, work_dir=work)
+            # The file is an intermediate: the archive made of it is what gets synced.
+            report = write_trivy_db(advisories(), db, sources=sources, work_dir=work, durable=False)
             ctx.check_cancelled()
             metadata = metadata_json(plan.as_of_time, validity)
             archive = work / DB.archive_name
@@ -146,8 +146,11 @@ class TrivyDbAdapter:
             shutil.rmtree(work, ignore_errors=True)
         for source, h in sorted(deps.items()):
             ctx.dependencies[f"advisories/{source}"] = h.hexdigest()
+        skipped = dict(report.skipped)
+        withdrawn = withdrawn_records + skipped.pop(_WITHDRAWN, 0)
+        fed = report.advisories - (withdrawn - withdrawn_records)
         ctx.counts["advisories"] = ctx.counts.get("advisories", 0) + fed
-        ctx.counts["withdrawn"] = sum(withdrawn.values())
+        ctx.counts["withdrawn"] = withdrawn
         ctx.counts["trivyEntries"] = report.entries
         ctx.counts["trivyVulnerabilities"] = report.vulnerabilities
         meta = orjson.loads(metadata)
@@ -158,13 +161,14 @@ class TrivyDbAdapter:
                 schema_version=meta["Version"],
                 updated_at=meta["UpdatedAt"],
                 next_update=meta["NextUpdate"],
-                advisories=report.advisories,
+                advisories=fed,
                 mapped_advisories=report.mapped,
-                withdrawn_left_out=sum(withdrawn.values()),
+                withdrawn_left_out=withdrawn,
                 entries=report.entries,
                 merged_entries=report.merged_entries,
                 vulnerabilities=report.vulnerabilities,
                 buckets=tuple(report.buckets),
-                skipped=dict(report.skipped),
+                skipped=skipped,
+                dropped=dict(report.dropped),
             )
         )

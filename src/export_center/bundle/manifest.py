@@ -246,6 +246,9 @@ class TrivyDbSection(_Model):
     vulnerabilities: Count
     buckets: tuple[str, ...]
     skipped: dict[str, int]
+    # Clauses left out of written entries because Trivy's comparer for the ecosystem cannot read
+    # them (reason -> how many); absent in bundles made before it was counted.
+    dropped: dict[str, int] | None = None
 
 
 class TrivyJavaDbSection(_Model):

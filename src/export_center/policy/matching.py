@@ -2,9 +2,10 @@
 
 :class:`AdvisoryIndex` keeps only what matching needs (ids, aliases, affected packages,
 severities) keyed by package identity, so matching N components costs N look-ups, not N×M.
-:func:`match_component` returns one :class:`Match` per vulnerability on the component: advisories
-that alias each other (PYSEC → GHSA → CVE) are merged, and the primary id is the CVE when the
-merged set holds exactly one, else the bytewise smallest id. A component that cannot be decided
+:func:`match_component` returns one :class:`Match` per vulnerability on the component, named by the
+rule trivy:db shares (:mod:`export_center.policy.ids`): one finding per CVE of the hit advisories,
+else the bytewise smallest id of an advisory; advisories that carry the same name (a PYSEC and a
+GHSA record of one CVE) are merged into its finding. A component that cannot be decided
 (no purl, no version, a version its ecosystem cannot parse) yields a :class:`Skip` with the reason:
 no finding is invented, none is silently dropped.
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from export_center.model import Advisory, AffectedPackage, Component
+from export_center.policy.ids import other_ids, vulnerability_names
 from export_center.policy.purls import PackageKey, Purl, normalize_name, parse_purl, purl_type_for
 from export_center.policy.versions import (
     Scheme,
@@ -214,40 +216,14 @@ def _affects(
     return False, problem
 
 
-def primary_id(ids: Iterable[str]) -> str:
-    """The CVE when exactly one is among ``ids``, else the bytewise smallest id."""
-    all_ids = sorted(set(ids), key=str.encode)
-    cves = [i for i in all_ids if i.upper().startswith("CVE-")]
-    return cves[0] if len(cves) == 1 else all_ids[0]
-
-
-def _group(advisories: list[Advisory]) -> list[list[Advisory]]:
-    """Advisories connected through ids and aliases, each group in id order."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    def union(a: str, b: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            lo, hi = sorted((ra, rb), key=str.encode)
-            parent[hi] = lo
-
-    for adv in advisories:
-        for alias in adv.aliases:
-            union(adv.id, alias)
-        find(adv.id)
-    groups: dict[str, list[Advisory]] = {}
-    for adv in advisories:
-        groups.setdefault(find(adv.id), []).append(adv)
-    return [
-        sorted(g, key=lambda a: a.id.encode())
-        for _root, g in sorted(groups.items(), key=lambda kv: kv[0].encode())
-    ]
+def _by_name(advisories: Iterable[Advisory]) -> list[tuple[str, list[Advisory]]]:
+    """The vulnerabilities the hit advisories describe, named by the shared rule
+    (:mod:`export_center.policy.ids`): (name, its advisories in id order), in name order."""
+    named: dict[str, list[Advisory]] = {}
+    for adv in sorted(advisories, key=lambda a: a.id.encode()):
+        for name in vulnerability_names(adv.id, adv.aliases):
+            named.setdefault(name, []).append(adv)
+    return sorted(named.items(), key=lambda kv: kv[0].encode())
 
 
 def _installed_version(purl: Purl, component: Component) -> str | None:
@@ -290,10 +266,9 @@ def match_component(index: AdvisoryIndex, component: Component) -> tuple[list[Ma
         if adv_id not in hit
     ]
     matches: list[Match] = []
-    for group in _group(list(hit.values())):
+    for vuln, group in _by_name(hit.values()):
         group_ids = {a.id for a in group}
-        all_ids = group_ids | {al for a in group for al in a.aliases}
-        primary = primary_id(all_ids)
+        aliases = {i for a in group for i in other_ids(a.id, a.aliases)} - {vuln}
         fixed = [
             v
             for e in entries
@@ -305,8 +280,8 @@ def match_component(index: AdvisoryIndex, component: Component) -> tuple[list[Ma
                 purl=component.purl,
                 component_name=name,
                 version=version,
-                vulnerability_id=primary,
-                aliases=tuple(sorted(all_ids - {primary}, key=str.encode)),
+                vulnerability_id=vuln,
+                aliases=tuple(sorted(aliases, key=str.encode)),
                 advisory_ids=tuple(sorted(group_ids, key=str.encode)),
                 fixed_versions=sort_versions(scheme, fixed),
                 advisories=tuple(group),

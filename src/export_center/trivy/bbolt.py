@@ -377,7 +377,11 @@ class BoltWriter:
             b.put(b"CVE-2024-0001", b"{}")
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, page_size: int = PAGE_SIZE, durable: bool = True
+    ) -> None:
+        # durable=False skips the fsync before the rename: for a file that is only an
+        # intermediate (the trivy:db adapter archives it and syncs the archive).
         if page_size < 1024 or page_size & (page_size - 1):
             raise BoltWriteError(f"page size {page_size} is not a power of two >= 1024")
         self._path = Path(path)
@@ -385,6 +389,7 @@ class BoltWriter:
         self._tmp = Path(tmp)
         self._fh: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
         self._page_size = page_size
+        self._durable = durable
         try:
             # Pages 0 and 1 (metas) are filled in by close(); page 2 is the empty freelist.
             self._fh.write(bytes(2 * page_size))
@@ -422,7 +427,8 @@ class BoltWriter:
             for txid in (0, 1):
                 self._fh.write(self._meta_page(txid, root, high_water))
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if self._durable:
+                os.fsync(self._fh.fileno())
             self._fh.close()
         except BaseException:
             self._discard()
