@@ -2,9 +2,10 @@
 # Debian packages the test suite uses: PostgreSQL (scale-out store), SoftHSM2 (PKCS#11 signer),
 # Go + bbolt sources (bbolt's own consistency check on our trivy.db), docker-registry + skopeo
 # (OCI push and interop), dash + busybox (POSIX verify script), zstd + openssl (independent tools),
-# faketime (pins the clock of the golden bundles' store).
+# faketime (pins the clock of the golden bundles' store), chromium + chromium-driver (the web
+# console's browser tests, headless).
 set -euo pipefail
-PKGS="postgresql faketime softhsm2 golang-go golang-github-coreos-bbolt-dev docker-registry skopeo dash busybox zstd openssl devscripts"
+PKGS="postgresql faketime softhsm2 golang-go golang-github-coreos-bbolt-dev docker-registry skopeo dash busybox zstd openssl devscripts chromium chromium-driver"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

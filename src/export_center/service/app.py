@@ -211,7 +211,7 @@ def create_app(services: Services) -> FastAPI:
     Raises:
         ConfigError: the JWKS file of the service settings is unreadable.
     """
-    from export_center.service import routes_ops, routes_profiles, routes_runs
+    from export_center.service import console, routes_ops, routes_profiles, routes_runs
 
     api = ApiContext.open(services)
 
@@ -234,6 +234,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(routes_profiles.router, prefix=BASE)
     app.include_router(routes_runs.router, prefix=BASE)
     app.include_router(routes_ops.router)
+    console.install(app)
     app.add_middleware(RequestContext, services=services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,0 +1,146 @@
+"""A real browser for the console tests: Debian's headless Chromium driven through Debian's
+chromedriver (Selenium), on loopback only, with a fresh profile per browser."""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from support.tools import need_tool
+
+T = TypeVar("T")
+
+# The machine has no network: without these, Chromium's background services (updates, sync,
+# safe browsing, metrics) keep trying and fill the logs with errors.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--metrics-recording-only",
+    "--password-store=basic",
+    "--window-size=1366,900",  # a laptop screen
+)
+
+
+class Browser:
+    """One Chromium window, with the waits and checks the console tests use."""
+
+    def __init__(self, driver: webdriver.Chrome, base_url: str, downloads: Path) -> None:
+        self.driver = driver
+        self.base_url = base_url
+        self.downloads = downloads
+
+    def go(self, path: str) -> None:
+        self.driver.get(self.base_url + path)
+
+    def find(self, css: str) -> WebElement:
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def find_all(self, css: str) -> list[WebElement]:
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def text(self, css: str) -> str:
+        return self.find(css).text
+
+    def wait(self, condition: Callable[[webdriver.Chrome], T], timeout: float = 30.0) -> T:
+        """``condition``'s first truthy value within ``timeout`` s (checked every 0.1 s)."""
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
+
+    def wait_text(self, css: str, expected: str, timeout: float = 30.0) -> WebElement:
+        def has_text(d: webdriver.Chrome) -> WebElement | bool:
+            found = d.find_elements(By.CSS_SELECTOR, css)
+            return found[0] if found and expected in found[0].text else False
+
+        return self.wait(has_text, timeout)
+
+    def fill(self, css: str, value: str) -> None:
+        field = self.find(css)
+        field.clear()
+        field.send_keys(value)
+
+    def path(self) -> str:
+        url = str(self.driver.current_url)
+        return url[len(self.base_url) :] if url.startswith(self.base_url) else url
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+    def screenshot(self, path: Path) -> Path:
+        """The whole page (not only the window) as a PNG."""
+        width = int(self.js("return document.documentElement.scrollWidth"))
+        height = int(self.js("return document.documentElement.scrollHeight"))
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            },
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def console_errors(self) -> list[str]:
+        """Severe messages of the page's console (CSP refusals, script errors)."""
+        return [
+            str(e["message"])
+            for e in self.driver.get_log("browser")
+            if e.get("level") == "SEVERE" and "favicon" not in str(e.get("message"))
+        ]
+
+
+@contextmanager
+def chromium(base_url: str) -> Iterator[Browser]:
+    """A headless Chromium with a fresh profile and download folder, closed afterwards."""
+    binary = need_tool("chromium")
+    driver_path = need_tool("chromedriver", "chromium-driver")
+    with tempfile.TemporaryDirectory(prefix="stella-chromium-") as tmp:
+        profile = Path(tmp) / "profile"
+        downloads = Path(tmp) / "downloads"
+        downloads.mkdir()
+        options = webdriver.ChromeOptions()
+        options.binary_location = binary
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={profile}")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        options.add_experimental_option(
+            "prefs",
+            {
+                "download.default_directory": str(downloads),
+                "download.prompt_for_download": False,
+                "safebrowsing.enabled": False,
+            },
+        )
+        # An explicit chromedriver: Selenium never looks for (or downloads) a driver itself.
+        service = Service(executable_path=driver_path)
+        try:
+            driver = webdriver.Chrome(options=options, service=service)
+        except WebDriverException as e:
+            raise AssertionError(f"chromium did not start: {e.msg}") from e
+        try:
+            driver.execute_cdp_cmd(
+                "Browser.setDownloadBehavior",
+                {"behavior": "allow", "downloadPath": str(downloads)},
+            )
+            yield Browser(driver, base_url, downloads)
+        finally:
+            driver.quit()
