@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -68,7 +68,14 @@ class Browser:
             found = d.find_elements(By.CSS_SELECTOR, css)
             return found[0] if found and expected in found[0].text else False
 
-        return self.wait(has_text, timeout)
+        try:
+            return self.wait(has_text, timeout)
+        except TimeoutException:
+            found = self.find_all(css)
+            shown = found[0].text if found else "(no such element)"
+            raise AssertionError(
+                f"{css} did not show {expected!r} within {timeout} s at {self.path()}: {shown!r}"
+            ) from None
 
     def fill(self, css: str, value: str) -> None:
         field = self.find(css)
@@ -98,12 +105,34 @@ class Browser:
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
+    def sign_in(self, token: str, tenant: str = "") -> None:
+        """Sign in to the console through its form and wait for the runs page."""
+        self.go("/console/sign-in")
+        self.fill("#token", token)
+        if tenant:
+            self.fill("#tenant", tenant)
+        self.find("main form button[type=submit]").click()
+        self.wait_text("main h1", "Runs")
+
+    def downloaded(self, name: str, timeout: float = 30.0) -> bytes:
+        """The bytes of a finished download called ``name``."""
+        target = self.downloads / name
+
+        def done(_d: webdriver.Chrome) -> bool:
+            partial = list(self.downloads.glob("*.crdownload"))
+            return target.is_file() and not partial
+
+        self.wait(done, timeout)
+        return target.read_bytes()
+
     def console_errors(self) -> list[str]:
-        """Severe messages of the page's console (CSP refusals, script errors)."""
+        """Severe messages of the pages' console: script errors, CSP refusals. (Error statuses
+        of pages are left out: the flows ask for refusals on purpose.)"""
         return [
             str(e["message"])
             for e in self.driver.get_log("browser")
-            if e.get("level") == "SEVERE" and "favicon" not in str(e.get("message"))
+            if e.get("level") == "SEVERE"
+            and "Failed to load resource: the server responded" not in str(e.get("message"))
         ]
 
 

@@ -531,15 +531,20 @@ async def _run_view(request: Request, user: ConsoleUser, run_id: str) -> _RunVie
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run_page(request: Request, user: UserDep, run_id: str) -> Response:
-    view = await _run_view(request, user, run_id)
-    run = view.run
-    # The API has just shown this run to this tenant; its event log is read the way the SSE
-    # route reads it, and the page's script follows on from the last one shown.
+    # Only a run the API shows to this tenant has its event log read (as the SSE route reads
+    # it); the page's script follows on from the last event shown.
+    path = f"/runs/{_segment(run_id)}"
+    visible = RunPublic.model_validate(_ok(await user.caller(request).call("GET", path)).json())
     services = get_console(request).services
     events = [
-        EventPublic.of(e) for e in await run_in_threadpool(services.repo.events_after, run.id, 0)
+        EventPublic.of(e)
+        for e in await run_in_threadpool(services.repo.events_after, visible.id, 0)
     ]
     last = events[-1].seq if events else 0
+    # The state shown is read after the events: never older than the last event shown, so
+    # the events that follow only ever move the page forward.
+    view = await _run_view(request, user, run_id)
+    run = view.run
     return render(
         request,
         "run.html",

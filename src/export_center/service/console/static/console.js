@@ -133,6 +133,11 @@
         var key = row ? row.getAttribute("data-key") : null;
         tbody.innerHTML = request.responseText;
         last = tbody.innerHTML;
+        // The first run of an empty list: show the table instead of the empty state.
+        var any = tbody.querySelector("tr") !== null;
+        tbody.closest("table").hidden = !any;
+        var empty = document.getElementById("runs-empty");
+        if (empty) { empty.hidden = any; }
         if (key) {
           var again = tbody.querySelector("tr[data-key='" + key + "'] a");
           if (again) { again.focus(); }
