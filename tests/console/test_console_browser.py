@@ -198,6 +198,7 @@ def test_another_tenants_runs_are_not_visible(
         assert "ERR_EXPORT_NOT_FOUND" in browser.find("body").text
 
     # The same browser signed in for zeta sees it.
+    browser.go("/console/runs")
     browser.find("form[action='/console/sign-out'] button").click()
     browser.wait_text("main h1", "Sign in")
     browser.sign_in(tokens.multi, tenant="zeta")

@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -60,8 +64,17 @@ class Browser:
         return self.find(css).text
 
     def wait(self, condition: Callable[[webdriver.Chrome], T], timeout: float = 30.0) -> T:
-        """``condition``'s first truthy value within ``timeout`` s (checked every 0.1 s)."""
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
+        """``condition``'s first truthy value within ``timeout`` s (checked every 0.1 s).
+
+        An element that goes stale while checked (the page navigated, or the runs list's
+        live refresh replaced it) is checked again at the next poll.
+        """
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.1,
+            ignored_exceptions=(StaleElementReferenceException,),
+        ).until(condition)
 
     def wait_text(self, css: str, expected: str, timeout: float = 30.0) -> WebElement:
         def has_text(d: webdriver.Chrome) -> WebElement | bool:

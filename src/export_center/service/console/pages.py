@@ -263,6 +263,7 @@ def error_page(request: Request, status: int, error: views.ShownError) -> Respon
         "error.html",
         status=status,
         user=user,
+        http_status=status,  # render() keeps ``status`` for the response itself
         title=_TITLES.get(status, "Something went wrong"),
         error=error,
         back=back if back.startswith("/console/") else None,
