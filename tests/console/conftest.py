@@ -2,8 +2,8 @@
 in-process worker whose runs of ``gated-*`` profiles wait for the test, tokens of two tenants,
 and a headless Chromium.
 
-Screenshots go to a temporary folder; ``STELLA_CONSOLE_SCREENSHOTS=DIR`` sends them to DIR
-instead (scripts/console-screenshots.sh regenerates docs/console/ so).
+The tests write a screenshot of every page to docs/console/ (fixed names: the committed PNGs
+are the latest run's); ``STELLA_CONSOLE_SCREENSHOTS=DIR`` sends them to DIR instead.
 """
 
 from __future__ import annotations
@@ -104,10 +104,12 @@ def browser(server: LiveServer) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shots() -> Path:
     chosen = os.environ.get("STELLA_CONSOLE_SCREENSHOTS")
     if chosen:
         path = Path(chosen).resolve()
         path.mkdir(parents=True, exist_ok=True)
         return path
-    return tmp_path_factory.mktemp("console-screenshots")
+    docs = Path(__file__).resolve().parents[2] / "docs" / "console"
+    docs.mkdir(parents=True, exist_ok=True)
+    return docs

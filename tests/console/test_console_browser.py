@@ -22,6 +22,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
+from export_center.devportal.assets import scan_asset
 from export_center.importer import generations
 from export_center.planner.profiles import parse_profile_spec
 from export_center.runs.clock import utcnow
@@ -32,7 +33,16 @@ from support.browser import Browser, chromium
 from support.console import ACME_RECORDS, Gate, Tokens
 from support.service import LiveServer, free_port, wait_for
 
-pytestmark = pytest.mark.slow
+
+def _page(browser: Browser, shots: Path, name: str) -> None:
+    """Check the page in front of the browser as served, and screenshot it to ``name``.png:
+    the rendered HTML passes the devportal's no-external-assets check, every field has a
+    label, and Tab from the top reaches every control."""
+    browser.screenshot(shots / f"{name}.png")  # first: the Tab walk below moves the focus
+    html = browser.driver.page_source
+    assert [str(f) for f in scan_asset(f"{name}.html", html)] == []
+    assert browser.unlabelled_controls() == [], name
+    assert browser.controls_not_reached_by_tab() == [], name
 
 
 def _status_is(browser: Browser, status: str) -> None:
@@ -49,7 +59,7 @@ def test_sign_in_create_profile_run_live_and_download(
     # Signed out: any page leads to the sign-in form, which comes back to the page.
     browser.go("/console/profiles")
     assert browser.path().startswith("/console/sign-in?")
-    browser.screenshot(shots / "sign-in.png")
+    _page(browser, shots, "sign-in")
     browser.fill("#token", "stl_not-a-token")
     browser.find("main form button[type=submit]").click()
     browser.wait_text(".error", "ERR_EXPORT_UNAUTHENTICATED")
@@ -66,7 +76,7 @@ def test_sign_in_create_profile_run_live_and_download(
     Select(browser.find("#compression")).select_by_value("zstd")
     browser.fill("#level", "30")
     browser.fill("#sources", "feed")
-    browser.screenshot(shots / "profile-new.png")
+    _page(browser, shots, "profile-new")
     browser.find("form.form-grid button[type=submit]").click()
     refusal = browser.wait_text(".error", "ERR_EXPORT_BAD_INPUT").text
     assert "compression.level" in refusal
@@ -88,7 +98,7 @@ def test_sign_in_create_profile_run_live_and_download(
     browser.wait_text("#timeline", "progress")
     assert 0 < _progress(browser) < 100
     assert "200 of 450 items" in browser.text("#run-progress-label")
-    browser.screenshot(shots / "run-running.png")
+    _page(browser, shots, "run-running")
 
     # Live: the same page (no reload: the marker survives) follows the run to the end.
     browser.js("window.__sameDocument = 'yes'")
@@ -107,7 +117,7 @@ def test_sign_in_create_profile_run_live_and_download(
     command = browser.text("#verify-command")
     assert f"stella export verify {artifact['name']} --trust-roots trusted-keys.pem" in command
     assert browser.console_errors() == []
-    browser.screenshot(shots / "run.png")
+    _page(browser, shots, "run")
 
     # Download through the browser: the bytes are the API's, and their sha256 the run's.
     link.click()
@@ -123,6 +133,7 @@ def test_sign_in_create_profile_run_live_and_download(
     assert shown == api.get(f"/api/export/runs/{run_id}/manifest").text
 
 
+@pytest.mark.slow  # several seconds of waiting on the server (polls, caches, start-up)
 def test_runs_list_filters_and_follows_status(
     browser: Browser, api: httpx.Client, services: Services, tokens: Tokens, gate: Gate, shots: Path
 ) -> None:
@@ -131,7 +142,7 @@ def test_runs_list_filters_and_follows_status(
     services.registry.create("acme", "weekly", spec)
     browser.sign_in(tokens.acme)
     assert "No runs yet" in browser.text(".empty")
-    browser.screenshot(shots / "runs-empty.png")
+    _page(browser, shots, "runs-empty")
 
     # A run started elsewhere (the API) appears in the open list and its status follows.
     browser.js("window.__sameDocument = 'yes'")
@@ -145,7 +156,7 @@ def test_runs_list_filters_and_follows_status(
     gate.release()
     browser.wait_text(row, "succeeded")
     assert browser.js("return window.__sameDocument") == "yes"
-    browser.screenshot(shots / "runs.png")
+    _page(browser, shots, "runs")
 
     # Filters: by profile, by status; an empty result says so.
     Select(browser.find("#f-profile")).select_by_value("weekly")
@@ -172,7 +183,7 @@ def test_failed_run_shows_its_error_code_and_hint(
     assert "stella keys list" in browser.text("#run-details .error .hint")
     assert "failed" in browser.text("#timeline")
     assert browser.find_all("#download-archive") == []
-    browser.screenshot(shots / "run-failed.png")
+    _page(browser, shots, "run-failed")
     browser.go("/console/runs?status=failed")
     assert "ERR_EXPORT_NOT_FOUND" in browser.text("#run-rows")
 
@@ -192,7 +203,7 @@ def test_another_tenants_runs_are_not_visible(
     browser.go(f"/console/runs/{theirs.id}")
     assert browser.text("main h1") == "Not found"
     assert "ERR_EXPORT_NOT_FOUND" in browser.text(".error")
-    browser.screenshot(shots / "error.png")
+    _page(browser, shots, "error")
     for what in ("download", "manifest", "events"):
         browser.go(f"/console/api/runs/{theirs.id}/{what}")
         assert "ERR_EXPORT_NOT_FOUND" in browser.find("body").text
@@ -253,6 +264,7 @@ def test_sign_out_ends_the_session_on_the_server(
     assert replay.headers["location"].startswith("/console/sign-in")
 
 
+@pytest.mark.slow  # several seconds of waiting on the server (polls, caches, start-up)
 def test_a_revoked_token_ends_the_console_session(
     browser: Browser, services: Services, tokens: Tokens
 ) -> None:
@@ -280,7 +292,7 @@ def test_profiles_new_revision_and_archive(
     browser.go("/console/profiles")
     browser.find("#p-nightly-raw a[aria-label^='New revision']").click()
     browser.wait_text("main h1", "New revision of nightly-raw")
-    browser.screenshot(shots / "profile-revise.png")
+    _page(browser, shots, "profile-revise")
     spec = browser.find("#spec")
     text = spec.get_attribute("value") or ""
     assert '"variant": "raw"' in text
@@ -299,7 +311,7 @@ def test_profiles_new_revision_and_archive(
     newest = api.get("/api/export/profiles/nightly-raw").json()
     assert newest["revision"] == 2
     assert newest["spec"]["compression"]["level"] == 3
-    browser.screenshot(shots / "profiles.png")
+    _page(browser, shots, "profiles")
 
     # Archive asks first; dismissing keeps the profile, accepting archives it.
     archive = "#p-nightly-raw button[aria-label^='Archive']"
@@ -340,7 +352,7 @@ def test_evidence_and_airgap_pages(
     browser.go("/console/evidence")
     assert browser.text(".tiles .tile:first-child .big") == str(ACME_RECORDS)
     assert "feed" in browser.text("table.grid")
-    browser.screenshot(shots / "evidence.png")
+    _page(browser, shots, "evidence")
 
     browser.go("/console/airgap")
     assert "Nothing imported yet" in browser.text(".empty")
@@ -378,7 +390,7 @@ def test_evidence_and_airgap_pages(
     assert browser.text("#installed-h") == "Installed: generation 2"
     rows = browser.find_all("table.grid tbody tr")
     assert len(rows) == 2  # zeta's generation is not acme's
-    browser.screenshot(shots / "airgap.png")
+    _page(browser, shots, "airgap")
 
 
 def test_keyboard_only_sign_in_and_navigation(browser: Browser, tokens: Tokens) -> None:
@@ -403,6 +415,7 @@ def test_keyboard_only_sign_in_and_navigation(browser: Browser, tokens: Tokens) 
         assert page in reached
 
 
+@pytest.mark.slow  # several seconds of waiting on the server (polls, caches, start-up)
 def test_stella_serve_serves_the_console(settings: Settings, tmp_path: Path) -> None:
     """The console is part of ``stella serve`` (not only of the test app)."""
     services = Services.open(settings)

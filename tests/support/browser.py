@@ -17,13 +17,36 @@ from selenium.common.exceptions import (
     WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from support.tools import need_tool
 
 T = TypeVar("T")
+
+# A control's name in reports: enough to find it in the template.
+_KEY_JS = """function (e) {
+  if (!e || e === document.body) { return "(body)"; }
+  var text = (e.getAttribute("aria-label") || e.textContent || "").trim().replace(/\\s+/g, " ");
+  return e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") +
+    (e.name ? "[name=" + e.name + "]" : "") +
+    (e.getAttribute("href") ? "[href=" + e.getAttribute("href") + "]" : "") +
+    (text ? " '" + text.slice(0, 40) + "'" : "");
+}"""
+_VISIBLE_CONTROLS_JS = """Array.prototype.filter.call(document.querySelectorAll(
+    "a[href], button, input:not([type=hidden]), select, textarea, summary, " +
+    "[tabindex]:not([tabindex='-1'])"),
+  function (e) { return !e.disabled && e.getClientRects().length > 0; })"""
+_CONTROLS_JS = f"var key = {_KEY_JS}; return {_VISIBLE_CONTROLS_JS}.map(key);"
+_UNLABELLED_JS = f"""var key = {_KEY_JS};
+return {_VISIBLE_CONTROLS_JS}.filter(function (e) {{
+  if (!/^(INPUT|SELECT|TEXTAREA)$/.test(e.tagName)) {{ return false; }}
+  return !(e.labels && e.labels.length) && !e.getAttribute("aria-label") &&
+    !e.getAttribute("aria-labelledby");
+}}).map(key);"""
 
 # The machine has no network: without these, Chromium's background services (updates, sync,
 # safe browsing, metrics) keep trying and fill the logs with errors.
@@ -137,6 +160,26 @@ class Browser:
 
         self.wait(done, timeout)
         return target.read_bytes()
+
+    def unlabelled_controls(self) -> list[str]:
+        """Visible form controls a screen reader would announce without a name: no <label>,
+        no aria-label, no aria-labelledby (buttons are named by their text)."""
+        return list(self.js(_UNLABELLED_JS))
+
+    def controls_not_reached_by_tab(self) -> list[str]:
+        """Visible controls (links, buttons, fields, <summary>) that pressing Tab from the
+        top of the page never focuses: a keyboard user could not reach them."""
+        controls: list[str] = list(self.js(_CONTROLS_JS))
+        self.js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
+        reached: set[str] = set()
+        # Every control once, plus a margin for the browser's own stops (none in headless).
+        for _ in range(len(controls) + 5):
+            # A new chain each time: perform() empties the chain it ran.
+            ActionChains(self.driver).send_keys(Keys.TAB).perform()
+            reached.add(str(self.js(f"return ({_KEY_JS})(document.activeElement)")))
+            if reached >= set(controls):
+                break
+        return [c for c in controls if c not in reached]
 
     def console_errors(self) -> list[str]:
         """Severe messages of the pages' console: script errors, CSP refusals. (Error statuses

@@ -546,11 +546,15 @@ async def run_page(request: Request, user: UserDep, run_id: str) -> Response:
     # the events that follow only ever move the page forward.
     view = await _run_view(request, user, run_id)
     run = view.run
+    # The stream stays open until the page has shown the run's final event: a run that ended
+    # between the two reads above still gets its last event (and the details it brings).
+    ended = any(e.type in TERMINAL for e in events)
     return render(
         request,
         "run.html",
         user=user,
         nav="runs",
+        live=not ended,
         events=[{"type": e.type, "at": e.at, "text": views.describe_event(e)} for e in events],
         events_url=views.relay(f"{run.links.events}?after={last}"),
         summary_url=f"{PREFIX}/runs/{quote(run.id, safe='')}/summary",
