@@ -34,6 +34,25 @@ def task_ingest(a: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - t, "records": total}
 
 
+def task_parse_only(a: dict[str, Any]) -> dict[str, Any]:
+    """The ingest row's baseline: read and parse the same files (orjson; libyaml's C loader),
+    nothing else."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    t = time.perf_counter()
+    files = 0
+    for root in a["paths"]:
+        for p in sorted(Path(root).rglob("*")):
+            if p.suffix == ".json":
+                orjson.loads(p.read_bytes())
+                files += 1
+            elif p.suffix == ".yaml":
+                yaml.load(p.read_bytes(), Loader=loader)  # noqa: S506 (a safe loader)
+                files += 1
+    return {"seconds": time.perf_counter() - t, "files": files}
+
+
 def task_export(a: dict[str, Any]) -> dict[str, Any]:
     from export_center.exporter import run_export
     from export_center.planner.profiles import parse_profile_spec
@@ -173,6 +192,7 @@ def task_mirror_delta(a: dict[str, Any]) -> dict[str, Any]:
 
 TASKS = {
     "ingest": task_ingest,
+    "parse_only": task_parse_only,
     "export": task_export,
     "verify": task_verify,
     "trivy_prep": task_trivy_prep,

@@ -20,7 +20,7 @@ step "what the store holds"
 "$STELLA" evidence stats
 "$STELLA" evidence show DEMO-2026-0001
 
-step "a signing key (Ed25519) and its public key for verifiers"
+step "a signing key (Ed25519) of the default tenant, and its public key for verifiers"
 "$STELLA" keys generate --type ed25519 --format json > "$DEMO_DIR/key.json"
 KEYID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["keyid"])' "$DEMO_DIR/key.json")
 "$STELLA" keys export-public "$KEYID" > "$DEMO_DIR/trusted-keys.pem"
@@ -33,7 +33,7 @@ step "a json:raw profile, its plan, and a run"
 ARCHIVE=$(ls "$DEMO_DIR"/bundles/*.tar.zst)
 
 step "offline verification (every check, in order)"
-"$STELLA" export verify "$ARCHIVE" --trust-roots "$DEMO_DIR/trusted-keys.pem"
+"$STELLA" export verify "$ARCHIVE" --trust-roots "$DEMO_DIR/trusted-keys.pem" --tenant default
 (cd "$(dirname "$ARCHIVE")" && sha256sum -c "$(basename "$ARCHIVE").sha256")
 
 step "a tampered copy is refused (exit code 2)"

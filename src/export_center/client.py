@@ -30,6 +30,7 @@ from export_center.errors import (
     error_class,
     error_class_for_status,
 )
+from export_center.netpolicy import check_url, guard
 
 API_BASE = "/api/export"
 # The final events of a run's stream (export_center.runs.states.FINAL_EVENTS; the client does
@@ -81,7 +82,8 @@ def parse_sse(lines: Iterator[str]) -> Iterator[SseEvent]:
             continue
         field, _, value = line.partition(":")
         value = value.removeprefix(" ")
-        if field == "id" and value.isdigit():
+        # ASCII digits only: str.isdigit() is also true for '²', which int() refuses.
+        if field == "id" and value.isascii() and value.isdigit() and len(value) <= 18:
             event_id = int(value)
         elif field == "event":
             event_type = value
@@ -105,8 +107,11 @@ class ApiClient:
         if tenant:
             headers["X-Stella-Tenant"] = tenant
         if http is None:
+            # The token goes with every request: TLS, or plain HTTP to loopback only.
+            check_url(server, "--server")
             http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
         http.headers.update(headers)
+        guard(http)
         self._http = http
 
     def close(self) -> None:
@@ -167,6 +172,38 @@ class ApiClient:
 
     def archive_profile(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", f"/profiles/{name}/archive")
+        return result
+
+    # ---- policies ------------------------------------------------------------------------
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = self._call("GET", "/policies", params={"offset": offset, "limit": 200})
+            items.extend(page["items"])
+            if not page.get("next"):
+                return items
+            offset += len(page["items"])
+
+    def get_policy(
+        self, name: str, *, version: int | None = None, digest: str | None = None
+    ) -> dict[str, Any]:
+        params = {k: v for k, v in (("version", version), ("digest", digest)) if v is not None}
+        result: dict[str, Any] = self._call("GET", f"/policies/{name}", params=params or None)
+        return result
+
+    def policy_versions(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/policies/{name}/versions")
+        return result
+
+    def upload_policy(self, name: str, content: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST",
+            "/policies",
+            json={"name": name, "content": content},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
         return result
 
     # ---- runs ----------------------------------------------------------------------------

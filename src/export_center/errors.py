@@ -275,6 +275,13 @@ class UnsupportedMediaTypeError(BadInputError):
     http_status = 415
 
 
+class InsecureTransportError(BadInputError):
+    """An outbound request would leave over plain HTTP to a non-loopback host (or another
+    scheme): refused before connecting (docs/security.md, "Registry ↔ client")."""
+
+    code = "ERR_EXPORT_INSECURE_TRANSPORT"
+
+
 # ---- the code table ---------------------------------------------------------------------------
 
 # Modules that declare error classes with their own code besides this one. They are imported

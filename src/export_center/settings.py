@@ -45,6 +45,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     NonNegativeInt,
+    PositiveInt,
     SecretStr,
     ValidationError,
     field_validator,
@@ -73,7 +74,15 @@ _QUOTA_PREFIX: Final = "quota_"
 
 #: Core keys the settings file may set (under ``[stella]``).
 CORE_KEYS: Final = frozenset(
-    {"data_dir", "database_url", "default_tenant", "max_document_bytes", "artifact_dir"}
+    {
+        "data_dir",
+        "database_url",
+        "default_tenant",
+        "max_document_bytes",
+        "artifact_dir",
+        "quarantine_max_entries",
+        "quarantine_max_bytes",
+    }
 )
 #: Keys read from the environment only (``STELLA_<KEY>``): secrets, credentials, and the
 #: per-user values of the CLI. A shared settings file is the wrong place for any of them.
@@ -135,6 +144,12 @@ class ServiceSettings(BaseModel):
     idempotency_ttl_hours: NonNegativeInt = 24
     worker_concurrency: NonNegativeInt = 1
     page_limit_max: NonNegativeInt = 500
+    # Request bodies over this many bytes are refused (413) before they are read, parsed or
+    # authenticated. Profiles, run and plan requests are a few KiB; 1 MiB leaves room.
+    max_request_bytes: PositiveInt = 1024 * 1024
+    # /metrics names every tenant and profile: it needs a token with the export:metrics scope,
+    # unless the operator serves it to a trusted network only and sets this (docs/security.md).
+    metrics_public: bool = False
     # Distribution target besides the shared artifact directory: every published bundle is
     # also pushed as an OCI artifact to ``<repository>:<export id>`` (oci://HOST/REPO).
     oci_repository: str | None = None
@@ -310,9 +325,14 @@ class Settings(BaseSettings):
     max_document_bytes: int = 64 * 1024 * 1024
     # Where published bundles go by default (the embedded filesystem artifact store).
     artifact_dir: Path = Path()
+    # Refused imports are kept in <data dir>/quarantine/ within these caps (a full quarantine
+    # still records nothing more and says so; `stella airgap quarantine purge` empties it).
+    quarantine_max_entries: PositiveInt = 20
+    quarantine_max_bytes: NonNegativeInt = 1 << 30
     # The passphrase of encrypted keys in the key store.
     key_passphrase: SecretStr | None = None
-    # PKCS#11: the user PIN of signing tokens, and the module (.so) and PIN of KMS tokens.
+    # PKCS#11: the operator's module (.so) and user PIN, for HSM signing keys registered in the
+    # key store and for KMS keys. Only here: profiles never name a module, token or object.
     pkcs11_module: str | None = None
     pkcs11_pin: SecretStr | None = None
     # Basic credentials for OCI registries (push and pull).
@@ -395,6 +415,9 @@ _TYPES: Final = {
     "float_parsing": "is not a number",
     "float_type": "is not a number",
     "greater_than_equal": "must not be negative",
+    "greater_than": "must be positive",
+    "bool_parsing": "is not a boolean (true or false)",
+    "bool_type": "is not a boolean (true or false)",
     "string_type": "is not a string",
     "path_type": "is not a path",
 }

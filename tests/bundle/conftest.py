@@ -19,7 +19,7 @@ def env(tmp_path: Path) -> Env:
     settings = load_settings(env={"STELLA_DATA_DIR": str(data)})
     store = EvidenceStore.open(settings.database_url)
     keys = KeyStore.from_settings(settings)
-    info = keys.generate(KeyType.ED25519)
+    info = keys.generate(KeyType.ED25519, tenants=["default"])
     roots = tmp_path / "trusted.pem"
     roots.write_bytes(keys.export_public(info.keyid))
     put(

@@ -8,7 +8,8 @@ import pytest
 from export_center.adapters.registry import EXPORTABLE, adapter_for
 from export_center.errors import BadInputError
 from export_center.exporter import run_export
-from export_center.planner.profiles import ProfileKind
+from export_center.planner.profiles import ProfileKind, parse_profile_spec
+from export_center.planner.registry import ProfileRegistry
 from support.bundle import Env
 
 REFUSAL = (
@@ -27,7 +28,15 @@ def test_devportal_offline_runs_are_refused(env: Env) -> None:
     with pytest.raises(BadInputError) as e:
         adapter_for(ProfileKind.DEVPORTAL_OFFLINE)
     assert e.value.message == REFUSAL
-    prof = env.profile("portal", variant="offline", kind="devportal")
+    # A registry that knows what runs can export refuses the revision when it is written ...
+    spec = parse_profile_spec(
+        {"kind": "devportal", "variant": "offline", "options": {"inputDir": "portal"}}
+    )
+    registry = ProfileRegistry(env.store, exportable=EXPORTABLE)
+    with pytest.raises(BadInputError, match="kind: profile devportal:offline cannot be exported"):
+        registry.create("default", "portal", spec)
+    # ... and a revision that exists anyway is refused by the run.
+    prof = env.profile("portal", variant="offline", kind="devportal", options={"inputDir": "p"})
     with pytest.raises(BadInputError) as e:
         run_export(env.settings, env.store, prof, env.out)
     assert e.value.message == REFUSAL

@@ -29,6 +29,8 @@ from export_center.runs.clock import utcnow
 from export_center.runtime.container import Services
 from export_center.service.auth import TokenStore
 from export_center.settings import Settings
+from export_center.signing.interface import KeyType
+from export_center.signing.keystore import KeyStore
 from support.browser import Browser, chromium
 from support.console import ACME_RECORDS, Gate, Tokens
 from support.service import LiveServer, free_port, wait_for
@@ -172,16 +174,21 @@ def test_runs_list_filters_and_follows_status(
 def test_failed_run_shows_its_error_code_and_hint(
     browser: Browser, services: Services, tokens: Tokens, shots: Path
 ) -> None:
-    spec = parse_profile_spec({"kind": "json", "variant": "raw", "signing": {"key": "deadbeef"}})
+    # A profile signs with one of acme's keys; then the operator takes the key away from
+    # acme: the profile stays, and its next run fails (a real failure of the exporter).
+    keys = KeyStore(services.settings.key_dir)
+    keyid = keys.generate(KeyType.ED25519, tenants=("acme",)).keyid
+    spec = parse_profile_spec({"kind": "json", "variant": "raw", "signing": {"key": keyid}})
     services.registry.create("acme", "unsigned", spec)
+    keys.unassign(keyid, "acme")
     browser.sign_in(tokens.acme)
     Select(browser.find("#start-profile")).select_by_value("unsigned")
     browser.find("form.start-run button").click()
     _status_is(browser, "failed")
     error = browser.wait_text("#run-details .error", "ERR_EXPORT_NOT_FOUND")
-    assert "no key 'deadbeef'" in error.text
-    assert "stella keys list" in browser.text("#run-details .error .hint")
-    assert "failed" in browser.text("#timeline")
+    assert f"no key '{keyid}' is assigned to tenant 'acme'" in error.text
+    assert "full keyid" in browser.text("#run-details .error .hint")
+    browser.wait_text("#timeline", "failed")
     assert browser.find_all("#download-archive") == []
     _page(browser, shots, "run-failed")
     browser.go("/console/runs?status=failed")
@@ -356,26 +363,35 @@ def test_evidence_and_airgap_pages(
 
     browser.go("/console/airgap")
     assert "Nothing imported yet" in browser.text(".empty")
-    # A generation as the importer records it (the import itself is tested in tests/importer).
+    # Generations as the importer records them (the import itself is tested in tests/importer):
+    # acme has two mirror streams, zeta one.
     now = utcnow()
+    imports = (
+        ("acme", "mirror-nightly", 1),
+        ("acme", "mirror-nightly", 2),
+        ("acme", "mirror-weekly", 1),
+        ("zeta", "mirror-nightly", 1),
+    )
     with services.store.session() as s, s.begin():
-        for tenant, generation in (("acme", 1), ("acme", 2), ("zeta", 1)):
+        for tenant, stream, generation in imports:
+            base = f"{stream}-r1-s10-0123456789abcdef"
             generations.record(
                 s,
                 tenant=tenant,
+                stream=stream,
                 generation=generation,
-                export_id=f"mirror-{tenant}-r1-s{generation * 10}-0123456789abcdef",
-                profile="mirror-nightly",
+                export_id=f"{stream}-r1-s{generation * 10}-0123456789abcdef",
+                profile=stream,
                 kind="full" if generation == 1 else "delta",
                 manifest_digest="sha256:" + "ab" * 32,
                 root_hash="sha256:" + "cd" * 32,
                 rerun_hash="sha256:" + "ef" * 32,
                 source_seq=generation * 10,
                 source_time=now,
-                base_export_id=None
-                if generation == 1
-                else f"mirror-{tenant}-r1-s10-0123456789abcdef",
-                base_manifest_digest=None,
+                base_export_id=None if generation == 1 else base,
+                base_manifest_digest=None if generation == 1 else "sha256:" + "ab" * 32,
+                base_seq=None if generation == 1 else 10,
+                replaced_stream=None,
                 store_seq=generation * 10,
                 added=10 if generation == 1 else 2,
                 updated=0 if generation == 1 else 1,
@@ -387,9 +403,14 @@ def test_evidence_and_airgap_pages(
                 reason=None,
             )
     browser.go("/console/airgap")
-    assert browser.text("#installed-h") == "Installed: generation 2"
-    rows = browser.find_all("table.grid tbody tr")
-    assert len(rows) == 2  # zeta's generation is not acme's
+    installed = [h.text for h in browser.find_all("main section.card h2")]
+    assert installed == [
+        "Stream mirror-nightly: generation 2 installed",
+        "Stream mirror-weekly: generation 1 installed",
+    ]
+    rows = [r.text.split()[:2] for r in browser.find_all("table.grid tbody tr")]
+    # zeta's generation is not acme's; newest import first.
+    assert rows == [["mirror-weekly", "1"], ["mirror-nightly", "2"], ["mirror-nightly", "1"]]
     _page(browser, shots, "airgap")
 
 

@@ -13,7 +13,7 @@ from export_center.cli import main
 from export_center.errors import ExitCode
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
-from support.devportal import DEMO, unpack
+from support.devportal import DEMO, repack, unpack
 
 
 @pytest.fixture
@@ -102,6 +102,34 @@ def test_verify_failures_exit_2(
         app, ["devportal", "verify", str(bundle), "--trust-roots", str(trusted)], monkeypatch
     )
     assert code == ExitCode.VERIFICATION_FAILED
+
+
+def test_a_bundle_whose_helper_script_was_replaced_is_not_verified(
+    app: typer.Typer,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Signature and checksums fine, other code in verify-offline.sh: exit 2, not "verified"."""
+    key = KeyStore(data_dir / "keys").generate(KeyType.ED25519)
+    assert run(app, ["devportal", "build", str(DEMO), "--out", str(tmp_path)], monkeypatch) == 0
+    bundle = tmp_path / "devportal-offline-bundle.tgz"
+    files = unpack(bundle.read_bytes())
+    files["verify-offline.sh"] = b"#!/bin/sh\necho 'VERIFIED  bundle authentic and intact'\n"
+    bundle.write_bytes(repack(files, fix_checksums=True))
+    capsys.readouterr()
+    code = run(
+        app,
+        ["devportal", "verify", str(bundle), "--trust-roots", str(key.public_path)],
+        monkeypatch,
+    )
+    captured = capsys.readouterr()
+    assert code == ExitCode.VERIFICATION_FAILED
+    assert "helpers: verify-offline.sh is not the one this version of the product writes" in (
+        captured.err
+    )
+    assert not captured.out.rstrip().endswith("verified")
 
 
 def test_build_refusal_exits_4_naming_the_file(

@@ -275,3 +275,62 @@ def test_unusual_but_allowed_file_names(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     (bundle_dir / "portal" / "docs" / odd.name).write_text("<p>changed</p>\n")
     assert _run(shell, bundle_dir, str(ed25519_key.public_pem)).returncode == 2
+
+
+def test_a_newline_in_a_file_name_is_refused(
+    shell: Shell, bundle_dir: Path, ed25519_key: Key, openssl: str
+) -> None:
+    """``portal/index.html<LF>manifest.json`` listed as two known names passed as VERIFIED."""
+    page = (bundle_dir / "portal" / "index.html").read_bytes()
+    (bundle_dir / "portal" / "index.html\nmanifest.json").write_bytes(page + b"<script>x</script>")
+    for args in ((), (str(ed25519_key.public_pem),)):
+        result = _run(shell, bundle_dir, *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert (
+            "a file name holds a control character or a backslash: portal/index.html?manifest.json"
+            in result.stderr
+        )
+        assert "VERIFIED" not in result.stdout
+
+
+@pytest.mark.parametrize("name", ["portal/tab\there.html", "portal/esc\x1b[31m.html", "a\\b"])
+def test_control_characters_and_backslashes_in_names_are_refused(
+    shell: Shell, bundle_dir: Path, name: str
+) -> None:
+    (bundle_dir / name).write_text("x\n")
+    result = _run(shell, bundle_dir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "a file name holds a control character or a backslash" in result.stderr
+    assert "\x1b" not in result.stderr  # shown with '?', never raw
+
+
+def test_a_root_file_name_as_a_suffix_is_content_and_must_be_signed(
+    shell: Shell, demo_bundle: bytes, tmp_path: Path, ed25519_key: Key, openssl: str
+) -> None:
+    """A checksums line for ``portal/x  manifest.json`` was left out of the signed-manifest
+    comparison by a suffix match: the file passed as VERIFIED."""
+    files = unpack(demo_bundle)
+    for suffix in ("manifest.json", "verify-offline.sh", "checksums.txt"):
+        files[f"portal/x  {suffix}"] = b"<p>not signed</p>\n"
+    bundle_dir = extract(repack(files, fix_checksums=True), tmp_path / "b")
+    result = _run(shell, bundle_dir, str(ed25519_key.public_pem))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "not as signed in manifest.json: portal/x  checksums.txt" in result.stderr
+    assert "VERIFIED" not in result.stdout
+
+
+def test_a_carriage_return_in_checksums_is_refused(shell: Shell, bundle_dir: Path) -> None:
+    checksums = bundle_dir / "checksums.txt"
+    checksums.write_bytes(checksums.read_bytes().replace(b"\n", b"\r\n", 1))
+    result = _run(shell, bundle_dir)
+    assert result.returncode == 2
+    assert "checksums.txt line 1 is malformed" in result.stderr
+
+
+def test_a_reordered_checksums_is_refused(shell: Shell, bundle_dir: Path) -> None:
+    checksums = bundle_dir / "checksums.txt"
+    lines = checksums.read_bytes().splitlines(keepends=True)
+    checksums.write_bytes(b"".join([lines[1], lines[0], *lines[2:]]))
+    result = _run(shell, bundle_dir)
+    assert result.returncode == 2
+    assert "checksums.txt line 2 is malformed or out of order" in result.stderr

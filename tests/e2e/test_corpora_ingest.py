@@ -96,7 +96,7 @@ def test_json_raw_export_of_all_corpora_verifies(corpora: Path, tmp_path: Path) 
     store = EvidenceStore.open(settings.database_url)
     _ingest_all(store, corpora)
     keys = KeyStore.from_settings(settings)
-    key = keys.generate(KeyType.ED25519)
+    key = keys.generate(KeyType.ED25519, tenants=["default"])
     prof = ProfileRegistry(store).create(
         "default", "everything", parse_profile_spec({"kind": "json", "variant": "raw"})
     )

@@ -47,7 +47,8 @@ def _stella() -> str:
 
 
 def _install_key(data_dir: Path) -> str:
-    """Put the fixed key into the data dir's key store (its documented on-disk layout)."""
+    """Put the fixed key into the data dir's key store (its documented on-disk layout: a
+    version 1 index, which later versions read as a key assigned to no tenant)."""
     private = serialization.load_pem_private_key(KEY.read_bytes(), password=None)
     assert isinstance(private, Ed25519PrivateKey)
     spki = private.public_key().public_bytes(
@@ -103,6 +104,8 @@ def build(work: Path, out: Path) -> list[str]:
         subprocess.run(cmd, env=env, check=True, capture_output=True)
 
     keyid = _install_key(data)
+    # The key is the operator's; profiles of the default tenant may sign with it once assigned.
+    stella("keys", "assign", keyid, "--tenant", "default")
     for folder, source in INGEST:
         stella("ingest", str(INPUT / folder), "--source", source, pinned=True)
     bundles = work / "bundles"

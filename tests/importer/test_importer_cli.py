@@ -26,7 +26,7 @@ def test_airgap_commands_and_exit_codes(
 ) -> None:
     a, b = make_instance("A"), make_instance("B")
     keys = KeyStore.from_settings(a.settings)
-    info = keys.generate(KeyType.ED25519)
+    info = keys.generate(KeyType.ED25519, tenants=["default"])
     airgap = b.data_dir / "airgap"
     airgap.mkdir(parents=True)
     (airgap / "trust-roots.pem").write_bytes(keys.export_public(info.keyid))  # the default path
@@ -64,7 +64,7 @@ def test_airgap_commands_and_exit_codes(
     assert state.returncode == 6 and "not importable" in state.stdout
 
     status = json.loads(stella("airgap", "status", "--format", "json", env=b.env()).stdout)
-    [current] = status["tenants"]
+    [current] = status["streams"]
     assert (current["tenant"], current["generation"], current["kind"]) == (TENANT, 2, "full")
     listed = json.loads(stella("airgap", "list", "--format", "json", env=b.env()).stdout)
     first_gen = listed["generations"][0]
@@ -101,6 +101,22 @@ def test_airgap_commands_and_exit_codes(
     ident_file = tmp_path / "identity.txt"
     ident_file.write_text(f"# created for the test\n{identity}\n")
     with_key = stella("airgap", "import", str(enc), "--identity", str(ident_file), env=b.env())
+    # Another profile is another mirror stream: it replaces mirror-full only when told so.
+    assert with_key.returncode == 6, with_key.stdout + with_key.stderr
+    assert "belongs to mirror stream 'mirror-full'" in with_key.stderr
+    with_key = stella(
+        "airgap",
+        "import",
+        str(enc),
+        "--identity",
+        str(ident_file),
+        "--replace-stream",
+        "mirror-full",
+        "--reason",
+        "encrypted from now on",
+        env=b.env(),
+    )
     assert with_key.returncode == 0, with_key.stdout + with_key.stderr
+    assert "stream mirror-full replaced" in with_key.stdout
     b.store.engine.dispose()
     assert evidence(b.store) == evidence(a.store)

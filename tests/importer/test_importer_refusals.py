@@ -59,7 +59,7 @@ def _delta(scene: Scene, base: BundleResult, name: str = "mirror-delta") -> Bund
     body = {
         "kind": "mirror",
         "variant": "delta",
-        "options": {"base": {"bundle": str(base.archive_path)}},
+        "options": {"base": {"exportId": base.export_id}},
     }
     return scene.a.export(scene.a.profile(name, body), scene.signer)
 
@@ -275,8 +275,8 @@ def test_wrong_tenant_and_missing_bundle(scene: Scene, tmp_path: Path) -> None:
         scene.b,
         scene.full.archive_path,
         options(scene.signer, tenant="someone-else"),
-        4,
-        "is for tenant 'default'",
+        2,  # a verification failure: the signed manifest names another tenant
+        "the bundle is for tenant 'default', not 'someone-else'",
     )
     with pytest.raises(NotFoundError):
         scene.b.import_(tmp_path / "nope.tar.zst", options(scene.signer))

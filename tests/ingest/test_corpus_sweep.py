@@ -1,8 +1,10 @@
 """Every .json/.yaml/.yml file of the advisory, VEX and SBOM corpora through detect + read.
 
 Nothing may raise except a refusal; evidence documents must be accepted; what is refused must be
-refused for an expected reason (non-evidence files such as package.json, index.json,
-manifest.json and schemas as "unknown format"). Counts per folder are printed (pytest -s).
+refused for an expected reason (non-evidence files such as package.json and schemas as "unknown
+format"); the sources' own index files (VEX repository index.json and manifest.json, a CSAF ROLIE
+feed, Node.js security-wg index.json) are skipped with the reason. Counts per folder are printed
+(pytest -s).
 """
 
 from __future__ import annotations
@@ -13,35 +15,46 @@ from pathlib import Path
 
 import pytest
 
-from export_center.ingest.interface import RecordRefused
+from export_center.ingest.interface import RecordRefused, Skipped
 from export_center.model import ParsedRecord
 from support.ingest import read_bytes
 
 SUFFIXES = (".json", ".yaml", ".yml")
 
-# folder → exact refusal count expected (every refusal is also checked against REASONS below).
-FOLDERS: dict[str, int] = {
+# folder → exact (refused, skipped) counts expected (refusals are also checked against REASONS,
+# skips against SKIP_REASONS below).
+FOLDERS: dict[str, tuple[int, int]] = {
     # advisories
-    "pypa-advisory-database": 0,
-    "golang-vulndb": 0,
-    "rustsec-advisory-db-osv": 0,
-    "google-osv-scanner": 2,  # package.json, package-lock.json
-    "google-osv-scalibr": 0,
-    "aquasecurity-trivy-db": 24,  # DB fixtures, podspecs, GLAD, node core, 5 "sad" malformed
-    "nodejs-security-wg": 188,  # 3 index.json, 171 core, 6 deps, 8 npm ranges OSV cannot express
+    "pypa-advisory-database": (0, 0),
+    "golang-vulndb": (0, 0),
+    "rustsec-advisory-db-osv": (0, 0),
+    "google-osv-scanner": (2, 0),  # package.json, package-lock.json
+    "google-osv-scalibr": (0, 0),
+    "aquasecurity-trivy-db": (24, 0),  # DB fixtures, podspecs, GLAD, node core, 5 "sad" malformed
+    # 171 core, 6 deps, 8 npm ranges OSV cannot express; the 3 index.json skipped
+    "nodejs-security-wg": (185, 3),
     # VEX and CSAF
-    "aquasecurity-vexhub": 59,  # index.json, vex-repository.json, 57 manifest.json
-    "aquasecurity-trivy": 62,  # lock files, DB fixtures, VEX-repository indexes, unknown.json
-    "ctrliq-advisories": 1,  # mapping/cpe-product-keys.json
-    "cisagov-csaf": 1,  # the ROLIE feed
-    "oasis-tcs-csaf": 0,
-    "openvex-vexctl": 1,  # test.vex.json: statements without products
-    "openvex-spec": 1,  # the JSON schema
-    "cyclonedx-bom-examples": 1,  # VEX Use-Case 7: no affects[]
+    "aquasecurity-vexhub": (0, 59),  # index.json, vex-repository.json, 57 manifest.json: skipped
+    # lock files, DB fixtures, unknown.json; the VEX-repository layouts' own files skipped
+    "aquasecurity-trivy": (55, 7),
+    "ctrliq-advisories": (1, 0),  # mapping/cpe-product-keys.json
+    "cisagov-csaf": (0, 1),  # the ROLIE feed: skipped
+    "oasis-tcs-csaf": (0, 0),
+    "openvex-vexctl": (1, 0),  # test.vex.json: statements without products
+    "openvex-spec": (1, 0),  # the JSON schema
+    "cyclonedx-bom-examples": (1, 0),  # VEX Use-Case 7: no affects[]
     # SBOMs
-    "chainguard-bom-shelter": 3,  # two fake "-cdx" files, malformed powershell-2.2.6
-    "real-lockfiles": 2,
+    "chainguard-bom-shelter": (3, 0),  # two fake "-cdx" files, malformed powershell-2.2.6
+    "real-lockfiles": (2, 0),
 }
+
+SKIP_REASONS = (
+    "VEX repository index (index.json",
+    "VEX repository manifest (manifest.json",
+    "VEX repository description (vex-repository.json)",
+    "CSAF ROLIE feed",
+    "Node.js security-wg index",
+)
 
 REASONS = (
     "unknown format: ",
@@ -67,9 +80,12 @@ MALFORMED = {
 }
 
 
-def _sweep(corpora: Path, folder: str) -> tuple[Counter[str], list[RecordRefused], list[str]]:
+def _sweep(
+    corpora: Path, folder: str
+) -> tuple[Counter[str], list[RecordRefused], list[str], list[Skipped]]:
     accepted: Counter[str] = Counter()
     refused: list[RecordRefused] = []
+    skipped: list[Skipped] = []
     crashes: list[str] = []
     for path in sorted((corpora / folder).rglob("*")):
         if not path.is_file() or not path.name.lower().endswith(SUFFIXES):
@@ -79,17 +95,19 @@ def _sweep(corpora: Path, folder: str) -> tuple[Counter[str], list[RecordRefused
             for outcome in read_bytes(path.read_bytes(), rel):
                 if isinstance(outcome, ParsedRecord):
                     accepted[f"{outcome.format}/{outcome.doc_type}"] += 1
+                elif isinstance(outcome, Skipped):
+                    skipped.append(outcome)
                 else:
                     refused.append(outcome)
         except Exception:  # collected and asserted below: any escape is a reader bug
             crashes.append(f"{rel}: {traceback.format_exc(limit=3)}")
-    return accepted, refused, crashes
+    return accepted, refused, crashes, skipped
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("folder", sorted(FOLDERS))
 def test_corpus_folder(corpora: Path, folder: str) -> None:
-    accepted, refused, crashes = _sweep(corpora, folder)
+    accepted, refused, crashes, skipped = _sweep(corpora, folder)
     total = sum(accepted.values())
     print(f"\n{folder}: accepted {total} {dict(sorted(accepted.items()))}, refused {len(refused)}")
     for r in refused:
@@ -100,7 +118,8 @@ def test_corpus_folder(corpora: Path, folder: str) -> None:
     for r in refused:
         if r.reason.startswith("malformed JSON"):
             assert r.where in MALFORMED, r
-    assert len(refused) == FOLDERS[folder]
+    assert [s for s in skipped if not s.reason.startswith(SKIP_REASONS)] == []
+    assert (len(refused), len(skipped)) == FOLDERS[folder]
 
 
 @pytest.mark.slow
@@ -119,5 +138,5 @@ def test_accepted_counts(corpora: Path) -> None:
         "oasis-tcs-csaf": {"csaf/vex": 13, "csaf/advisory": 6},
     }
     for folder, counts in expected.items():
-        accepted, _, _ = _sweep(corpora, folder)
+        accepted, _, _, _ = _sweep(corpora, folder)
         assert dict(accepted) == counts, folder

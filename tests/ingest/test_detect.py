@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from export_center.errors import DocumentRefused
-from export_center.ingest.detect import detect, parse_document
+from export_center.ingest.detect import detect, parse_document, unread_format
+from export_center.ingest.interface import Skipped
 from export_center.ingest.registry import READERS, reader_named
 from support.ingest import ReadFn, only_refusal
 
@@ -69,12 +70,52 @@ def test_unknown_json_is_refused_naming_what_was_looked_for(read_corpus: ReadFn)
         ("chainguard-bom-shelter/in-the-wild/cyclonedx/bashrc2-sbom-cdx.json", "an object"),
         ("chainguard-bom-shelter/in-the-wild/cyclonedx/scanoss-sbom-cdx.json", "an array of"),
         ("google-osv-scanner/internal/remediation/testdata/santatracker/package.json", "an object"),
-        ("aquasecurity-vexhub/index.json", "an object"),
+        ("ctrliq-advisories/mapping/cpe-product-keys.json", "an object"),
     ],
 )
 def test_non_evidence_files_are_unknown_format(read_corpus: ReadFn, rel: str, found: str) -> None:
     refusal = only_refusal(read_corpus(rel))
     assert refusal.reason.startswith(f"unknown format: found {found}")
+
+
+@pytest.mark.parametrize(
+    ("rel", "reason"),
+    [
+        ("aquasecurity-vexhub/index.json", "VEX repository index (index.json"),
+        (
+            "aquasecurity-vexhub/pkg/golang/github.com/rancher/webhook/manifest.json",
+            "VEX repository manifest (manifest.json",
+        ),
+        ("aquasecurity-vexhub/vex-repository.json", "VEX repository description"),
+        ("cisagov-csaf/csaf_files/IT/white/cisa-csaf-it-feed-tlp-white.json", "CSAF ROLIE feed"),
+        ("nodejs-security-wg/vuln/core/index.json", "Node.js security-wg index"),
+    ],
+)
+def test_known_files_that_are_not_evidence_are_skipped_with_the_reason(
+    read_corpus: ReadFn, rel: str, reason: str
+) -> None:
+    outcomes = read_corpus(rel)
+    assert len(outcomes) == 1
+    skipped = outcomes[0]
+    assert isinstance(skipped, Skipped), skipped
+    assert skipped.where == rel
+    assert skipped.reason.startswith(reason) and skipped.reason.endswith("not evidence")
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("sboms/usbutils.spdx", "SPDX tag-value is not supported: provide the SPDX document as"),
+        ("x/bom.xml", "XML is not supported: provide the document as JSON"),
+        ("doc.spdx.rdf", "SPDX RDF/XML is not supported"),
+        ("README.md", "not an evidence file (.md)"),
+        ("vuln/LICENSE", "not an evidence file (no extension)"),
+        ("a/.hidden", "not an evidence file (no extension)"),
+        ("x.json.asc", "not an evidence file (.asc)"),
+    ],
+)
+def test_files_not_read_in_folders_are_named_by_format(name: str, reason: str) -> None:
+    assert unread_format(name).startswith(reason)
 
 
 @pytest.mark.parametrize("doc", [[], "text", 3, None, {}])

@@ -15,8 +15,9 @@ import pytest
 from export_center.archive.reader import iter_members
 from export_center.bundle.verify import verify_bundle
 from export_center.errors import BadInputError
-from export_center.importer.service import ImportRefused
+from export_center.importer.service import ImportRefused, policy_dir
 from export_center.ingest.pipeline import ingest_paths
+from export_center.policy.repository import PolicyStore
 from export_center.signing.interface import load_trust_roots
 from export_center.signing.keyfile import FileSigner
 from support.mirror import (
@@ -88,7 +89,7 @@ def test_full_then_delta_round_trip(
         {
             "kind": "mirror",
             "variant": "delta",
-            "options": {"base": {"bundle": str(full.archive_path)}},
+            "options": {"base": {"exportId": full.export_id}},
         },
     )
     delta = a.export(delta_profile, signer)
@@ -159,7 +160,7 @@ def test_tombstones_for_records_leaving_the_selection(
             {
                 "kind": "mirror",
                 "variant": "delta",
-                "options": {"includeWithdrawn": False, "base": {"bundle": str(full.archive_path)}},
+                "options": {"includeWithdrawn": False, "base": {"exportId": full.export_id}},
             },
         ),
         signer,
@@ -181,19 +182,28 @@ def test_tombstones_for_records_leaving_the_selection(
     )
 
 
-def test_chained_deltas_from_a_directory_and_reset_baseline(
+def test_chained_deltas_on_the_latest_base_and_reset_baseline(
     make_instance: Callable[..., Instance], signer: FileSigner, tmp_path: Path
 ) -> None:
     a, b, c = make_instance("A"), make_instance("B"), make_instance("C")
     out = tmp_path / "published"
     a.put("feed", *(advisory(f"ADV-{i}") for i in range(10)))
+    # base.latest before any mirror export of this selection: a full replacement.
+    delta_body = {"kind": "mirror", "variant": "delta", "options": {"base": {"latest": True}}}
+    profile = a.profile("m-delta", delta_body)
+    first = a.export(profile, signer, tmp_path / "first")
+    section = _manifest(first.archive_path)["delta"]
+    assert isinstance(section, dict) and section["resetBaseline"] is True
+    assert section["baseExportId"] is None and section["added"] == 10
     full = a.export(a.profile("m-full", FULL_PROFILE), signer, out)
     b.import_(full.archive_path, options(signer))
-    delta_body = {"kind": "mirror", "variant": "delta", "options": {"base": {"dir": str(out)}}}
-    profile = a.profile("m-delta", delta_body)
+    previous = full.export_id
     for i in range(2):
         a.put("feed", advisory(f"NEW-{i}"), advisory("ADV-1", version=f"9.{i}"))
         d = a.export(profile, signer, out)
+        # Each delta names the newest earlier mirror export, from the server's own ledger.
+        assert _manifest(d.archive_path)["delta"]["baseExportId"] == previous  # type: ignore[index]
+        previous = d.export_id
         got = b.import_(d.archive_path, options(signer))
         assert got.generation.kind == "delta" and got.generation.generation == i + 2
         assert evidence(a.store) == evidence(b.store)
@@ -205,10 +215,19 @@ def test_chained_deltas_from_a_directory_and_reset_baseline(
         signer,
     )
     got = c.import_(reset.archive_path, options(signer))
-    assert got.generation.kind == "reset"
+    assert got.generation.kind == "reset" and got.generation.stream == "m-reset"
     assert evidence(a.store) == evidence(c.store)
-    got = b.import_(reset.archive_path, options(signer))
+    # On B it is a full bundle of another mirror stream: it replaces m-full only when the
+    # operator says so (docs/mirror.md, "Streams").
+    with pytest.raises(ImportRefused, match="belongs to mirror stream 'm-full'") as refused:
+        b.import_(reset.archive_path, options(signer))
+    assert refused.value.exit_code == 6
+    got = b.import_(
+        reset.archive_path, options(signer, replace_stream="m-full", reason="profile renamed")
+    )
     assert got.status == "imported" and got.stats is not None and got.stats.added == 0
+    assert (got.generation.stream, got.generation.replaced_stream) == ("m-reset", "m-full")
+    assert evidence(a.store) == evidence(b.store)
 
 
 def test_delta_refuses_a_base_with_other_selectors(
@@ -221,7 +240,7 @@ def test_delta_refuses_a_base_with_other_selectors(
         "kind": "mirror",
         "variant": "delta",
         "selectors": {"sources": ["feed"]},
-        "options": {"base": {"bundle": str(full.archive_path)}},
+        "options": {"base": {"exportId": full.export_id}},
     }
     with pytest.raises(BadInputError, match="other selectors than this delta"):
         a.export(a.profile("sel-delta", body), signer)
@@ -295,7 +314,7 @@ def test_round_trip_into_postgresql(
             {
                 "kind": "mirror",
                 "variant": "delta",
-                "options": {"base": {"bundle": str(full.archive_path)}},
+                "options": {"base": {"exportId": full.export_id}},
             },
         ),
         signer,
@@ -346,7 +365,7 @@ def test_full_corpus_round_trip(
             {
                 "kind": "mirror",
                 "variant": "delta",
-                "options": {"base": {"bundle": str(full.archive_path)}},
+                "options": {"base": {"exportId": full.export_id}},
             },
         ),
         signer,
@@ -368,12 +387,12 @@ def test_policy_parts_travel_with_the_mirror(
     subset_db: Path, make_instance: Callable[..., Instance], signer: FileSigner, tmp_path: Path
 ) -> None:
     a, b = make_instance("A", subset_db), make_instance("B")
-    policy = tmp_path / "policy.yaml"
-    policy.write_text('apiVersion: stella.policy/v1\nname: gate\nversion: "3"\n')
+    document = b'apiVersion: stella.policy/v1\nname: gate\nversion: "3"\n'
+    PolicyStore(a.store).upload(TENANT, "gate", document)
     body = {
         "kind": "mirror",
         "variant": "full",
-        "policy": {"document": str(policy), "policySnapshotMode": "required"},
+        "policy": {"name": "gate", "policySnapshotMode": "required"},
     }
     built = a.export(a.profile("mirror-policy", body), signer)
     manifest = _manifest(built.archive_path)
@@ -387,15 +406,12 @@ def test_policy_parts_travel_with_the_mirror(
     } <= paths
     got = b.import_(built.archive_path, options(signer))
     assert got.status == "imported"
-    kept = b.data_dir / "airgap/tenants" / TENANT / "policy"
+    kept = policy_dir(b.data_dir, TENANT, "mirror-policy")  # per mirror stream
     assert (kept / "policy/snapshot.json").read_bytes() == (
         extract(built.archive_path, tmp_path / "x") / "data/policy/snapshot.json"
     ).read_bytes()
     assert evidence(a.store) == evidence(b.store)
-    # Required but unreadable: the export is refused.
-    broken = {
-        **body,
-        "policy": {"document": str(tmp_path / "nope.yaml"), "policySnapshotMode": "required"},
-    }
-    with pytest.raises(BadInputError, match=r"nope\.yaml"):
-        a.export(a.profile("mirror-policy-2", broken), signer)
+    # A policy the tenant does not have: the revision is refused when it is written.
+    broken = {**body, "policy": {"name": "nope", "policySnapshotMode": "required"}}
+    with pytest.raises(BadInputError, match=r"policy\.name: no policy 'nope'"):
+        a.profile("mirror-policy-2", broken)

@@ -92,13 +92,17 @@ def test_invalid_names_and_foreign_tenant_selectors(store: EvidenceStore) -> Non
     reg = ProfileRegistry(store)
     with pytest.raises(BadInputError, match="invalid profile name"):
         reg.create("default", "Bad_Name", parse_profile_spec({"kind": "json", "variant": "raw"}))
-    prof = reg.create(
-        "default",
-        "cross-tenant",
-        parse_profile_spec({"kind": "json", "variant": "raw", "selectors": {"tenants": ["x"]}}),
+    # Another tenant in the selectors is refused when the revision is written, not at run.
+    spec = parse_profile_spec({"kind": "json", "variant": "raw", "selectors": {"tenants": ["x"]}})
+    with pytest.raises(BadInputError, match=r"selectors\.tenants: may only name") as err:
+        reg.create("default", "cross-tenant", spec)
+    assert err.value.details[0]["field"] == "selectors.tenants"  # type: ignore[attr-defined]
+    with pytest.raises(NotFoundError):
+        reg.get("default", "cross-tenant")
+    own = parse_profile_spec(
+        {"kind": "json", "variant": "raw", "selectors": {"tenants": ["default"]}}
     )
-    with pytest.raises(BadInputError, match="must include the profile's tenant"):
-        make_plan(store, prof)
+    assert make_plan(store, reg.create("default", "own-tenant", own)).tenant == "default"
 
 
 def test_selectors(store: EvidenceStore, tmp_path: Path) -> None:

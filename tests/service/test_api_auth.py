@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
@@ -12,12 +12,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from export_center.runtime.container import Services
 from export_center.runtime.metrics import Metrics
 from export_center.service.app import create_app
 from export_center.service.auth import SCOPE_READ
 from export_center.settings import Settings
+from export_center.store.models import ApiToken
 from support.service import World, auth, fast_service
 
 
@@ -47,7 +49,15 @@ def test_revoked_and_expired_tokens_are_401(client: TestClient, app: FastAPI, wo
     tokens.revoke(info.id)
     r = client.get("/api/export/profiles", headers=auth(secret))
     assert r.status_code == 401
-    _, expired = tokens.create("gone", ["acme"], [SCOPE_READ], expires_in=timedelta(seconds=-1))
+    # A lifetime that is not positive is refused (it once made a token that never expired);
+    # an expired token is one whose expiry passed.
+    gone, expired = tokens.create("gone", ["acme"], [SCOPE_READ], expires_in=timedelta(days=1))
+    with tokens.store.session() as s, s.begin():
+        s.execute(
+            update(ApiToken)
+            .where(ApiToken.id == gone.id)
+            .values(expires_at=datetime(2001, 1, 1, tzinfo=UTC))
+        )
     assert client.get("/api/export/profiles", headers=auth(expired)).status_code == 401
 
 
@@ -171,6 +181,7 @@ def test_jwt_against_offline_jwks(tmp_path: Path, settings: Settings, world: Wor
         services.close()
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/.well-known/openapi"])
+# /metrics names every tenant: it needs the export:metrics scope (test_api_edge.py).
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/.well-known/openapi"])
 def test_operational_endpoints_need_no_token(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 200

@@ -20,6 +20,7 @@ from export_center.planner.profiles import parse_profile_spec
 from export_center.runtime.container import Services
 from export_center.service.auth import TokenStore
 from export_center.settings import Settings
+from export_center.signing.keystore import KeyStore
 from export_center.worker.runtime import WorkerRuntime
 from support.service import LiveServer, World, wait_for
 
@@ -147,8 +148,12 @@ def test_failed_remote_run_exit_code(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    spec = parse_profile_spec({"kind": "json", "variant": "raw", "signing": {"key": "abcdef"}})
+    keys = KeyStore.from_settings(services.settings)
+    (key,) = keys.tenant_keys("acme")
+    spec = parse_profile_spec({"kind": "json", "variant": "raw", "signing": {"key": key.keyid}})
     services.registry.create("acme", "no-key", spec)
+    # The operator takes the key away after the revision was written: the run fails.
+    keys.unassign(key.keyid, "acme")
     args = ["export", "run", "no-key", "--wait", "--server", live.url, "--token", world.acme]
     assert run(cli, args, monkeypatch) == ExitCode.NOT_FOUND
     assert "ERR_EXPORT_NOT_FOUND" in capsys.readouterr().err
@@ -189,3 +194,38 @@ def test_download_resumes_and_checks_the_hash(
         with pytest.raises(VerificationError, match="sha256"):
             client.download(run_id, bad_dir)
         assert list(bad_dir.iterdir()) == []
+
+
+def test_policies_and_policy_profiles_through_the_server(
+    cli: typer.Typer,
+    live: LiveServer,
+    world: World,
+    tmp_path: Path,
+    local_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("STELLA_SERVER", live.url)
+    monkeypatch.setenv("STELLA_TOKEN", world.acme)
+    doc = tmp_path / "gate.yaml"
+    doc.write_text('apiVersion: stella.policy/v1\nname: gate\nversion: "1"\n')
+    assert run(cli, ["policy", "upload", "gate", str(doc)], monkeypatch) == 0
+    assert "stored policy gate version 1" in capsys.readouterr().out
+    assert run(cli, ["policy", "list", "--format", "json"], monkeypatch) == 0
+    (item,) = json.loads(capsys.readouterr().out)["items"]
+    assert (item["name"], item["version"], item["tenant"]) == ("gate", 1, "acme")
+    create = ["export", "profile", "create", "gated", "--kind", "json", "--variant", "policy"]
+    assert run(cli, [*create, "--policy", "gate"], monkeypatch) == 0
+    capsys.readouterr()
+    assert run(cli, ["export", "profile", "show", "gated"], monkeypatch) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["policy"]["digest"] == item["digest"]
+    # The server's refusal names the field; the CLI exits 4 with it, and a bad document is
+    # refused before it is sent.
+    assert run(cli, [*create[:3], "gated-2", *create[4:]], monkeypatch) == ExitCode.BAD_INPUT
+    assert "policy" in capsys.readouterr().err
+    doc.write_text("apiVersion: stella.policy/v1\nname: gate\n")
+    assert run(cli, ["policy", "upload", "gate", str(doc)], monkeypatch) == ExitCode.BAD_INPUT
+    assert "version: Field required" in capsys.readouterr().err
+    # zeta sees none of it.
+    monkeypatch.setenv("STELLA_TOKEN", world.zeta)
+    assert run(cli, ["policy", "show", "gate"], monkeypatch) == ExitCode.NOT_FOUND

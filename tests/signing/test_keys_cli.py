@@ -47,7 +47,9 @@ def test_generate_list_export(app: typer.Typer, env: dict[str, str], tmp_path: P
     listed = runner.invoke(app, ["keys", "list", "--format", "json"], env=env)
     assert [k["keyid"] for k in json.loads(listed.stdout)] == [first_keyid, made["keyid"]]
     table = runner.invoke(app, ["keys", "list"], env=env)
-    assert first_keyid[:16] in table.stdout and "2 *" in table.stdout
+    assert first_keyid[:16] in table.stdout and made["keyid"][:16] in table.stdout
+    # Both went to the default tenant; the newer is its default signer.
+    assert made["tenants"] == ["default"] and table.stdout.count("default *") == 1
 
     exported = runner.invoke(app, ["keys", "export-public", made["keyid"][:10]], env=env)
     assert exported.exit_code == 0

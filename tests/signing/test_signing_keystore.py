@@ -51,12 +51,17 @@ def test_newest_is_decided_by_the_counter_not_the_clock(store: KeyStore) -> None
     assert store.signer().keyid == infos[-1].keyid
     index = json.loads((store.directory / "index.json").read_text())
     assert index["nextSeq"] == 4
+    assert index["version"] == 2
     assert index["keys"][0] == {
         "keyid": infos[0].keyid,
         "type": "ecdsa-p256",
         "seq": 1,
         "created": "2025-01-01T00:00:00Z",
         "encrypted": False,
+        "backend": "file",
+        "token": None,
+        "object": None,
+        "tenants": [],
     }
 
 
@@ -169,7 +174,7 @@ def test_missing_key_file(store: KeyStore) -> None:
     "index",
     [
         "{not json",
-        '{"version": 2, "nextSeq": 1, "keys": []}',
+        '{"version": 3, "nextSeq": 1, "keys": []}',
         '{"version": 1, "nextSeq": 1, "keys": [], "extra": 1}',
         '{"version": 1, "nextSeq": 1, "keys": [{"keyid": "'
         + "a" * 64

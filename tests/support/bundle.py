@@ -6,6 +6,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from export_center.exporter import ProfileReferences
 from export_center.model import Advisory, AffectedPackage, ParsedRecord, RangeEvent, VersionRange
 from export_center.planner.profiles import parse_profile_spec
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
@@ -70,6 +71,6 @@ class Env:
     out: Path
 
     def profile(self, name: str = "raw-all", **spec: object) -> ProfileRevisionView:
-        reg = ProfileRegistry(self.store)
+        reg = ProfileRegistry(self.store, references=ProfileReferences(self.settings, self.store))
         body = {"kind": "json", "variant": "raw", **spec}
         return reg.create("default", name, parse_profile_spec(body))

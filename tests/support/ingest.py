@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from export_center.errors import DocumentRefused
-from export_center.ingest.detect import detect, parse_document
-from export_center.ingest.interface import RecordRefused
+from export_center.ingest.interface import RecordRefused, Skipped
+from export_center.ingest.pipeline import InputDocument, parse_records
 from export_center.model import ParsedRecord
 
-Outcome = ParsedRecord | RecordRefused
+Outcome = ParsedRecord | RecordRefused | Skipped
 ReadFn = Callable[[str], list[Outcome]]
 
 
 def read_bytes(content: bytes, where: str) -> list[Outcome]:
-    """parse → detect → read, with a document refusal turned into a value (as pipeline.py)."""
-    try:
-        doc = parse_document(content, where)
-        return list(detect(doc, where).read(doc, content, where))
-    except DocumentRefused as e:
-        return [RecordRefused(e.where, e.reason)]
+    """parse → detect → read, refusals and skips as values (pipeline.parse_records)."""
+    return list(parse_records(InputDocument(where, content)))
 
 
 def only_record(outcomes: list[Outcome]) -> ParsedRecord:

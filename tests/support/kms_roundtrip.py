@@ -11,11 +11,13 @@ import orjson
 import pkcs11
 from pkcs11 import Attribute, KeyType
 
+from export_center.errors import BadInputError
 from export_center.importer.service import ImportRefused
 from export_center.mirror.crypto import KeyMaterial
 from export_center.mirror.kms import Pkcs11Access
 from export_center.settings import load_settings
-from support.mirror import Instance, advisory, evidence, extract, new_signer, options
+from export_center.signing.keystore import KeyStore
+from support.mirror import TENANT, Instance, advisory, evidence, extract, new_signer, options
 
 
 def main(root: Path, module: str, token_label: str, pin: str) -> None:
@@ -37,6 +39,14 @@ def main(root: Path, module: str, token_label: str, pin: str) -> None:
     a.put("feed", *(advisory(f"ADV-{i}") for i in range(10)))
     key_id = f"kms://pkcs11/{token_label}/mirror-kek"
     body = {"kind": "mirror", "variant": "full", "options": {"encryption": {"kms": [key_id]}}}
+    # A KMS key of the operator's HSM is refused until the operator assigns it to the tenant.
+    try:
+        a.profile("kms-full", body)
+    except BadInputError as e:
+        assert "options.encryption.kms[0]" in e.message, e
+    else:
+        raise AssertionError("a KMS key not assigned to the tenant was accepted")
+    KeyStore.from_settings(a.settings).assign_kms(key_id, TENANT)
     built = a.export(a.profile("kms-full", body), signer)
     manifest = orjson.loads(
         (extract(built.archive_path, root / "x") / "manifests/export.json").read_bytes()

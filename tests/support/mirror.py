@@ -30,7 +30,7 @@ from export_center.bundle.provenance import PROVENANCE_PAYLOAD_TYPE
 from export_center.bundle.writer import BundleResult
 from export_center.checksums import build_checksums
 from export_center.errors import ConflictError
-from export_center.exporter import run_export
+from export_center.exporter import ProfileReferences, run_export
 from export_center.importer.service import ImportOptions, ImportOutcome, import_bundle
 from export_center.ingest.pipeline import ingest_paths
 from export_center.mirror.crypto import KeyMaterial
@@ -97,7 +97,7 @@ class Instance:
         return self.settings.data_dir
 
     def profile(self, name: str, body: dict[str, Any]) -> ProfileRevisionView:
-        reg = ProfileRegistry(self.store)
+        reg = ProfileRegistry(self.store, references=ProfileReferences(self.settings, self.store))
         spec = parse_profile_spec(body)
         try:
             return reg.create(TENANT, name, spec)

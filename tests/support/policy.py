@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from export_center.ingest.interface import RecordRefused
+from export_center.ingest.interface import RecordRefused, Skipped
 from export_center.ingest.pipeline import InputDocument, discover, parse_records
 from export_center.model import Advisory, Component, Normalized, Sbom, VexDocument, VexStatement
 from export_center.policy.evaluate import AsOf
@@ -31,7 +31,8 @@ def read(path: Path) -> list[Normalized]:
     for rec in parse_records(InputDocument(str(path), path.read_bytes())):
         if isinstance(rec, RecordRefused):
             raise AssertionError(f"ingest refused {rec.where}: {rec.reason}")
-        out.append(rec.normalized)
+        if not isinstance(rec, Skipped):  # a VEX repository's manifest.json, an index
+            out.append(rec.normalized)
     return out
 
 
@@ -44,6 +45,8 @@ def read_advisories(corpora: Path) -> tuple[list[Advisory], int]:
         for rec in parse_records(InputDocument(str(path), path.read_bytes())):
             if isinstance(rec, RecordRefused):
                 refused += 1
+            elif isinstance(rec, Skipped):  # the Node.js security-wg index.json
+                continue
             elif isinstance(rec.normalized, Advisory):
                 advisories.append(rec.normalized)
     return advisories, refused

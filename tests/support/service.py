@@ -48,8 +48,12 @@ def fast_service(settings: Settings, **overrides: Any) -> Settings:
     return settings.with_service(**(FAST | overrides))
 
 
-def generate_key(settings: Settings) -> str:
-    return KeyStore(settings.key_dir).generate(KeyType.ED25519).keyid
+#: The tenants of the service and worker tests; their key is assigned to each.
+TEST_TENANTS = ("acme", "zeta", "default")
+
+
+def generate_key(settings: Settings, tenants: tuple[str, ...] = TEST_TENANTS) -> str:
+    return KeyStore(settings.key_dir).generate(KeyType.ED25519, tenants=tenants).keyid
 
 
 def advisory(upstream: str, body: bytes) -> ParsedRecord:

@@ -206,3 +206,29 @@ def test_log_lines_are_json_with_run_context(
         (line["run_id"], line["tenant"], line["profile"]) == (run.id, "acme", profile)
         for line in ours
     )
+
+
+def test_only_succeeded_runs_enter_the_ledger_of_published_exports(
+    services: Services, profile: str
+) -> None:
+    from export_center.store.published import find_published
+
+    # A cancel that arrives while the bundle is being published removes it: it must never be
+    # a delta's base (the ledger is what bases are resolved from).
+    cancelled = _run(services, profile)
+
+    def cancel_at_publication(*args: object, **kwargs: object) -> object:
+        from export_center.exporter import run_export
+
+        outcome = run_export(*args, **kwargs)  # type: ignore[arg-type]
+        services.repo.request_cancel(cancelled.tenant, cancelled.id)
+        return outcome
+
+    ex = _executor(services, "w-ledger", export=cancel_at_publication)
+    assert ex.execute(cancelled.id) == "cancelled"
+    export_id = services.repo.get("acme", cancelled.id).export_id
+    assert export_id and find_published(services.store, "acme", export_id) is None
+    done = _run(services, profile)
+    assert _executor(services, "w-ledger-2").execute(done.id) == "succeeded"
+    row = find_published(services.store, "acme", services.repo.get("acme", done.id).export_id or "")
+    assert row is not None and row.profile == profile and row.kind == "json"

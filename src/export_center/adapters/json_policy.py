@@ -6,15 +6,16 @@ parts writer that mirror profiles naming a policy share.
 (:func:`export_center.policy.service.overlay_from_store`) over exactly the evidence the plan
 pins. The manifest's ``policy`` section names the document and its digest.
 
-``policySnapshotMode`` (export-center.md §4):
-- ``required``: the profile must name a readable, valid policy document, else the run fails;
-- ``optional``: include the parts when the document loads; otherwise export without them and
-  record why in the manifest (``policy.included = false`` with the reason);
-- ``none``: no policy parts, whatever the document says.
+``policy.name`` names one of the tenant's stored policies (:mod:`export_center.policy.repository`,
+never a server file), and the revision pins its ``digest`` when it is written: a run evaluates
+exactly that version, whatever was uploaded since. The digest is recorded in ``snapshot.json``
+and in the manifest (``policy.document`` is the stored policy's name).
 
-``policy.document`` is a path to the policy file (YAML or JSON), read when the run starts. Its
-digest is recorded in ``snapshot.json`` and in the manifest, so a changed file is visible as a
-different digest (and a different ``rerunHash``).
+``policySnapshotMode`` (export-center.md §4; docs/profiles.md):
+- ``required``: the parts are included; a pinned version that cannot be read fails the run;
+- ``optional``: the same, except that an unreadable version exports without the parts and
+  records why in the manifest (``policy.included = false`` with the reason);
+- ``none``: no policy parts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 
 import zstandard
 
@@ -30,9 +30,10 @@ from export_center.adapters.interface import ExportContext
 from export_center.adapters.json_raw import JsonRawAdapter
 from export_center.bundle.manifest import PolicySection
 from export_center.bundle.staging import StagedWriter
-from export_center.errors import BadInputError
+from export_center.errors import BadInputError, ConflictError, NotFoundError
 from export_center.planner.plan import ExportPlan
-from export_center.policy.document import Policy, load_policy
+from export_center.policy.document import Policy
+from export_center.policy.repository import PolicyStore
 from export_center.policy.service import overlay_from_store
 from export_center.store.repository import EvidenceStore
 
@@ -51,13 +52,11 @@ def _compress(data: bytes) -> bytes:
     return cctx.compress(data)
 
 
-def _load(document: str) -> Policy:
-    path = Path(document)
-    try:
-        content = path.read_bytes()
-    except OSError as e:
-        raise BadInputError(f"policy document {document}: cannot read: {e.strerror}") from e
-    return load_policy(content, str(path))
+def _load(store: EvidenceStore, tenant: str, name: str, digest: str | None) -> Policy:
+    if digest is None:
+        # The registry pins the digest when it writes a revision; only a hand-made spec lacks it.
+        raise BadInputError(f"policy {name!r} is named without a pinned digest")
+    return PolicyStore(store).get(tenant, name, digest=digest).policy()
 
 
 def write_policy_parts(
@@ -67,25 +66,19 @@ def write_policy_parts(
     manifest's ``policy`` section (None when the profile asks for no policy).
 
     Raises:
-        BadInputError: mode ``required`` and the document is missing, unreadable or invalid.
+        BadInputError, NotFoundError, ConflictError: mode ``required`` and the pinned version
+            cannot be read (or no longer hashes to its digest).
     """
     ref = plan.spec.policy
-    if ref.policy_snapshot_mode == "none":
+    if ref.policy_snapshot_mode in (None, "none") or ref.name is None:
         return None
-    if ref.document is None:
-        if ref.policy_snapshot_mode == "required":
-            raise BadInputError(
-                f"profile {plan.profile_name}: policySnapshotMode is required but no "
-                "policy.document is named"
-            )
-        return PolicySection(included=False, reason="no policy document named")
     try:
-        policy = _load(ref.document)
-    except BadInputError as e:
+        policy = _load(store, plan.tenant, ref.name, ref.digest)
+    except (BadInputError, NotFoundError, ConflictError) as e:
         if ref.policy_snapshot_mode == "required":
             raise
         log.warning("export %s without policy parts: %s", plan.export_id, e.message)
-        return PolicySection(included=False, document=ref.document, reason=e.message)
+        return PolicySection(included=False, document=ref.name, reason=e.message)
     outputs = overlay_from_store(store, plan.tenant, plan.as_of_seq, policy)
     for path, data in outputs.files():
         if path.endswith(".jsonl"):
@@ -96,7 +89,7 @@ def write_policy_parts(
             w.write(data)
     return PolicySection(
         included=True,
-        document=ref.document,
+        document=ref.name,
         digest=policy.digest,
         name=policy.document.name,
         version=policy.document.version,

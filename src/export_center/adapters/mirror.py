@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel
 
 from export_center.adapters.interface import ExportContext
 from export_center.adapters.json_policy import write_policy_parts
@@ -54,9 +53,8 @@ from export_center.mirror.layout import (
     sbom_path,
     shard_path,
 )
-from export_center.mirror.options import MirrorOptions, parse_mirror_options
+from export_center.mirror.options import MirrorDeltaOptions, MirrorOptions
 from export_center.mirror.tuf import build_tuf_metadata
-from export_center.planner.profiles import Selectors
 from export_center.signing.interface import Signer
 from export_center.store.repository import RawView
 
@@ -166,6 +164,19 @@ class _ShardSet:
         self.norm_tmp.unlink()
 
 
+MIRROR_LAYOUT = "https://stellaops.io/export-center/mirror-layout/v1"
+
+
+def mirror_section(include: Iterable[str], opts: MirrorOptions) -> MirrorSection:
+    """The manifest's ``mirror`` section of a mirror profile (what a delta's base must match)."""
+    doc_types = [INCLUDE_TO_TYPE[i] for i in include if i in INCLUDE_TO_TYPE]
+    return MirrorSection(
+        include=tuple(sorted(TYPE_DIRS[t] for t in doc_types)),
+        include_withdrawn=opts.include_withdrawn,
+        layout=MIRROR_LAYOUT,
+    )
+
+
 class MirrorAdapter:
     """mirror:full (``delta=False``) and mirror:delta (``delta=True``)."""
 
@@ -178,25 +189,36 @@ class MirrorAdapter:
 
     def build(self, ctx: ExportContext) -> None:
         plan = ctx.plan
-        opts = parse_mirror_options(dict(plan.spec.options), delta=self.delta)
+        opts = plan.spec.options
+        if not isinstance(opts, MirrorOptions):
+            raise BadInputError(f"{plan.spec.profile_kind} profile is not a mirror profile")
         self._opts = opts
         sink = _Sink(ctx, spool=opts.encryption is not None)
         self._sink = sink
         doc_types = [INCLUDE_TO_TYPE[i] for i in plan.spec.include if i in INCLUDE_TO_TYPE]
         level = plan.spec.compression.level if plan.spec.compression.algorithm == "zstd" else 10
-        include_dirs = sorted(TYPE_DIRS[t] for t in doc_types)
-        mirror = MirrorSection(
-            include=tuple(include_dirs),
-            include_withdrawn=opts.include_withdrawn,
-            layout="https://stellaops.io/export-center/mirror-layout/v1",
-        )
+        mirror = mirror_section(plan.spec.include, opts)
 
-        if self.delta and not opts.reset_baseline:
-            assert opts.base is not None
-            base = resolve_base(
-                opts.base, tenant=plan.tenant, as_of_seq=plan.as_of_seq, export_id=plan.export_id
-            )
-            self._check_same_selection(base, plan.selectors, mirror)
+        base: BaseInfo | None = None
+        reset = True
+        if isinstance(opts, MirrorDeltaOptions):
+            reset = opts.reset_baseline
+            if opts.base is not None:
+                # From the server's ledger of published exports, never a path (mirror.base).
+                base = resolve_base(
+                    ctx.store,
+                    opts.base,
+                    tenant=plan.tenant,
+                    as_of_seq=plan.as_of_seq,
+                    export_id=plan.export_id,
+                    selectors=plan.selectors,
+                    mirror=mirror,
+                )
+            # ``latest`` with no earlier mirror export of this selection: a full replacement.
+            reset = reset or base is None
+
+        if isinstance(opts, MirrorDeltaOptions) and not reset:
+            assert base is not None
             dplan = plan_delta(
                 ctx.store,
                 plan.tenant,
@@ -210,18 +232,10 @@ class MirrorAdapter:
             self._write_records(ctx, sink, records, doc_types, level)
             ctx.delta = _delta_section(base, dplan, reset=False)
         else:
-            base_info = None
-            if self.delta and opts.base is not None:
-                base_info = resolve_base(
-                    opts.base,
-                    tenant=plan.tenant,
-                    as_of_seq=plan.as_of_seq,
-                    export_id=plan.export_id,
-                )
             records = self._full_records(ctx, doc_types, opts.include_withdrawn)
             total = self._write_records(ctx, sink, records, doc_types, level)
-            if self.delta:
-                ctx.delta = _reset_section(base_info, total)
+            if isinstance(opts, MirrorDeltaOptions):
+                ctx.delta = _reset_section(base, total)
 
         # The policy parts json:policy writes; TUF targets like every file under data/. A mirror
         # that silently lacked a required policy would let the disconnected side evaluate
@@ -230,25 +244,6 @@ class MirrorAdapter:
         if policy is not None:
             ctx.policy = policy  # the same section json:policy writes
         ctx.mirror = mirror
-
-    @staticmethod
-    def _check_same_selection(base: BaseInfo, selectors: Selectors, mirror: MirrorSection) -> None:
-        # A delta is only meaningful against a base that selected the same records. Compared
-        # as written in the manifests (JSON), which is what the base signed.
-        if base.selectors is not None and _as_json(base.selectors) != _as_json(selectors):
-            raise BadInputError(
-                f"base export {base.export_id} was made with other selectors than this delta",
-                hint="use the same selectors as the base, or options.resetBaseline: true",
-            )
-        if base.mirror is not None:
-            theirs, ours = _as_json(base.mirror), _as_json(mirror)
-            for key in ("include", "includeWithdrawn"):
-                if theirs[key] != ours[key]:
-                    raise BadInputError(
-                        f"base export {base.export_id} has mirror.{key} "
-                        f"{theirs[key]!r}, this delta {ours[key]!r}",
-                        hint="use the base's settings, or options.resetBaseline: true",
-                    )
 
     @staticmethod
     def _progress(
@@ -365,10 +360,6 @@ class MirrorAdapter:
                 "resetBaseline": ctx.delta.reset_baseline,
             }
         return params
-
-
-def _as_json(model: BaseModel) -> Any:
-    return model.model_dump(mode="json", by_alias=True)
 
 
 def _delta_section(base: BaseInfo, dplan: DeltaPlan, *, reset: bool) -> DeltaSection:

@@ -11,7 +11,8 @@ Advisories stream from the store at the plan's as-of cursor, selectors applied; 
 are left out. Each store source becomes one data source: language advisories go to
 ``<ecosystem>::<source name>`` buckets (see :mod:`export_center.trivy.dbwriter`).
 
-Profile options (unknown keys are refused)::
+Profile options (:class:`~export_center.planner.options.TrivyOptions`; unknown keys are refused
+when the revision is written)::
 
     options:
       validity: P7D          # NextUpdate = as-of + validity; ISO 8601 duration or hours (int)
@@ -25,18 +26,14 @@ metadata.json: ``UpdatedAt`` = ``DownloadedAt`` = the plan's as-of time (never t
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from datetime import timedelta
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
 
 from export_center.adapters.interface import ExportContext
 from export_center.adapters.json_raw import selected_records
@@ -44,86 +41,38 @@ from export_center.bundle.manifest import TrivyArchive, TrivyDbSection, TrivyOci
 from export_center.digests import prefixed
 from export_center.errors import BadInputError
 from export_center.model import Advisory, advisory_from_json
+from export_center.planner.options import (
+    DEFAULT_VALIDITY,
+    TrivyDbOptions,
+    TrivyOptions,
+    parse_validity,
+)
+from export_center.planner.profiles import ProfileSpec
 from export_center.trivy.artifact import DB, TrivyDbKind, layout_files
 from export_center.trivy.dbwriter import metadata_json, write_db_archive, write_trivy_db
 from export_center.trivy.mapping import DataSource
 
-__all__ = ["DEFAULT_VALIDITY", "TrivyDbAdapter", "parse_validity", "stage_trivy_artifact"]
+__all__ = [
+    "DEFAULT_VALIDITY",
+    "TrivyDbAdapter",
+    "parse_validity",
+    "stage_trivy_artifact",
+    "trivy_options",
+]
 
-DEFAULT_VALIDITY = timedelta(days=7)
-_MAX_VALIDITY = timedelta(days=3660)
-_DURATION = re.compile(
-    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
-)
 _CHUNK = 1 << 20
 
 
-def parse_validity(value: str | int) -> timedelta:
-    """A validity: an ISO 8601 duration of weeks, days, hours, minutes and seconds
-    (``P7D``, ``PT36H``, ``P1DT12H``) or a whole number of hours.
+def trivy_options(spec: ProfileSpec) -> TrivyOptions:
+    """The options of a trivy profile (validated with the revision, see
+    :mod:`export_center.planner.options`).
 
     Raises:
-        ValueError: anything else, zero, or more than ten years.
+        BadInputError: ``spec`` is not a trivy profile.
     """
-    if isinstance(value, bool):
-        raise ValueError("validity must be an ISO 8601 duration (P7D) or hours")
-    if isinstance(value, int):
-        delta = timedelta(hours=value)
-    else:
-        text = value.strip().upper()
-        m = _DURATION.match(text)
-        parts = {k: int(v) for k, v in m.groupdict().items() if v is not None} if m else {}
-        if not parts or text.endswith("T"):
-            raise ValueError(f"validity {value!r} is not an ISO 8601 duration like P7D or PT36H")
-        delta = timedelta(**parts)
-    if delta <= timedelta(0) or delta > _MAX_VALIDITY:
-        raise ValueError(f"validity {value!r} must be more than zero and at most ten years")
-    return delta
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
-
-
-class DataSourceOption(_Model):
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    url: str = ""
-
-
-class TrivyOptions(_Model):
-    """Options of trivy:db and trivy:java-db profiles."""
-
-    validity: str | int = "P7D"
-    data_sources: dict[str, DataSourceOption] = Field(default_factory=dict)
-
-    @field_validator("validity")
-    @classmethod
-    def _validity(cls, v: str | int) -> str | int:
-        parse_validity(v)
-        return v
-
-    @property
-    def validity_delta(self) -> timedelta:
-        return parse_validity(self.validity)
-
-
-def parse_options(options: Mapping[str, Any], profile: str) -> TrivyOptions:
-    """The profile's options, validated.
-
-    Raises:
-        BadInputError: naming each invalid or unknown option.
-    """
-    try:
-        return TrivyOptions.model_validate(dict(options))
-    except ValidationError as e:
-        problems = "; ".join(
-            f"options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
-        raise BadInputError(f"{profile} profile: {problems}") from e
+    if not isinstance(spec.options, TrivyOptions):
+        raise BadInputError(f"{spec.profile_kind} profile is not a Trivy profile")
+    return spec.options
 
 
 def stage_trivy_artifact(
@@ -160,11 +109,10 @@ class TrivyDbAdapter:
 
     def build(self, ctx: ExportContext) -> None:
         plan = ctx.plan
-        opts = parse_options(plan.spec.options, "trivy:db")
+        opts = trivy_options(plan.spec)
         validity = opts.validity_delta
-        sources = {
-            name: DataSource(o.id, o.name, o.url) for name, o in sorted(opts.data_sources.items())
-        }
+        named = opts.data_sources if isinstance(opts, TrivyDbOptions) else {}
+        sources = {name: DataSource(o.id, o.name, o.url) for name, o in sorted(named.items())}
         deps: dict[str, Any] = {}
         withdrawn: Counter[str] = Counter()
         fed = 0

@@ -24,9 +24,8 @@ import orjson
 
 from export_center.adapters.interface import ExportContext
 from export_center.adapters.json_raw import selected_records
-from export_center.adapters.trivy_db import parse_options, stage_trivy_artifact
+from export_center.adapters.trivy_db import stage_trivy_artifact, trivy_options
 from export_center.bundle.manifest import TrivyJavaDbSection, TrivySection
-from export_center.errors import BadInputError
 from export_center.model import Component, component_from_json
 from export_center.trivy.artifact import JAVA_DB
 from export_center.trivy.javadb import java_metadata_json, write_java_db, write_java_db_archive
@@ -39,11 +38,7 @@ class TrivyJavaDbAdapter:
 
     def build(self, ctx: ExportContext) -> None:
         plan = ctx.plan
-        opts = parse_options(plan.spec.options, "trivy:java-db")
-        if opts.data_sources:
-            raise BadInputError(
-                "trivy:java-db profile: options.dataSources applies to trivy:db only"
-            )
+        opts = trivy_options(plan.spec)  # validity only: dataSources is refused at create
         deps: dict[str, Any] = {}
         sboms = components = 0
 

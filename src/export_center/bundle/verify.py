@@ -1,5 +1,9 @@
 """Offline bundle verification: every check of bundles.md "Verification, in order".
 
+Steps 1-7 are here; step 8 (a mirror bundle's TUF chain, with expiry) is an extra check the
+caller adds (:func:`export_center.mirror.tuf.tuf_check`: the mirror layer sits above this
+one), and ``stella export verify`` always adds it.
+
 Works on the archive (streamed member by member through the one safe reader, never extracted)
 and on an extracted directory. Never touches the network. Each check is reported by name; the
 first failure stops the run and decides the exit code (2). Anything not listed by the signed
@@ -46,9 +50,17 @@ from export_center.verification import CheckResult, VerifyReport
 #: What the export verifier reports: the checks, and the signed manifest once it is trusted.
 BundleReport = VerifyReport[ExportManifest]
 
-# Files small enough to keep in memory while streaming (they are read again by later checks).
+# Files small enough to keep in memory while streaming (they are read again by later checks):
+# the signed files, checksums.txt and a mirror bundle's TUF metadata (step 8). Each is bounded,
+# and so is their sum: a hostile archive full of tuf/*.json must not fill the memory.
 _KEEP = frozenset({CHECKSUMS, *SIGNED_FILES})
 _MAX_KEEP_BYTES = 64 * 1024 * 1024
+_MAX_KEEP_TOTAL = 256 * 1024 * 1024
+
+
+def _keep(name: str) -> bool:
+    return name in _KEEP or (name.startswith("tuf/") and name.endswith(".json"))
+
 
 #: A profile-specific check run after the generic ones: (signed manifest, files read) -> detail.
 ExtraCheck = Callable[[ExportManifest, "CollectedFiles"], str | None]
@@ -75,18 +87,24 @@ class CollectedFiles:
 
 def _collect_archive(path: Path, limits: Limits) -> CollectedFiles:
     out = CollectedFiles()
+    kept = 0
     for member in iter_members(path, limits):
         if member.is_dir:
             continue
         h = hashlib.sha256()
-        keep = member.name in _KEEP
+        keep = _keep(member.name)
         buf = bytearray()
         for chunk in member.chunks():
             h.update(chunk)
             if keep:
                 buf += chunk
+                kept += len(chunk)
                 if len(buf) > _MAX_KEEP_BYTES:
                     raise UnsafeArchiveError(f"{member.name}: larger than {_MAX_KEEP_BYTES} bytes")
+                if kept > _MAX_KEEP_TOTAL:
+                    raise UnsafeArchiveError(
+                        f"{member.name}: manifests and metadata over {_MAX_KEEP_TOTAL} bytes"
+                    )
         out.digests[member.name] = (h.hexdigest(), member.size)
         if keep:
             out.kept[member.name] = bytes(buf)
@@ -95,6 +113,7 @@ def _collect_archive(path: Path, limits: Limits) -> CollectedFiles:
 
 def _collect_dir(root: Path) -> CollectedFiles:
     out = CollectedFiles()
+    kept = 0
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
         if p.is_symlink():
@@ -105,9 +124,14 @@ def _collect_dir(root: Path) -> CollectedFiles:
             raise UnsafeArchiveError(f"{rel}: not a regular file")
         size = p.stat().st_size
         out.digests[rel] = (sha256_file(p)[0], size)
-        if rel in _KEEP:
+        if _keep(rel):
+            kept += size
             if size > _MAX_KEEP_BYTES:
                 raise UnsafeArchiveError(f"{rel}: larger than {_MAX_KEEP_BYTES} bytes")
+            if kept > _MAX_KEEP_TOTAL:
+                raise UnsafeArchiveError(
+                    f"{rel}: manifests and metadata over {_MAX_KEEP_TOTAL} bytes"
+                )
             out.kept[rel] = p.read_bytes()
     return out
 
@@ -129,7 +153,7 @@ class _Run:
             self.report.checks.append(CheckResult(name, "fail", e.message))
             self.stopped = True
             return
-        except (ExportCenterError, ValueError, KeyError, TypeError) as e:
+        except (ExportCenterError, ValueError, KeyError, TypeError, AttributeError) as e:
             msg = e.message if isinstance(e, ExportCenterError) else f"{type(e).__name__}: {e}"
             self.report.checks.append(CheckResult(name, "fail", msg))
             self.stopped = True
@@ -154,8 +178,13 @@ def verify_bundle(
     *,
     limits: Limits | None = None,
     extra_checks: Sequence[tuple[str, ExtraCheck]] = (),
+    tenant: str | None = None,
 ) -> BundleReport:
     """Verify ``bundle`` (an archive file or an extracted directory) against ``trust_roots``.
+
+    With ``tenant``, a ``tenant`` check after the manifest's signature refuses a bundle whose
+    signed manifest names another tenant: a key trusted for several tenants (or a key a
+    tenant should never have had) cannot pass one tenant's bundle off as another's.
 
     Never raises for a bad bundle: failures are in the report (``report.exit_code``).
 
@@ -241,6 +270,15 @@ def verify_bundle(
         report.export_id = manifest.export_id
         return f"export {report.export_id}"
 
+    def tenant_check() -> str | None:
+        assert report.manifest is not None and tenant is not None
+        if report.manifest.tenant != tenant:
+            raise _fail(
+                "tenant",
+                f"the bundle is for tenant {report.manifest.tenant!r}, not {tenant!r}",
+            )
+        return f"tenant {tenant}"
+
     def contents() -> str | None:
         assert report.manifest is not None
         listed: dict[str, tuple[str, int]] = {}
@@ -280,6 +318,8 @@ def verify_bundle(
         if payload != body:
             raise _fail("provenance", f"{PROVENANCE_JSON} differs from the signed payload")
         stmt = orjson.loads(payload)
+        if not isinstance(stmt, dict):
+            raise _fail("provenance", f"{PROVENANCE_JSON} is not a JSON object")
         if stmt.get("_type") != STATEMENT_TYPE or stmt.get("predicateType") != SLSA_PROVENANCE_V1:
             raise _fail("provenance", "not an in-toto Statement v1 with a SLSA v1 predicate")
         subjects = {s["name"]: s["digest"]["sha256"] for s in stmt.get("subject", [])}
@@ -299,6 +339,7 @@ def verify_bundle(
         ("safe-read", safe_read),
         ("checksums", checksums),
         ("manifest-signature", manifest_signature),
+        *([("tenant", tenant_check)] if tenant is not None else []),
         ("contents", contents),
         ("rerun-hash", rerun),
         ("provenance", provenance),

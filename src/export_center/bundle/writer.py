@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ class BundleResult:
     manifest_digest: str  # "sha256:<hex>" of export.json
     counts: dict[str, int]
     files: int
+    # manifests/export.json as signed (the ledger of published exports keeps it).
+    manifest: bytes = field(default=b"", repr=False)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -190,6 +192,7 @@ def build_bundle(
             manifest_digest=prefixed(sha256_hex(manifest)),
             counts=dict(staged.counts),
             files=len(staging.files()),
+            manifest=manifest,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

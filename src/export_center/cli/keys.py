@@ -1,4 +1,11 @@
-"""``stella keys generate|list|export-public``: the file key store (``<data dir>/keys``)."""
+"""``stella keys``: the operator's key store (``<data dir>/keys``) and who may use each key.
+
+Keys belong to tenants: ``generate --tenant T`` (default: the default tenant) and ``assign``
+decide which tenants' profiles may sign with a key; a profile names one of its tenant's keys by
+full keyid, or gets the tenant's newest. HSM keys are registered from the operator's PKCS#11
+module (``register-pkcs11``, module and PIN from ``STELLA_PKCS11_MODULE`` / ``_PIN``), and KMS
+keys for mirror encryption are assigned the same way (``assign-kms``). See docs/runbook.md.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from rich.table import Table
 
 from export_center.cli import common
 from export_center.errors import BadInputError
-from export_center.signing.interface import KeyType
+from export_center.signing.interface import KeyType, load_public_key
 from export_center.signing.keystore import KeyInfo, KeyStore
 
 KeyDirOpt = Annotated[
@@ -21,9 +28,15 @@ KeyDirOpt = Annotated[
 ]
 
 
+TenantArg = Annotated[
+    str | None,
+    typer.Option("--tenant", help="Tenant whose profiles may sign with the key."),
+]
+RequiredTenant = Annotated[str, typer.Option("--tenant", help="The tenant.")]
+
 app = typer.Typer(
     name="keys",
-    help="Signing keys: generate, list, export public keys.",
+    help="Signing keys: generate, assign to tenants, list, export.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -50,10 +63,13 @@ def generate(
             help="Encrypt the private key with the passphrase in this environment variable.",
         ),
     ] = None,
+    tenant: TenantArg = None,
     output: common.FormatOpt = "table",
 ) -> None:
-    """Generate a key pair; print its keyid and file paths."""
+    """Generate a key pair for a tenant (default: the default tenant); print its keyid and
+    file paths."""
     _check_format(output)
+    owner = _tenant(tenant)
     passphrase: str | None = None
     if passphrase_env is not None:
         passphrase = os.environ.get(passphrase_env)
@@ -63,7 +79,7 @@ def generate(
                 hint=f"export {passphrase_env}=... first",
             )
     store = KeyStore(common.settings().key_dir)
-    info = store.generate(key_type, passphrase=passphrase)
+    info = store.generate(key_type, passphrase=passphrase, tenants=[owner])
     copies: list[Path] = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +93,7 @@ def generate(
         return
     typer.echo(f"keyid        {info.keyid}")
     typer.echo(f"type         {info.key_type.value}")
+    typer.echo(f"tenants      {', '.join(info.tenants)}")
     typer.echo(f"private key  {info.private_path}")
     typer.echo(f"public key   {info.public_path}")
     for copy in copies:
@@ -89,29 +106,154 @@ def generate(
 
 
 @app.command("list")
-def list_keys(key_dir: KeyDirOpt = None, output: common.FormatOpt = "table") -> None:
-    """List the keys of the store, oldest first; the last one is the default signer."""
+def list_keys(
+    key_dir: KeyDirOpt = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only the keys of this tenant.")
+    ] = None,
+    output: common.FormatOpt = "table",
+) -> None:
+    """List the keys of the store, oldest first, with the tenants that may use each."""
     _check_format(output)
     store = KeyStore(key_dir or common.settings().key_dir)
-    keys = store.list()
+    keys = store.tenant_keys(tenant) if tenant is not None else store.list()
     if output == "json":
         common.print_json([_as_json(k) for k in keys])
         return
     if not keys:
         common.console.print(f"no keys in {store.directory}", highlight=False)
         return
-    table = Table(title=f"Keys in {store.directory}", caption="* newest: the default signer")
-    # A 16-digit prefix is enough to name a key in every command; --format json has it all.
-    for col in ("seq", "keyid", "type", "created", "encrypted"):
-        table.add_column(col, justify="right" if col == "seq" else "left", no_wrap=True)
+    defaults = {t: k.keyid for k in keys for t in k.tenants}  # the newest key of each tenant
+    table = Table(
+        title=f"Keys in {store.directory}", caption="* a tenant's newest key: its default signer"
+    )
+    # A 16-digit prefix names a key in the operator's commands; profiles use the full keyid
+    # (--format json has it).
+    for col in ("seq", "keyid", "type", "tenants", "where", "created"):
+        table.add_column(
+            col,
+            justify="right" if col == "seq" else "left",
+            no_wrap=col in ("seq", "keyid", "type", "tenants"),
+            min_width=16 if col == "keyid" else None,
+        )
     for k in keys:
+        owners = ", ".join(f"{t}{' *' if defaults[t] == k.keyid else ''}" for t in k.tenants)
+        where = "file" + (" (encrypted)" if k.encrypted else "")
         table.add_row(
-            f"{k.seq}{' *' if k is keys[-1] else ''}",
+            str(k.seq),
             k.keyid[:16],
             k.key_type.value,
+            owners or "(none)",
+            where if k.backend == "file" else f"pkcs11 {k.token}/{k.object}",
             k.created,
-            "yes" if k.encrypted else "no",
         )
+    common.console.print(table)
+
+
+@app.command("assign")
+def assign(
+    keyid: Annotated[str, typer.Argument(help="Keyid or a unique prefix of it.")],
+    tenant: RequiredTenant,
+    key_dir: KeyDirOpt = None,
+) -> None:
+    """Let TENANT's profiles sign with the key (its newest key is its default)."""
+    from export_center.store.repository import check_tenant
+
+    info = KeyStore(key_dir or common.settings().key_dir).assign(keyid, check_tenant(tenant))
+    common.console.print(
+        f"key {info.keyid} is assigned to {', '.join(info.tenants)}", highlight=False
+    )
+
+
+@app.command("unassign")
+def unassign(
+    keyid: Annotated[str, typer.Argument(help="Keyid or a unique prefix of it.")],
+    tenant: RequiredTenant,
+    key_dir: KeyDirOpt = None,
+) -> None:
+    """Take the key away from TENANT (bundles it signed stay valid)."""
+    info = KeyStore(key_dir or common.settings().key_dir).unassign(keyid, tenant)
+    owners = ", ".join(info.tenants) or "no tenant"
+    common.console.print(f"key {info.keyid} is assigned to {owners}", highlight=False)
+
+
+@app.command("register-pkcs11")
+def register_pkcs11(
+    token_label: Annotated[str, typer.Option("--token", help="Token label on the HSM.")],
+    object_label: Annotated[str, typer.Option("--object", help="Key pair label on the token.")],
+    tenant: RequiredTenant,
+    output: common.FormatOpt = "table",
+) -> None:
+    """Register a key pair of the operator's HSM (module and PIN from STELLA_PKCS11_MODULE and
+    STELLA_PKCS11_PIN) for TENANT; profiles then name it by keyid."""
+    from export_center.errors import ConfigError
+    from export_center.signing.registry import create_signer
+    from export_center.store.repository import check_tenant
+
+    _check_format(output)
+    check_tenant(tenant)
+    settings = common.settings()
+    if not settings.pkcs11_module:
+        raise ConfigError(
+            "no PKCS#11 module configured",
+            hint="set STELLA_PKCS11_MODULE to the vendor's PKCS#11 library (.so)",
+        )
+    pin = settings.pkcs11_pin
+    config = {"module": settings.pkcs11_module, "token": token_label, "key_label": object_label}
+    signer = create_signer("pkcs11", config | ({"pin": pin.get_secret_value()} if pin else {}))
+    info = KeyStore(settings.key_dir).register_pkcs11(
+        token_label, object_label, load_public_key(signer.public_key_pem()), tenants=[tenant]
+    )
+    if output == "json":
+        common.print_json(_as_json(info))
+        return
+    typer.echo(f"keyid        {info.keyid}")
+    typer.echo(f"type         {info.key_type.value}")
+    typer.echo(f"token        {info.token} / {info.object}")
+    typer.echo(f"tenants      {', '.join(info.tenants)}")
+    typer.echo(f"public key   {info.public_path}")
+
+
+@app.command("assign-kms")
+def assign_kms(
+    key_id: Annotated[str, typer.Argument(help="KMS key id, kms://pkcs11/<token>/<key>.")],
+    tenant: RequiredTenant,
+) -> None:
+    """Let TENANT's mirror profiles encrypt to this KMS key (options.encryption.kms)."""
+    from export_center.store.repository import check_tenant
+
+    info = KeyStore(common.settings().key_dir).assign_kms(key_id, check_tenant(tenant))
+    common.console.print(
+        f"KMS key {info.id} is assigned to {', '.join(info.tenants)}", highlight=False
+    )
+
+
+@app.command("unassign-kms")
+def unassign_kms(
+    key_id: Annotated[str, typer.Argument(help="KMS key id.")],
+    tenant: RequiredTenant,
+) -> None:
+    """Take the KMS key away from TENANT."""
+    info = KeyStore(common.settings().key_dir).unassign_kms(key_id, tenant)
+    owners = ", ".join(info.tenants) or "no tenant"
+    common.console.print(f"KMS key {info.id} is assigned to {owners}", highlight=False)
+
+
+@app.command("list-kms")
+def list_kms(output: common.FormatOpt = "table") -> None:
+    """List the KMS key ids and the tenants that may encrypt to each."""
+    _check_format(output)
+    kms = KeyStore(common.settings().key_dir).kms_keys()
+    if output == "json":
+        common.print_json(
+            [{"id": k.id, "tenants": list(k.tenants), "created": k.created} for k in kms]
+        )
+        return
+    table = Table(title=f"{len(kms)} KMS keys")
+    for col in ("id", "tenants", "created"):
+        table.add_column(col)
+    for k in kms:
+        table.add_row(k.id, ", ".join(k.tenants) or "(none)", k.created)
     common.console.print(table)
 
 
@@ -123,6 +265,12 @@ def export_public(
     """Print the public key (PEM) of KEYID, e.g. to build a trust-roots file."""
     store = KeyStore(key_dir or common.settings().key_dir)
     typer.echo(store.export_public(keyid).decode("ascii"), nl=False)
+
+
+def _tenant(tenant: str | None) -> str:
+    from export_center.store.repository import check_tenant
+
+    return check_tenant(common.tenant_or_default(tenant))
 
 
 def _check_format(output: str) -> None:
@@ -137,6 +285,9 @@ def _as_json(info: KeyInfo) -> dict[str, object]:
         "seq": info.seq,
         "created": info.created,
         "encrypted": info.encrypted,
-        "privateKey": str(info.private_path),
+        "backend": info.backend,
+        "tenants": list(info.tenants),
+        "privateKey": str(info.private_path) if info.backend == "file" else None,
         "publicKey": str(info.public_path),
+        **({"token": info.token, "object": info.object} if info.backend == "pkcs11" else {}),
     }

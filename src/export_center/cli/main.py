@@ -55,7 +55,8 @@ COMMANDS: tuple[Entry, ...] = (
         "Execute queued export runs (no API). Any number may run, on any hosts.",
     ),
     Entry("evidence", "evidence", "app", "Look at what the evidence store holds."),
-    Entry("keys", "keys", "app", "Signing keys: generate, list, export public keys."),
+    Entry("keys", "keys", "app", "Signing keys: generate, assign to tenants, list, export."),
+    Entry("policy", "policy", "app", "Policy documents of a tenant: upload, list, show."),
     Entry("export", "export", "app", "Plan, run and verify exports."),
     Entry(
         "airgap", "airgap", "app", "Verify and import mirror bundles on a disconnected instance."

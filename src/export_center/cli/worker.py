@@ -42,12 +42,29 @@ def worker(
     """Execute queued export runs (no API). Any number may run, on any hosts."""
     from prometheus_client import start_http_server
 
+    from export_center.errors import BadInputError
+    from export_center.netpolicy import is_loopback
     from export_center.runtime.container import Services
     from export_center.runtime.logs import configure_logging
     from export_center.worker.runtime import WorkerRuntime
 
+    settings = common.settings()
+    # This listener has no authentication and its metrics name every tenant and profile: it is
+    # an operator-only listener on loopback unless the operator made metrics public
+    # (docs/security.md, "HTTP edge").
+    if (
+        metrics_port is not None
+        and not is_loopback(metrics_host)
+        and not settings.service.metrics_public
+    ):
+        raise BadInputError(
+            f"--metrics-host {metrics_host}: the worker's metrics name every tenant and have no "
+            "authentication; they are served on loopback only",
+            hint="scrape through a local agent, or set service.metrics_public = true for a "
+            "network only operators reach",
+        )
     configure_logging(log_level)
-    services = Services.open(common.settings())
+    services = Services.open(settings)
     runtime = WorkerRuntime(services, concurrency=concurrency, maintenance=not no_maintenance)
     stop = threading.Event()
 

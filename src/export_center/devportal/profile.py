@@ -4,11 +4,12 @@ A profile body (``ProfileSpec``, kind ``devportal``, variant ``offline``) carrie
 profile-specific settings in ``options``::
 
     {"kind": "devportal", "variant": "offline",
-     "signing": {"key": "<keyid prefix>"},
+     "signing": {"key": "<full keyid>"},
      "options": {"inputDir": "portal-tree", "metadata": {"product": "..."}}}
 
-``inputDir`` is relative to the profile file when read from one. ``metadata`` is free-form
-JSON copied into manifest.json.
+``inputDir`` is relative to the profile file (no ``..``). ``metadata`` is free-form JSON (at
+most 64 KiB) copied into manifest.json. The options model is the planner's
+(:class:`~export_center.planner.options.DevportalOptions`), like every profile kind's.
 """
 
 from __future__ import annotations
@@ -18,24 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
-
 from export_center.devportal.errors import DevportalInputError
+from export_center.planner.options import DevportalOptions
 from export_center.planner.profiles import ProfileKind, ProfileSpec, parse_profile_spec
 
 __all__ = ["DevportalOptions", "DevportalProfile", "load_profile", "options_of"]
-
-
-class DevportalOptions(BaseModel):
-    """``options`` of a devportal:offline profile."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
-
-    input_dir: str
-    metadata: dict[str, Any] = {}
 
 
 def options_of(spec: ProfileSpec, where: str = "profile") -> DevportalOptions:
@@ -48,13 +36,10 @@ def options_of(spec: ProfileSpec, where: str = "profile") -> DevportalOptions:
         raise DevportalInputError(
             f"{where}: a {spec.profile_kind} profile, expected {ProfileKind.DEVPORTAL_OFFLINE}"
         )
-    try:
-        return DevportalOptions.model_validate(spec.options)
-    except ValidationError as e:
-        problems = "; ".join(
-            f"options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
-        raise DevportalInputError(f"{where}: {problems}") from e
+    options = spec.options
+    if not isinstance(options, DevportalOptions):  # the kind's model, validated with the spec
+        raise DevportalInputError(f"{where}: options are not devportal:offline options")
+    return options
 
 
 @dataclass(frozen=True)

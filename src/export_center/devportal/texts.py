@@ -97,13 +97,24 @@ trap 'exit 4' HUP INT TERM
 
 # -- 1. checksums.txt: well-formed, complete, and matching every file ----------------------
 
+# No file name may hold a control character (a newline would split one name into two lines
+# of every listing below) or a backslash: refused before anything is listed. Names are shown
+# with control characters replaced, never raw (they could drive the terminal).
+bad_name=$(find . \( -name '*[[:cntrl:]]*' -o -name '*\\*' \) -print | tr '[:cntrl:]' '?' |
+    awk '{ print substr($0, 1, 200); exit }')
+if [ -n "$bad_name" ]; then
+    bad_name=${bad_name#./}
+    fail 2 "a file name holds a control character or a backslash: ${bad_name%?}"
+fi
+
 # "<64 lowercase hex>  <relative path>" per line, sorted, no '.', '..', absolute paths,
-# backslashes or repeated paths (awk without interval expressions: mawk and busybox).
+# backslashes, carriage returns or repeated paths (awk without interval expressions: mawk and
+# busybox).
 if ! awk '
     {
         h = substr($0, 1, 64); s = substr($0, 65, 2); p = substr($0, 67)
         if (length(h) != 64 || h !~ /^[0-9a-f]+$/ || s != "  " || p == "") bad = 1
-        if (p ~ /^\// || p ~ /\\/ || ("/" p "/") ~ /\/\.\.?\//) bad = 1
+        if (p ~ /^\// || p ~ /\\/ || p ~ /\r/ || ("/" p "/") ~ /\/\.\.?\//) bad = 1
         if (p == "checksums.txt" || (NR > 1 && p <= last)) bad = 1
         if (bad) { print "checksums.txt line " NR " is malformed or out of order: " $0; exit 1 }
         last = p
@@ -120,20 +131,21 @@ fi
 {
     find . -type f -print | sed 's|^\./||' | grep -v '^checksums\.txt$'
 } | sort >"$tmp/present"
+key_rel=
+case $key in
+    "$PWD"/*) # the key file may sit in the bundle directory
+        key_rel=${key#"$PWD"/}
+        while :; do
+            case $key_rel in
+                ./*) key_rel=${key_rel#./} ;;
+                *) break ;;
+            esac
+        done
+        ;;
+esac
 {
     cat "$tmp/listed"
-    case $key in
-        "$PWD"/*) # the key file may sit in the bundle directory
-            rel=${key#"$PWD"/}
-            while :; do
-                case $rel in
-                    ./*) rel=${rel#./} ;;
-                    *) break ;;
-                esac
-            done
-            say "$rel"
-            ;;
-    esac
+    [ -z "$key_rel" ] || say "$key_rel"
 } | sort >"$tmp/expected"
 # Lines of file 2 missing from file 1 (comm is not in every busybox build).
 missing_from() { awk 'NR == FNR { seen[$0] = 1; next } !($0 in seen)' "$1" "$2"; }
@@ -251,14 +263,27 @@ if ! awk '
     fail 3 "manifest.json: cannot read its entries"
 fi
 sort "$tmp/signed" >"$tmp/signed.sorted"
-grep -v -e '  checksums\.txt$' -e '  instructions-portable\.txt$' -e '  manifest\.dsse\.json$' \
-    -e '  manifest\.json$' -e '  verify-offline\.sh$' checksums.txt | sort >"$tmp/content"
+# The root files are left out by their exact path, never by a suffix: a file named
+# "portal/x  manifest.json" is content like any other, and must be signed.
+is_root='p == "checksums.txt" || p == "instructions-portable.txt" || p == "manifest.dsse.json"'
+is_root="$is_root"' || p == "manifest.json" || p == "verify-offline.sh"'
+awk "{ p = substr(\$0, 67) } !($is_root) { print }" checksums.txt | sort >"$tmp/content"
 if ! cmp -s "$tmp/signed.sorted" "$tmp/content"; then
     unsigned=$(missing_from "$tmp/signed.sorted" "$tmp/content" | head -n 1)
     absent=$(missing_from "$tmp/content" "$tmp/signed.sorted" | head -n 1)
     [ -z "$unsigned" ] || fail 3 "not as signed in manifest.json: ${unsigned#*  }"
     fail 3 "signed in manifest.json but not in checksums.txt: ${absent#*  }"
 fi
+# And directly: every file present is a root file or a signed entry (the key file aside).
+sed 's/^[0-9a-f]*  //' "$tmp/signed.sorted" >"$tmp/signed.paths"
+{
+    printf '%s\n' checksums.txt instructions-portable.txt manifest.dsse.json manifest.json \
+        verify-offline.sh
+    [ -z "$key_rel" ] || say "$key_rel"
+    cat "$tmp/signed.paths"
+} | sort >"$tmp/allowed"
+stray=$(missing_from "$tmp/allowed" "$tmp/present" | head -n 1)
+[ -z "$stray" ] || fail 3 "not in the signed manifest: $stray"
 entries=$(wc -l <"$tmp/signed" | tr -d ' ')
 ok "manifest: $entries content files match the signed manifest"
 say "VERIFIED  bundle authentic and intact (key $keyid)"
@@ -323,5 +348,6 @@ without extracting it:
 verify-offline.sh and this file are covered by checksums.txt, which is not signed: someone
 who can change the bundle can change the script too. If that matters to you, read the script
 before running it (it is short) or use "stella devportal verify", which does not trust
-anything inside the bundle.
+anything inside the bundle and refuses a bundle whose verify-offline.sh or instructions are
+not exactly the ones the product writes.
 """.encode("ascii")

@@ -9,6 +9,9 @@ paths the bundle's layout allows are accepted, manifest.json must be RFC 8785 ca
 match the schema exactly (unknown fields refused), and every derived field (sources, totals,
 bundleId) is recomputed.
 
+The helper script and the instructions are not signed (the manifest lists content only), so the
+last check, ``helpers``, requires them to be byte for byte the ones this version writes.
+
 Each check is reported by name; the first failure raises. Exit code in the CLI: 2 for every
 failure (export-center.md §7); the shell script separates checksum (2) from signature (3).
 """
@@ -26,8 +29,16 @@ from pydantic import ValidationError
 
 from export_center.archive.reader import ArchiveFormat, Limits, iter_members
 from export_center.checksums import parse_checksums
-from export_center.devportal.layout import CHECKSUMS, MANIFEST, MANIFEST_DSSE, ROOT_FILES
+from export_center.devportal.layout import (
+    CHECKSUMS,
+    INSTRUCTIONS_NAME,
+    MANIFEST,
+    MANIFEST_DSSE,
+    ROOT_FILES,
+    VERIFY_SCRIPT_NAME,
+)
 from export_center.devportal.manifest import PAYLOAD_TYPE, DevportalManifest, category_of
+from export_center.devportal.texts import INSTRUCTIONS, VERIFY_SCRIPT
 from export_center.digests import prefixed, sha256_chunks, sha256_hex
 from export_center.errors import VerificationError
 from export_center.signing.dsse import verify_envelope
@@ -140,6 +151,9 @@ def verify_bundle(
 
     _check_entries(manifest, files)
     passed("entries", f"{manifest.totals.entry_count} files match the signed manifest")
+
+    _check_helpers(files)
+    passed("helpers", f"{VERIFY_SCRIPT_NAME} and {INSTRUCTIONS_NAME} are this version's own")
     logger.info("devportal bundle %s verified", manifest.bundle_id)
     report.bundle_id = manifest.bundle_id
     report.generated_at = manifest.generated_at
@@ -208,4 +222,22 @@ def _check_entries(manifest: DevportalManifest, files: Mapping[str, _File]) -> N
         if member.sha256 != entry.sha256 or member.size != entry.size_bytes:
             raise VerificationError(
                 "entries", f"{path}: sha256 or size differs from the signed manifest"
+            )
+
+
+# The two helper files are constants of the product (:mod:`.texts`), but no signature covers
+# them (checksums.txt is not signed): the instructions tell the user to run the script, so a
+# bundle whose script or instructions are not the ones this version writes is refused, however
+# well the rest verifies. Bundles of an earlier version with other texts are rebuilt.
+_HELPERS = {VERIFY_SCRIPT_NAME: VERIFY_SCRIPT, INSTRUCTIONS_NAME: INSTRUCTIONS}
+
+
+def _check_helpers(files: Mapping[str, _File]) -> None:
+    for path, expected in sorted(_HELPERS.items()):
+        if _data(files, path) != expected:
+            raise VerificationError(
+                "helpers",
+                f"{path} is not the one this version of the product writes: do not run or "
+                "follow it",
+                hint="rebuild the bundle with this version, or get it again from its publisher",
             )

@@ -35,6 +35,8 @@ def push_bundle(
     Raises:
         BadInputError: bad reference. NotFoundError: no such bundle.
         RegistryError: the registry refused.
+        InsecureTransportError: a request (a redirect, the token realm) would go over plain
+            HTTP to a non-loopback host.
     """
     oref = parse_ref(ref)
     if oref.reference.startswith("sha256:"):
@@ -42,7 +44,7 @@ def push_bundle(
     layout = work / "oci-layout"
     art = write_oci_layout(bundle, layout, tag=oref.reference)
     blobs = layout / "blobs" / "sha256"
-    with RegistryClient(oref, client=client, credentials=credentials) as reg:
+    with RegistryClient(oref, client=client, credentials=credentials, actions="pull,push") as reg:
         for layer in sorted(set(art.layers), key=lambda x: x.digest):
             reg.push_blob(layer.digest, path=blobs / layer.digest.split(":", 1)[1])
         reg.push_blob(art.config_digest(), data=CONFIG_BYTES)

@@ -12,9 +12,10 @@ two of its own, each reported by name:
              file the checks above hashed.
 
 :func:`push_trivy_bundle` takes the layout from the verified bytes and pushes it with the
-generic :class:`~export_center.oci.registry.RegistryClient`. Plain HTTP is used for loopback
-registries only; any request that would leave over plain HTTP to another host (a redirect
-included) is refused.
+generic :class:`~export_center.oci.registry.RegistryClient`, under the one outbound HTTP
+policy (:mod:`export_center.netpolicy`): plain HTTP is used for loopback registries only; any
+request that would leave over plain HTTP to another host (a redirect or token realm included) is
+refused.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from export_center.bundle.verify import BundleReport, CollectedFiles, verify_bun
 from export_center.digests import prefixed, sha256_file, sha256_hex
 from export_center.distribution.source import open_source
 from export_center.errors import BadInputError, NotFoundError, VerificationError
+from export_center.netpolicy import refuse_plain_http
 from export_center.oci.layout import MAX_MANIFEST_BYTES
-from export_center.oci.registry import RegistryClient, RegistryError, is_loopback, parse_ref
+from export_center.oci.registry import RegistryClient, parse_ref
 from export_center.signing.interface import PublicKey
 from export_center.trivy.artifact import CONFIG_BYTES, DB, KINDS, TrivyDbKind, read_trivy_layout
 
@@ -85,10 +87,12 @@ def open_trivy_bundle(
     part: Literal["archive", "layout"],
     limits: Limits | None = None,
     registry_credentials: tuple[str, str] | None = None,
+    tenant: str | None = None,
 ) -> TrivyBundle:
     """Verify the Trivy bundle ``bundle`` (archive, directory, ``oci:DIR[:TAG]`` or
     ``oci://HOST/REPO:TAG``) and make its database ``part`` available under ``work``: the
-    archive (``trivy/db.tar.gz``) or the OCI image layout (``trivy/oci/db/``).
+    archive (``trivy/db.tar.gz``) or the OCI image layout (``trivy/oci/db/``). With
+    ``tenant``, a bundle of another tenant fails the ``tenant`` check.
 
     Raises:
         TrivyBundleRefused: a check failed (report attached).
@@ -157,23 +161,11 @@ def open_trivy_bundle(
         roots,
         limits=limits,
         extra_checks=[("trivy", trivy), ("extract", extract)],
+        tenant=tenant,
     )
     if not report.ok or report.manifest is None:
         raise TrivyBundleRefused(report)
     return TrivyBundle(report, report.manifest, state["kind"], state["root"])
-
-
-def refuse_plain_http(request: httpx.Request) -> None:
-    """An httpx request hook: plain HTTP only to loopback hosts (redirects included).
-
-    Raises:
-        RegistryError: a plain-HTTP request to any other host.
-    """
-    if request.url.scheme != "https" and not is_loopback(request.url.host):
-        raise RegistryError(
-            f"refusing plain HTTP to {request.url.host}: only loopback registries (localhost, "
-            "127.0.0.0/8, ::1) are reached without TLS",
-        )
 
 
 def _target(ref: str, kind: TrivyDbKind) -> str:
@@ -211,7 +203,8 @@ def push_trivy_bundle(
     Raises:
         TrivyBundleRefused: the bundle failed a check (its report attached).
         BadInputError: a bad reference. NotFoundError: no such bundle.
-        RegistryError: the registry refused, or plain HTTP to a non-loopback host.
+        RegistryError: the registry refused.
+        InsecureTransportError: plain HTTP to a non-loopback host (a redirect included).
         VerificationError: the bundle's OCI layout is not a valid Trivy artifact.
     """
     parse_ref(_target(ref, DB))  # refuse a bad reference before any work
@@ -223,13 +216,7 @@ def push_trivy_bundle(
         target = parse_ref(_target(ref, opened.kind))
         art = read_trivy_layout(opened.root / opened.kind.layout_dir, opened.kind)
         own = client is None
-        http = client or httpx.Client(
-            timeout=60.0, follow_redirects=True, event_hooks={"request": [refuse_plain_http]}
-        )
-        if not own:
-            hooks = http.event_hooks
-            http.event_hooks = {**hooks, "request": [*hooks.get("request", []), refuse_plain_http]}
-        reg = RegistryClient(target, client=http, credentials=credentials)
+        reg = RegistryClient(target, client=client, credentials=credentials, actions="pull,push")
         try:
             reg.push_blob(prefixed(sha256_hex(CONFIG_BYTES)), data=CONFIG_BYTES)
             reg.push_blob(art.layer_digest, path=art.layer_path)

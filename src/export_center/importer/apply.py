@@ -7,6 +7,13 @@ carries (documents not in it are removed); a delta applies its records and tombs
 its base. Removal is a change of its own (``removal`` in the change log): the current revision
 gets ``superseded_seq`` and no successor, so it stays readable as of earlier sequences.
 
+Every import belongs to a mirror stream (:mod:`.generations`), and streams of one tenant hold
+disjoint documents: a full bundle replaces (and removes) only its own stream's documents, a
+document held by another stream is refused (exit 6) unless the operator lets this import take
+that stream over, and a delta's tombstones must name documents of its own stream. Documents
+ingested locally belong to no stream: a bundle may ship a newer revision of one (it then holds
+it), and a full bundle never removes one.
+
 Nothing here commits: the importer runs it in one transaction with the generation row.
 """
 
@@ -20,6 +27,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from export_center.bundle.manifest import Tombstone
 from export_center.errors import ConflictError
+from export_center.importer import generations
 from export_center.importer.records import ImportRecord
 from export_center.model import ParsedRecord
 from export_center.store.models import Base, RawRecord, Tenant
@@ -54,9 +62,33 @@ class _Current:
 _Key = tuple[str, str]
 
 
+@dataclass(frozen=True)
+class Stream:
+    """The stream an import belongs to, and the streams it may take over (operator's choice)."""
+
+    name: str
+    takes: frozenset[str] = frozenset()
+
+    def may_hold(self, owner: str | None) -> bool:
+        return owner is None or owner == self.name or owner in self.takes
+
+    def conflict(self, tenant: str, key: _Key, owner: str) -> ConflictError:
+        return ConflictError(
+            f"{key[0]}/{key[1]} belongs to mirror stream {owner!r} of tenant {tenant}; a "
+            f"bundle of stream {self.name!r} may not replace it",
+            hint=f"streams of one tenant carry disjoint documents; --replace-stream {owner} "
+            "--reason TEXT lets this bundle's stream take that one over",
+        )
+
+
 class _Applier:
     def __init__(
-        self, store: EvidenceStore, conn: Connection, cursor: TenantCursor, now: datetime
+        self,
+        store: EvidenceStore,
+        conn: Connection,
+        cursor: TenantCursor,
+        now: datetime,
+        stream: Stream,
     ) -> None:
         self.store = store
         self.conn = conn
@@ -65,6 +97,11 @@ class _Applier:
         self.now = now
         self.seq = cursor.last_seq
         self.stats = ApplyStats()
+        self.stream = stream
+        self.fresh: list[_Key] = []  # documents no stream held, this one's from now on
+        self.moved: list[_Key] = []  # documents of a stream taken over, this one's now
+        self.dropped: list[_Key] = []  # documents it removed
+        self.claimed: set[_Key] = set()
         # Every observation id the tenant has ever held (a re-shipped one is revived, not
         # inserted twice: observation ids are unique).
         self.known: dict[str, tuple[int, str]] = {
@@ -207,7 +244,25 @@ class _Applier:
         self._log("removal", cur.id, cur.observation_id, None, cur.doc_type)
         self.stats.removed += 1
 
+    def claim(self, key: _Key, owner: str | None) -> None:
+        """``key`` is shipped by this import: it must be free, ours, or one we take over."""
+        if not self.stream.may_hold(owner):
+            assert owner is not None
+            raise self.stream.conflict(self.tenant, key, owner)
+        self.claimed.add(key)
+        if owner is None:
+            self.fresh.append(key)
+        elif owner != self.stream.name:
+            self.moved.append(key)
+
     def finish(self) -> int:
+        # A document removed and shipped again by the same delta stays this stream's.
+        dropped = [k for k in self.dropped if k not in self.claimed]
+        generations.set_owners(
+            self.conn, self.tenant, self.stream.name, self.fresh, self.moved, dropped
+        )
+        for old in sorted(self.stream.takes):
+            generations.take_over(self.conn, self.tenant, old, self.stream.name)
         if self.seq != self.cursor.last_seq:
             self.conn.execute(
                 update(Tenant).where(Tenant.name == self.tenant).values(last_seq=self.seq)
@@ -223,16 +278,19 @@ def apply_full(
     records: Iterable[ImportRecord],
     doc_types: Sequence[str],
     now: datetime,
+    stream: Stream,
 ) -> tuple[ApplyStats, int]:
-    """Make the tenant's current evidence of ``doc_types`` exactly ``records``.
+    """Make ``stream``'s current evidence of ``doc_types`` exactly ``records`` (and of the
+    streams it takes over); other streams' documents and local ones stay.
 
     Returns the stats and the store sequence afterwards.
 
     Raises:
-        ConflictError: the store holds other bytes under one of the observation ids, or the
-            bundle names one document twice.
+        ConflictError: the store holds other bytes under one of the observation ids, the
+            bundle names one document twice, or another stream holds one of its documents.
     """
-    ap = _Applier(store, conn, cursor, now)
+    ap = _Applier(store, conn, cursor, now, stream)
+    owners = generations.owners(conn, ap.tenant)
     current = ap.current(doc_types)
     seen: set[_Key] = set()
     for rec in records:
@@ -240,9 +298,13 @@ def apply_full(
         if key in seen:
             raise ConflictError(f"the bundle holds {rec.source}/{rec.upstream_id} twice")
         seen.add(key)
+        ap.claim(key, owners.get(key))
         ap.put(rec, current.pop(key, None))
-    for _key, cur in sorted(current.items()):
-        ap.remove(cur)
+    for key, cur in sorted(current.items()):
+        owner = owners.get(key)
+        if owner is not None and stream.may_hold(owner):
+            ap.remove(cur)
+            ap.dropped.append(key)
     return ap.stats, ap.finish()
 
 
@@ -253,28 +315,39 @@ def apply_delta(
     records: Iterable[ImportRecord],
     tombstones: Sequence[Tombstone],
     now: datetime,
+    stream: Stream,
 ) -> tuple[ApplyStats, int]:
-    """Apply a delta's tombstones, then its records, on top of the installed base.
+    """Apply a delta's tombstones, then its records, on top of ``stream``'s installed base.
 
     Raises:
-        ConflictError: a tombstone names a revision that is not the current one (the store is
-            not at the delta's base), or as :func:`apply_full`.
+        ConflictError: a tombstone names a revision that is not the current one of this
+            stream (the store is not at the delta's base), or as :func:`apply_full`.
     """
-    ap = _Applier(store, conn, cursor, now)
+    ap = _Applier(store, conn, cursor, now, stream)
     for t in tombstones:
-        cur = ap.current_one((t.source, t.upstream_id))
+        key = (t.source, t.upstream_id)
+        cur = ap.current_one(key)
+        owner = generations.owner(conn, ap.tenant, key)
         if cur is None or cur.observation_id != t.observation_id or cur.digest != t.digest:
             found = cur.observation_id if cur else "nothing"
             raise ConflictError(
                 f"tombstone for {t.observation_id}: the store holds {found}; "
                 "it is not at this delta's base"
             )
+        if owner != stream.name:
+            raise ConflictError(
+                f"tombstone for {t.observation_id}: the document belongs to "
+                f"{'no stream' if owner is None else f'stream {owner!r}'}, not to "
+                f"{stream.name!r}; it is not at this delta's base"
+            )
         ap.remove(cur)
+        ap.dropped.append(key)
     seen: set[_Key] = set()
     for rec in records:
         key = (rec.source, rec.upstream_id)
         if key in seen:
             raise ConflictError(f"the bundle holds {rec.source}/{rec.upstream_id} twice")
         seen.add(key)
+        ap.claim(key, generations.owner(conn, ap.tenant, key))
         ap.put(rec, ap.current_one(key))
     return ap.stats, ap.finish()

@@ -103,7 +103,8 @@ def normalized_from_json(doc_type: str, d: dict[str, Any]) -> Normalized:
     """Typed normalized record from its JSON (inverse of ``model.to_json_dict``).
 
     Raises:
-        KeyError, TypeError, ValueError: the JSON does not have the record's shape.
+        KeyError, TypeError, ValueError, AttributeError: the JSON does not have the record's
+            shape.
     """
     if doc_type == "advisory":
         return advisory_from_json(d)
@@ -160,7 +161,8 @@ def _record(
         raise _fail(where, f"{raw.observation_id}: raw and normalized lines disagree")
     try:
         normalized = normalized_from_json(doc_type, norm.data)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        # AttributeError too: a list or string where an object belongs (``.get`` on it).
         raise _fail(where, f"{raw.observation_id}: normalized data: {e!r}") from e
     return ImportRecord(
         doc_type=doc_type,

@@ -5,12 +5,20 @@ Rules (bundles.md, "Import"):
 - everything is verified first (:mod:`.verify`); nothing touches the store before that passed;
 - one database transaction applies the records and records the generation: any failure rolls
   all of it back, so the store is untouched;
-- a replay (the installed generation's own manifest) is a no-op;
-- an older generation (lower as-of sequence than the installed one) is refused unless forced
-  with a reason, which the generation row keeps;
-- a delta must name the installed generation (export id and manifest digest) as its base,
-  unless it is a ``resetBaseline`` delta (a full replacement); forcing does not lift this;
-- a bundle that fails is copied to ``<data dir>/quarantine/`` with its reason and report.
+- generations are per (tenant, mirror stream) (:mod:`.generations`): a full bundle belongs to
+  the stream of its profile, a delta to the stream whose installed generation is its base;
+- a replay (the stream's installed generation's own manifest) is a no-op;
+- an older generation (lower as-of sequence than the stream's installed one) is refused unless
+  forced with a reason, which the generation row keeps;
+- a delta must name the stream's installed generation as its base, by export id, manifest
+  digest *and* as-of sequence, unless it is a ``resetBaseline`` delta (a full replacement);
+  forcing does not lift this: a delta computed from another sequence would silently miss the
+  changes in between;
+- a full bundle replaces its own stream's documents only; one that carries a document of
+  another stream is refused unless the operator names that stream with ``--replace-stream``
+  (and a reason, recorded): the other stream is then retired and its documents are this one's;
+- a bundle that fails is copied to ``<data dir>/quarantine/`` with its reason and report,
+  within the quarantine caps (:mod:`.quarantine`).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-import orjson
+from sqlalchemy.orm import Session
 
 from export_center.bundle.manifest import ExportManifest
 from export_center.bundle.verify import BundleReport
@@ -37,8 +45,9 @@ from export_center.errors import (
     VerificationError,
 )
 from export_center.importer import generations
-from export_center.importer.apply import ApplyStats, apply_delta, apply_full
+from export_center.importer.apply import ApplyStats, Stream, apply_delta, apply_full
 from export_center.importer.generations import GenerationView
+from export_center.importer.quarantine import Quarantined, QuarantineLimits, quarantine
 from export_center.importer.records import iter_bundle_records
 from export_center.importer.verify import MirrorVerification, verify_mirror_bundle
 from export_center.mirror.crypto import KeyMaterial
@@ -48,7 +57,6 @@ from export_center.store.repository import EvidenceStore
 
 log = logging.getLogger(__name__)
 
-QUARANTINE_DIR = "quarantine"
 WORK_DIR = "airgap/work"
 
 
@@ -64,15 +72,20 @@ class ImportRefused(ExportCenterError):
         *,
         exit_code: ExitCode,
         report: BundleReport | None = None,
-        quarantine: Path | None = None,
+        quarantined: Quarantined | None = None,
         hint: str | None = None,
     ) -> None:
-        if quarantine is not None:
-            hint = f"{hint + '; ' if hint else ''}bundle quarantined in {quarantine}"
-        super().__init__(message, hint=hint)
+        notes = [hint] if hint else []
+        if quarantined is not None:
+            if quarantined.path is not None:
+                notes.append(f"refusal recorded in {quarantined.path}")
+            if quarantined.note:
+                notes.append(quarantined.note)
+        super().__init__(message, hint="; ".join(notes) or None)
         self.exit_code = exit_code  # per instance, not per class
         self.report = report
-        self.quarantine = quarantine
+        self.quarantine = quarantined.path if quarantined is not None else None
+        self.quarantined = quarantined
 
 
 @dataclass(frozen=True)
@@ -86,11 +99,18 @@ class ImportOptions:
     tenant: str | None = None  # when given, the bundle must be for this tenant
     # (username, password) for pulling oci:// references from a registry.
     registry_credentials: tuple[str, str] | None = field(default=None, repr=False)
+    # The installed stream a full bundle of another stream may take over (operator's decision).
+    replace_stream: str | None = None
+    quarantine: QuarantineLimits = field(default_factory=QuarantineLimits)
 
     def __post_init__(self) -> None:
         if self.force and not (self.reason and self.reason.strip()):
             raise BadInputError(
                 "--force needs --reason: forcing an older generation is recorded with why"
+            )
+        if self.replace_stream is not None and not (self.reason and self.reason.strip()):
+            raise BadInputError(
+                "--replace-stream needs --reason: replacing a stream is recorded with why"
             )
 
 
@@ -110,35 +130,6 @@ def _work(data_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="import-", dir=base))
 
 
-def quarantine(
-    data_dir: Path,
-    opened: OpenedBundle,
-    reason: str,
-    report: BundleReport | None,
-    now: datetime,
-) -> Path:
-    """Copy the refused bundle (as received) with ``reason.txt`` and ``report.json``."""
-    label = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(opened.label.rstrip("/")).name)[-80:] or "bundle"
-    root = data_dir / QUARANTINE_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    dest = Path(tempfile.mkdtemp(prefix=f"{now:%Y%m%dT%H%M%SZ}-{label}-", dir=root))
-    if opened.is_archive:
-        for p in opened.path.parent.iterdir():
-            shutil.copyfile(p, dest / p.name)
-    elif opened.path.is_dir():
-        shutil.copytree(opened.path, dest / "bundle", symlinks=True)
-    (dest / "reason.txt").write_text(
-        f"source: {opened.label}\nrefused: {now:%Y-%m-%dT%H:%M:%SZ}\nreason: {reason}\n",
-        encoding="utf-8",
-    )
-    if report is not None:
-        (dest / "report.json").write_bytes(
-            orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2)
-        )
-    log.warning("bundle %s quarantined in %s: %s", opened.label, dest, reason)
-    return dest
-
-
 def verify_source(
     store: EvidenceStore | None,
     ref: str,
@@ -153,9 +144,11 @@ def verify_source(
     opened = open_source(ref, work / "src", registry_credentials=options.registry_credentials)
 
     def installed_root(tenant: str) -> bytes | None:
+        # TUF roots are the exporting tenant's, shared by its streams: the newest one installed.
         if store is None:
             return None
-        gen = generations.installed(store, tenant)
+        with store.session() as s:
+            gen = generations.newest(s, tenant)
         return gen.tuf_root.encode() if gen is not None else None
 
     mv = verify_mirror_bundle(
@@ -168,8 +161,65 @@ def verify_source(
         installed_tuf_root=installed_root,
         keys=options.keys,
         require_plaintext=require_plaintext,
+        tenant=options.tenant,
     )
     return opened, mv
+
+
+_STREAM = re.compile(r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def _stream_name(name: str) -> str:
+    if not _STREAM.match(name):
+        raise BadInputError(f"mirror profile name {name!r} cannot name a stream")
+    return name
+
+
+def resolve_stream(
+    session: Session, tenant: str, manifest: ExportManifest
+) -> tuple[str, GenerationView | None]:
+    """The stream ``manifest`` starts or continues, and that stream's installed generation.
+
+    A full bundle (or a ``resetBaseline`` delta whose base was never imported) belongs to the
+    stream of its profile; a delta to the stream whose installed generation is its base, else
+    to the stream that imported its base earlier (so that the refusal names what is installed).
+
+    Raises:
+        ConflictError: a delta whose base no stream of the tenant knows, while several are
+            installed; a delta of a stream that was replaced.
+        BadInputError: a profile name that cannot name a stream.
+    """
+    delta = manifest.delta
+    live = generations.active(session, tenant)
+    if delta is not None and delta.base_export_id is not None:
+        for g in live:
+            if (g.export_id, g.manifest_digest) == (
+                delta.base_export_id,
+                delta.base_manifest_digest,
+            ):
+                return g.stream, g
+        seen = generations.by_export(session, tenant, delta.base_export_id)
+        if seen:
+            stream = seen[0].stream
+            if not delta.reset_baseline and stream not in {g.stream for g in live}:
+                raise ConflictError(
+                    f"delta {manifest.export_id} continues mirror stream {stream!r} of tenant "
+                    f"{tenant}, which a later import replaced",
+                    hint="import a full bundle of the stream that replaced it",
+                )
+            return stream, generations.latest(session, tenant, stream)
+        if not delta.reset_baseline:
+            if len(live) == 1:
+                return live[0].stream, live[0]
+            if len(live) > 1:
+                names = ", ".join(f"{g.stream} (generation {g.generation})" for g in live)
+                raise ConflictError(
+                    f"delta {manifest.export_id} applies on {delta.base_export_id}, which no "
+                    f"installed stream of tenant {tenant} has: {names}",
+                    hint="import the missing bundles in order, or ask for a resetBaseline delta",
+                )
+    stream = _stream_name(manifest.profile.name)
+    return stream, generations.latest(session, tenant, stream)
 
 
 def state_check(
@@ -179,10 +229,11 @@ def state_check(
     *,
     force: bool,
 ) -> Literal["replay", "apply"]:
-    """Decide what to do against the installed generation.
+    """Decide what to do against the stream's installed generation ``latest``.
 
     Raises:
-        ConflictError: older generation (not forced), or a delta whose base is not installed.
+        ConflictError: older generation (not forced), or a delta whose base (export id, manifest
+            digest and as-of sequence) is not the installed generation.
     """
     if latest is not None and latest.manifest_digest == manifest_digest:
         return "replay"
@@ -208,7 +259,33 @@ def state_check(
                 f"({latest.manifest_digest})",
                 hint="import the missing bundles in order, or ask for a resetBaseline delta",
             )
+        if delta.base_sequence != latest.source_seq:
+            # Same base bundle, another sequence: the delta holds the changes after
+            # base_sequence, so everything between the two would be lost without a trace.
+            raise ConflictError(
+                f"delta {manifest.export_id} says its base {base_id} is as of sequence "
+                f"{delta.base_sequence}, but the installed generation {latest.generation} "
+                f"({latest.export_id}) is as of sequence {latest.source_seq}: the changes in "
+                "between would be lost",
+                hint="the delta was computed from a wrong base; ask for a new delta or a "
+                "resetBaseline one",
+            )
     return "apply"
+
+
+def import_state(
+    store: EvidenceStore, tenant: str, manifest: ExportManifest, manifest_digest: str
+) -> tuple[Literal["replay", "apply"], str, GenerationView | None]:
+    """What an import would do now (``verify-bundle``): replay or apply, to which stream, on
+    top of which installed generation. Another stream's documents are only found while
+    applying.
+
+    Raises:
+        ConflictError, BadInputError: as :func:`resolve_stream` and :func:`state_check`.
+    """
+    with store.session() as session:
+        stream, latest = resolve_stream(session, tenant, manifest)
+    return state_check(latest, manifest, manifest_digest, force=False), stream, latest
 
 
 def _kind(manifest: ExportManifest) -> str:
@@ -248,17 +325,17 @@ def import_bundle(
         if not mv.ok:
             failed = mv.report.failed
             reason = f"{failed.name}: {failed.detail}" if failed else "verification failed"
-            q = quarantine(data_dir, opened, reason, mv.report, now)
+            q = quarantine(data_dir, opened, reason, mv.report, now, options.quarantine)
             if mv.missing_key:
                 raise ImportRefused(
                     reason,
                     exit_code=ExitCode.BAD_INPUT,
                     report=mv.report,
-                    quarantine=q,
+                    quarantined=q,
                     hint="pass --identity AGE_IDENTITY_FILE, or --kms with STELLA_PKCS11_* set",
                 )
             raise ImportRefused(
-                reason, exit_code=ExitCode.VERIFICATION_FAILED, report=mv.report, quarantine=q
+                reason, exit_code=ExitCode.VERIFICATION_FAILED, report=mv.report, quarantined=q
             )
         return _apply(store, opened, mv, data_dir, options, now)
     except ImportRefused:
@@ -266,12 +343,14 @@ def import_bundle(
     except ExportCenterError as e:
         if opened is None:
             raise
-        q = quarantine(data_dir, opened, e.message, mv.report if mv else None, now)
+        q = quarantine(
+            data_dir, opened, e.message, mv.report if mv else None, now, options.quarantine
+        )
         raise ImportRefused(
             e.message,
             exit_code=e.exit_code,
             report=mv.report if mv else None,
-            quarantine=q,
+            quarantined=q,
             hint=e.hint,
         ) from e
     finally:
@@ -299,15 +378,15 @@ def _apply(
         raise
     if staged_policy is not None:
         if outcome.status == "imported":
-            _install_policy(staged_policy, policy_dir(data_dir, tenant))
+            _install_policy(staged_policy, policy_dir(data_dir, tenant, outcome.generation.stream))
         else:
             shutil.rmtree(staged_policy, ignore_errors=True)
     return outcome
 
 
-def policy_dir(data_dir: Path, tenant: str) -> Path:
-    """Where the policy parts of the installed generation are kept."""
-    return data_dir / "airgap" / "tenants" / tenant / "policy"
+def policy_dir(data_dir: Path, tenant: str, stream: str) -> Path:
+    """Where the policy parts of a stream's installed generation are kept."""
+    return data_dir / "airgap" / "tenants" / tenant / "streams" / stream / "policy"
 
 
 def _stage_policy(mv: MirrorVerification, data_dir: Path, tenant: str) -> Path | None:
@@ -316,9 +395,11 @@ def _stage_policy(mv: MirrorVerification, data_dir: Path, tenant: str) -> Path |
     parts = [p for p in mv.data_paths if p.startswith(POLICY_PREFIXES)]
     if not parts:
         return None
-    final = policy_dir(data_dir, tenant)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=".policy-", dir=final.parent))
+    # Staged in the tenant's directory (the stream is known once the import's transaction
+    # decided it); the same file system as the final place, so the install is a rename.
+    parent = data_dir / "airgap" / "tenants" / tenant
+    parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".policy-", dir=parent))
     for path in parts:
         target = staged / path.removeprefix("data/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -327,6 +408,7 @@ def _stage_policy(mv: MirrorVerification, data_dir: Path, tenant: str) -> Path |
 
 
 def _install_policy(staged: Path, final: Path) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -348,22 +430,30 @@ def _transaction(
     delta = manifest.delta
     with store.session() as session, session.begin():
         cursor = store.lock_tenant(session, tenant)
-        latest = generations.latest(session, tenant)
+        stream, latest = resolve_stream(session, tenant, manifest)
         if state_check(latest, manifest, mv.manifest_digest, force=options.force) == "replay":
             assert latest is not None
-            log.info("replay of generation %d (%s): nothing to do", latest.generation, tenant)
+            log.info(
+                "replay of generation %d of %s/%s: nothing to do",
+                latest.generation,
+                tenant,
+                stream,
+            )
             return ImportOutcome("replay", tenant, latest.export_id, latest, mv.report)
+        takes = _replacement(session, tenant, stream, manifest, options)
         forced = latest is not None and manifest.as_of.sequence < latest.source_seq
         records = iter_bundle_records(mv.plain_root, tenant, mv.doc_types, mv.data_paths)
         conn = session.connection()
+        target = Stream(stream, takes)
         if delta is not None and not delta.reset_baseline:
-            stats, seq = apply_delta(store, conn, cursor, records, delta.removed, now)
+            stats, seq = apply_delta(store, conn, cursor, records, delta.removed, now, target)
         else:
-            stats, seq = apply_full(store, conn, cursor, records, mv.doc_types, now)
+            stats, seq = apply_full(store, conn, cursor, records, mv.doc_types, now, target)
         number = (latest.generation if latest else 0) + 1
         generations.record(
             session,
             tenant=tenant,
+            stream=stream,
             generation=number,
             export_id=manifest.export_id,
             profile=manifest.profile.name,
@@ -377,6 +467,8 @@ def _transaction(
             ),
             base_export_id=delta.base_export_id if delta is not None else None,
             base_manifest_digest=delta.base_manifest_digest if delta is not None else None,
+            base_seq=delta.base_sequence if delta is not None else None,
+            replaced_stream=options.replace_stream if takes else None,
             store_seq=seq,
             added=stats.added,
             updated=stats.updated,
@@ -385,17 +477,54 @@ def _transaction(
             imported_by=options.imported_by[:128],
             imported_at=now,
             forced=forced,
-            reason=options.reason if forced else None,
+            reason=options.reason if forced or takes else None,
         )
-        gen = generations.latest(session, tenant)
+        gen = generations.latest(session, tenant, stream)
     assert gen is not None
     log.info(
-        "imported %s as generation %d of %s: +%d ~%d -%d",
+        "imported %s as generation %d of %s/%s: +%d ~%d -%d",
         gen.export_id,
         gen.generation,
         tenant,
+        gen.stream,
         stats.added,
         stats.updated,
         stats.removed,
     )
     return ImportOutcome("imported", tenant, gen.export_id, gen, mv.report, stats)
+
+
+def _replacement(
+    session: Session,
+    tenant: str,
+    stream: str,
+    manifest: ExportManifest,
+    options: ImportOptions,
+) -> frozenset[str]:
+    """The streams this import may take over: ``--replace-stream``, checked.
+
+    Raises:
+        BadInputError: not a full (or reset) bundle, the bundle's own stream, or no such
+            installed stream.
+    """
+    old = options.replace_stream
+    if old is None:
+        return frozenset()
+    delta = manifest.delta
+    if delta is not None and not delta.reset_baseline:
+        raise BadInputError(
+            f"--replace-stream {old}: only a full bundle replaces a stream; "
+            f"{manifest.export_id} is a delta"
+        )
+    if old == stream:
+        raise BadInputError(
+            f"--replace-stream {old}: that is this bundle's own stream; a full bundle replaces "
+            "its own stream without it"
+        )
+    live = [g.stream for g in generations.active(session, tenant)]
+    if old not in live:
+        raise BadInputError(
+            f"--replace-stream {old}: tenant {tenant} has no installed stream of that name "
+            f"(installed: {', '.join(live) or 'none'})"
+        )
+    return frozenset({old})

@@ -175,13 +175,16 @@ def install_trivy_bundle(
     force: bool = False,
     limits: Limits | None = None,
     registry_credentials: tuple[str, str] | None = None,
+    tenant: str | None = None,
 ) -> TrivyInstallResult:
     """Verify the Trivy bundle ``bundle`` and install its database into the Trivy cache
     ``cache_dir`` (``db/trivy.db`` + ``db/metadata.json``, or ``java-db/trivy-java.db`` +
     ``java-db/metadata.json``), atomically per file.
 
     A database older (by ``UpdatedAt``) than the installed one is refused unless ``force``:
-    a replayed old bundle must not hide newer advisories.
+    a replayed old bundle must not hide newer advisories. With ``tenant``, a bundle of another
+    tenant is refused (a key trusted for one tenant does not make another's database
+    installable).
 
     Raises:
         TrivyBundleRefused: the bundle failed a check; the cache is untouched.
@@ -199,6 +202,7 @@ def install_trivy_bundle(
             part="archive",
             limits=limits,
             registry_credentials=registry_credentials,
+            tenant=tenant,
         )
         kind = opened.kind
         archive = opened.root / kind.archive_path

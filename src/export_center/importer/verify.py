@@ -91,11 +91,13 @@ def verify_mirror_bundle(
     keys: crypto.KeyMaterial | None = None,
     require_plaintext: bool = True,
     limits: Limits | None = None,
+    tenant: str | None = None,
 ) -> MirrorVerification:
     """Run every check on ``bundle`` (a private copy), extracting and decrypting into ``work``.
 
     ``require_plaintext`` False (``verify-bundle`` without a key) reports ``decrypt`` and
-    ``records`` as skipped for an encrypted bundle instead of failing.
+    ``records`` as skipped for an encrypted bundle instead of failing. ``tenant``: a bundle of
+    another tenant fails the ``tenant`` check (exit 2).
 
     Raises:
         VerificationError: ``trust_roots`` is empty (fail closed, before reading anything).
@@ -260,5 +262,7 @@ def verify_mirror_bundle(
         ("decrypt", decrypt),
         ("records", records),
     ]
-    out.report = verify_bundle(bundle, trust_roots, limits=limits, extra_checks=extra)
+    out.report = verify_bundle(
+        bundle, trust_roots, limits=limits, extra_checks=extra, tenant=tenant
+    )
     return out

@@ -67,15 +67,21 @@ def as_str(value: Any, path: str) -> str:
     return value
 
 
+# The accessors below check the value first and build the field path only to report an error:
+# every field of every record goes through them, and building paths eagerly was a tenth of
+# the ingest time.
+
+
 def req_str(d: dict[str, Any], key: str, path: str = "") -> str:
     """A required, non-empty string field."""
+    s = d.get(key)
+    if isinstance(s, str) and s.strip():
+        return s
     p = at(path, key)
-    if key not in d or d[key] is None:
+    if s is None:
         raise Invalid(p, "missing (required)")
-    s = as_str(d[key], p)
-    if not s.strip():
-        raise Invalid(p, "is empty")
-    return s
+    as_str(s, p)
+    raise Invalid(p, "is empty")
 
 
 def opt_str(d: dict[str, Any], key: str, path: str = "") -> str | None:
@@ -83,21 +89,25 @@ def opt_str(d: dict[str, Any], key: str, path: str = "") -> str | None:
     v = d.get(key)
     if v is None:
         return None
-    s = as_str(v, at(path, key))
-    return s if s else None
+    if not isinstance(v, str):
+        as_str(v, at(path, key))
+    return v if v else None
 
 
 def req_obj(d: dict[str, Any], key: str, path: str = "") -> dict[str, Any]:
+    v = d.get(key)
+    if isinstance(v, dict):
+        return v
     p = at(path, key)
-    if key not in d or d[key] is None:
+    if v is None:
         raise Invalid(p, "missing (required)")
-    return as_obj(d[key], p)
+    return as_obj(v, p)
 
 
 def opt_obj(d: dict[str, Any], key: str, path: str = "") -> dict[str, Any] | None:
     v = d.get(key)
-    if v is None:
-        return None
+    if v is None or isinstance(v, dict):
+        return v
     return as_obj(v, at(path, key))
 
 
@@ -113,8 +123,11 @@ def opt_list(d: dict[str, Any], key: str, path: str = "") -> list[Any]:
 
 def str_list(d: dict[str, Any], key: str, path: str = "") -> list[str]:
     """An optional array of strings."""
-    p = at(path, key)
-    return [as_str(v, at(p, i)) for i, v in enumerate(opt_list(d, key, path))]
+    values = opt_list(d, key, path)
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            as_str(v, at(at(path, key), i))
+    return list(values)  # a copy: callers may extend it, the parsed document stays as read
 
 
 def obj_list(d: dict[str, Any], key: str, path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -145,6 +158,7 @@ def sorted_unique(values: Iterable[str], *, exclude: str | None = None) -> tuple
 # ---- purls --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=8192)  # PackageURL is an immutable named tuple; purls repeat
 def parse_purl(value: str | None) -> PackageURL | None:
     """A parsed purl, or None when ``value`` is absent or not a valid purl."""
     if not value:

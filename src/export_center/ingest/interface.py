@@ -26,6 +26,15 @@ class RecordRefused:
     reason: str
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file that is not evidence, or in a format we do not read, with where and why: counted
+    and reported, never an error (a VEX repository's own index, a README, SPDX tag-value)."""
+
+    where: str
+    reason: str
+
+
 class FormatReader(Protocol):
     """One evidence format."""
 

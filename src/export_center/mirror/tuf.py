@@ -18,7 +18,7 @@ snapshot/targets versions, lengths and hashes, and that the targets are exactly 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +42,8 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 )
 from tuf.api.serialization import DeserializationError
 
+from export_center.bundle.manifest import ExportManifest
+from export_center.bundle.verify import CollectedFiles
 from export_center.digests import sha256_hex
 from export_center.errors import SigningError, VerificationError
 from export_center.mirror.options import DEFAULT_EXPIRES_DAYS, TUF_ROLES, TufOptions
@@ -51,6 +53,7 @@ __all__ = [
     "TufSignerAdapter",
     "TufVerified",
     "build_tuf_metadata",
+    "tuf_check",
     "tuf_key",
     "verify_tuf_metadata",
 ]
@@ -355,3 +358,37 @@ def verify_tuf_metadata(
         timestamp_expires=ts.signed.expires,
         targets=len(listed),
     )
+
+
+def tuf_check(
+    trust_roots: Mapping[str, PublicKey], tuf_root: bytes | None, now: datetime
+) -> Callable[[ExportManifest, CollectedFiles], str | None]:
+    """Step 8 of bundles.md for ``stella export verify``: a mirror bundle's TUF chain, with
+    every role's expiry as of ``now``, from ``tuf_root`` (received out of band) or else the
+    bundle's own root when all its keys are among ``trust_roots`` (the importer's first-import
+    rule). Other bundles: skipped. A delta's base is checked by the importer, against what is
+    installed; offline there is nothing to check it against.
+    """
+
+    def check(manifest: ExportManifest, collected: CollectedFiles) -> str | None:
+        if manifest.profile.kind != "mirror":
+            return "skipped: not a mirror bundle"
+        files = {p: d for p, d in collected.kept.items() if p.startswith("tuf/")}
+        trusted, how = tuf_root, "given root"
+        if trusted is None:
+            bundle_root = files.get(ROLE_FILES["root"])
+            if bundle_root is None or not root_keys_trusted(bundle_root, trust_roots):
+                raise VerificationError(
+                    _CHECK,
+                    "untrusted TUF root: its keys are not among the trusted keys",
+                    hint="pass --tuf-root with the root.json received out of band",
+                )
+            trusted, how = bundle_root, "the bundle's root, whose keys are trusted keys"
+        data = {p: d for p, d in collected.digests.items() if p.startswith("data/")}
+        result = verify_tuf_metadata(trusted, files, data, now)
+        return (
+            f"{result.targets} targets, root v{result.root_version} ({how}), timestamp "
+            f"expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
+        )
+
+    return check

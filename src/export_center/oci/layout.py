@@ -22,10 +22,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, Literal, TypeVar
 
 import orjson
 import rfc8785
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from export_center.archive._names import collision_key, name_problem
 from export_center.digests import prefixed, sha256_hex
@@ -202,6 +203,53 @@ def _export_id(manifest_json: bytes) -> str | None:
 
 
 # -- reading -------------------------------------------------------------------------------
+#
+# index.json and the manifest come from outside: they become typed models first (a list where
+# an object belongs, annotations that are not a string map, a size that is not a number are
+# refused with the file and the field, never met later as an AttributeError). OCI is a foreign
+# format: fields we do not read are allowed and ignored.
+
+
+class _Oci(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, populate_by_name=True)
+
+
+class _Descriptor(_Oci):
+    media_type: str = Field(default="", alias="mediaType")
+    digest: str
+    size: Annotated[int, Field(ge=0)]
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class _Index(_Oci):
+    schema_version: Literal[2] = Field(alias="schemaVersion")
+    manifests: Annotated[list[_Descriptor], Field(max_length=MAX_LAYERS)]
+
+
+class _Manifest(_Oci):
+    schema_version: Literal[2] = Field(alias="schemaVersion")
+    media_type: str = Field(default=MANIFEST_TYPE, alias="mediaType")
+    layers: Annotated[list[_Descriptor], Field(max_length=MAX_LAYERS)]
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+_M = TypeVar("_M", bound=_Oci)
+
+
+def _parse(model: type[_M], data: bytes, where: str, what: str) -> _M:
+    """``data`` as ``model``, or UnsafeArchiveError naming the file and the field."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise UnsafeArchiveError(f"{where}: {what} is not JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise UnsafeArchiveError(f"{where}: {what} is not a JSON object")
+    try:
+        return model.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(document)"
+        raise UnsafeArchiveError(f"{where}: {what}: {loc}: {first['msg']}") from e
 
 
 def parse_manifest(data: bytes, where: str) -> list[Layer]:
@@ -212,25 +260,15 @@ def parse_manifest(data: bytes, where: str) -> list[Layer]:
     """
     if len(data) > MAX_MANIFEST_BYTES:
         raise UnsafeArchiveError(f"{where}: manifest larger than {MAX_MANIFEST_BYTES} bytes")
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise UnsafeArchiveError(f"{where}: manifest is not JSON: {e}") from e
-    if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
-        raise UnsafeArchiveError(f"{where}: not an OCI image manifest")
-    if doc.get("mediaType", MANIFEST_TYPE) != MANIFEST_TYPE:
-        raise UnsafeArchiveError(f"{where}: manifest media type {doc.get('mediaType')!r}")
-    raw_layers = doc.get("layers")
-    if not isinstance(raw_layers, list) or len(raw_layers) > MAX_LAYERS:
-        raise UnsafeArchiveError(f"{where}: missing layers or more than {MAX_LAYERS}")
+    doc = _parse(_Manifest, data, where, "manifest")
+    if doc.media_type != MANIFEST_TYPE:
+        raise UnsafeArchiveError(f"{where}: manifest media type {doc.media_type!r}")
     layers: list[Layer] = []
     seen: set[str] = set()
     total = 0
-    for n, d in enumerate(raw_layers):
-        if not isinstance(d, dict):
-            raise UnsafeArchiveError(f"{where}: layer {n} is not an object")
-        title = (d.get("annotations") or {}).get(TITLE)
-        digest, size = d.get("digest"), d.get("size")
+    for n, d in enumerate(doc.layers):
+        title = d.annotations.get(TITLE)
+        digest, size = d.digest, d.size
         if not isinstance(title, str):
             raise UnsafeArchiveError(f"{where}: layer {n} has no {TITLE}")
         if problem := name_problem(title):
@@ -246,8 +284,6 @@ def parse_manifest(data: bytes, where: str) -> list[Layer]:
             or any(c not in "0123456789abcdef" for c in digest[7:])
         ):
             raise UnsafeArchiveError(f"{where}: layer {title!r}: bad digest {digest!r}")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise UnsafeArchiveError(f"{where}: layer {title!r}: bad size {size!r}")
         total += size
         if total > MAX_TOTAL_BYTES:
             raise UnsafeArchiveError(f"{where}: layers add up to more than {MAX_TOTAL_BYTES} bytes")
@@ -308,19 +344,18 @@ def read_oci_layout(layout: Path, tag: str | None, dest: Path) -> OciArtifact:
     """
     if not (layout / LAYOUT_FILE).is_file() or not (layout / "index.json").is_file():
         raise NotFoundError(f"{layout}: not an OCI image layout (no oci-layout/index.json)")
-    try:
-        index = orjson.loads((layout / "index.json").read_bytes())
-    except orjson.JSONDecodeError as e:
-        raise UnsafeArchiveError(f"{layout}/index.json: not JSON: {e}") from e
-    manifests = [m for m in index.get("manifests", []) if isinstance(m, dict)]
+    index_path = layout / "index.json"
+    if index_path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise UnsafeArchiveError(f"{index_path}: larger than {MAX_MANIFEST_BYTES} bytes")
+    index = _parse(_Index, index_path.read_bytes(), str(index_path), "image index")
+    manifests = index.manifests
     if tag is not None:
-        manifests = [m for m in manifests if (m.get("annotations") or {}).get(REF_NAME) == tag]
+        manifests = [m for m in manifests if m.annotations.get(REF_NAME) == tag]
     if len(manifests) != 1:
         raise NotFoundError(
             f"{layout}: {len(manifests)} manifests match {tag or 'any tag'}; name one tag"
         )
-    desc = manifests[0]
-    digest = str(desc.get("digest", ""))
+    digest = manifests[0].digest
     blobs = layout / "blobs" / "sha256"
 
     def blob_path(d: str) -> Path:
@@ -345,5 +380,7 @@ def read_oci_layout(layout: Path, tag: str | None, dest: Path) -> OciArtifact:
             yield from _read_file_chunks(fh)
 
     materialize(layers, open_blob, dest)
-    export_id = (orjson.loads(manifest).get("annotations") or {}).get(EXPORT_ID_ANNOTATION)
+    export_id = _parse(_Manifest, manifest, str(layout), "manifest").annotations.get(
+        EXPORT_ID_ANNOTATION
+    )
     return OciArtifact(manifest, digest, tuple(layers), export_id)

@@ -3,9 +3,14 @@ pull of one bundle artifact; publishing a bundle is :mod:`export_center.distribu
 
 References look like ``oci://HOST[:PORT]/REPOSITORY[:TAG|@sha256:DIGEST]``. HTTPS always,
 except for loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``), where plain HTTP is used:
-a test or a local registry, never a network hop. Authentication: anonymous, HTTP Basic, or the
-registry token flow (``WWW-Authenticate: Bearer realm=...``), with the credentials the caller
-passes (the settings' ``STELLA_REGISTRY_USERNAME`` / ``STELLA_REGISTRY_PASSWORD``).
+a test or a local registry, never a network hop. Every request, redirects and the token realm
+included, goes through :mod:`export_center.netpolicy` (TLS, or plain HTTP to loopback only).
+Authentication: anonymous, HTTP Basic, or the registry token flow (``WWW-Authenticate: Bearer
+realm=...``), with the credentials the caller passes (the settings'
+``STELLA_REGISTRY_USERNAME`` / ``STELLA_REGISTRY_PASSWORD``). Credentials and tokens are sent
+to the registry's own origin only (and the password to the token realm), never to a host an
+upload ``Location`` or a redirect names; a token is asked for the least scope: ``pull`` for a
+pull, ``pull,push`` for a push.
 
 Pulls are a security boundary: the manifest is size-limited and, when pulled by digest, checked
 against it; layers go through :func:`~export_center.oci.layout.materialize` (names, sizes and
@@ -14,17 +19,20 @@ digests checked while streaming).
 
 from __future__ import annotations
 
-import ipaddress
+import base64
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urljoin
 
 import httpx
+import orjson
 
 from export_center.digests import prefixed, sha256_hex
 from export_center.errors import BadInputError, ExportCenterError, NotFoundError, VerificationError
+from export_center.netpolicy import check_url, guard, is_loopback
 from export_center.oci.layout import (
     MANIFEST_TYPE,
     MAX_MANIFEST_BYTES,
@@ -40,6 +48,20 @@ _REPO = re.compile(
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+# A token answer is a small JSON object; anything bigger is not one.
+_MAX_TOKEN_RESPONSE = 64 * 1024
+
+#: What a client may do with the repository: the token scope it asks for.
+Actions = Literal["pull", "pull,push"]
+
+__all__ = [
+    "OciRef",
+    "RegistryClient",
+    "RegistryError",
+    "is_loopback",
+    "parse_ref",
+    "pull_bundle",
+]
 
 
 class RegistryError(ExportCenterError):
@@ -65,17 +87,6 @@ class OciRef:
     def __str__(self) -> str:
         sep = "@" if self.reference.startswith("sha256:") else ":"
         return f"oci://{self.host}/{self.repository}{sep}{self.reference}"
-
-
-def is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_ref(ref: str) -> OciRef:
@@ -108,7 +119,7 @@ def parse_ref(ref: str) -> OciRef:
 
 
 class RegistryClient:
-    """Talks to one repository of one registry."""
+    """Talks to one repository of one registry, under the outbound HTTP policy."""
 
     def __init__(
         self,
@@ -117,12 +128,17 @@ class RegistryClient:
         client: httpx.Client | None = None,
         credentials: tuple[str, str] | None = None,
         timeout: float = 60.0,
+        actions: Actions = "pull",
     ) -> None:
-        """``credentials``: (username, password) for Basic or the token flow; anonymous if None."""
+        """``credentials``: (username, password) for Basic or the token flow; anonymous if None.
+        ``actions``: the token scope asked for (``pull`` unless the client pushes)."""
         self.ref = ref
-        self._client = client or httpx.Client(timeout=timeout, follow_redirects=True)
+        self._client = guard(client or httpx.Client(timeout=timeout, follow_redirects=True))
+        self._origin = httpx.URL(ref.base)
         self._basic = credentials
+        self._use_basic = False
         self._token: str | None = None
+        self._actions = actions
 
     def close(self) -> None:
         self._client.close()
@@ -135,18 +151,29 @@ class RegistryClient:
 
     # -- transport ---------------------------------------------------------------------------
 
-    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    def _same_origin(self, url: httpx.URL) -> bool:
+        o = self._origin
+        return (url.scheme, url.host, url.port) == (o.scheme, o.host, o.port)
+
+    def _headers(self, url: httpx.URL, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         h = dict(extra or {})
-        if self._token:
-            h["Authorization"] = f"Bearer {self._token}"
+        # Credentials go to the registry itself only: an upload Location or a blob URL may
+        # name another host (a CDN, storage), which gets the request without them.
+        if self._same_origin(url):
+            if self._token:
+                h["Authorization"] = f"Bearer {self._token}"
+            elif self._use_basic and self._basic is not None:
+                user, password = self._basic
+                pair = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+                h["Authorization"] = f"Basic {pair}"
         return h
 
     def _authenticate(self, challenge: str) -> bool:
         scheme, _, params = challenge.partition(" ")
         if scheme.lower() == "basic":
-            if self._basic is None or self._client.auth is not None:
+            if self._basic is None or self._use_basic:
                 return False
-            self._client.auth = httpx.BasicAuth(*self._basic)
+            self._use_basic = True
             return True
         if scheme.lower() != "bearer" or self._token is not None:
             return False
@@ -154,21 +181,33 @@ class RegistryClient:
         realm = fields.pop("realm", None)
         if not realm:
             return False
-        fields.setdefault("scope", f"repository:{self.ref.repository}:pull,push")
+        # The realm is the server's choice: it must pass the policy like any request, before
+        # the password is sent to it.
+        check_url(realm, f"{self.ref.host}: token realm")
+        # Our scope, never the challenge's: least privilege is ours to decide.
+        fields["scope"] = f"repository:{self.ref.repository}:{self._actions}"
         auth = httpx.BasicAuth(*self._basic) if self._basic else None
         try:
-            r = (
-                self._client.get(realm, params=fields, auth=auth)
-                if auth
-                else self._client.get(realm, params=fields)
-            )
+            req = self._client.build_request("GET", realm, params=fields)
+            r = self._client.send(req, auth=auth, stream=True)
         except httpx.HTTPError as e:
             raise RegistryError(f"{self.ref.host}: token request failed: {e}") from e
-        if r.status_code != 200:
-            raise RegistryError(f"{self.ref.host}: token request answered {r.status_code}")
-        body = r.json()
-        token = body.get("token") or body.get("access_token")
-        if not isinstance(token, str):
+        try:
+            if r.status_code != 200:
+                raise RegistryError(f"{self.ref.host}: token request answered {r.status_code}")
+            body = bytearray()
+            for chunk in r.iter_bytes():
+                body += chunk
+                if len(body) > _MAX_TOKEN_RESPONSE:
+                    raise RegistryError(f"{self.ref.host}: token response is too large")
+        finally:
+            r.close()
+        try:
+            doc = orjson.loads(bytes(body))
+        except orjson.JSONDecodeError as e:
+            raise RegistryError(f"{self.ref.host}: token response is not JSON") from e
+        token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
             raise RegistryError(f"{self.ref.host}: token response has no token")
         self._token = token
         return True
@@ -182,10 +221,11 @@ class RegistryClient:
         content: bytes | Iterator[bytes] | None = None,
         stream: bool = False,
     ) -> httpx.Response:
+        target = httpx.URL(url)
         for _ in range(3):
             try:
                 req = self._client.build_request(
-                    method, url, headers=self._headers(headers), content=content
+                    method, target, headers=self._headers(target, headers), content=content
                 )
                 r = self._client.send(req, stream=stream)
             except httpx.HTTPError as e:
@@ -306,7 +346,7 @@ def pull_bundle(
             manifest or a blob that does not match its descriptor.
     """
     oref = parse_ref(ref)
-    with RegistryClient(oref, client=client, credentials=credentials) as reg:
+    with RegistryClient(oref, client=client, credentials=credentials, actions="pull") as reg:
         manifest = reg.get_manifest()
         layers = parse_manifest(manifest, str(oref))
         materialize(layers, reg.blob_chunks, dest)

@@ -76,8 +76,14 @@ def make_plan(
 
     Raises:
         NotFoundError: ``as_of_seq`` is beyond the store's sequence.
-        BadInputError: invalid selectors.
+        BadInputError: invalid selectors, or a revision written by an earlier version that
+            names what is no longer accepted (a server file, a key prefix).
     """
+    if profile.problem is not None:
+        raise BadInputError(
+            f"profile {profile.name} r{profile.revision} cannot run: {profile.problem}",
+            hint=f"add a revision: `stella export profile revise {profile.name} ...`",
+        )
     tenant = profile.tenant
     current = store.current_sequence(tenant)
     seq = current if as_of_seq is None else as_of_seq

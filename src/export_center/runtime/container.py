@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, text
 
+from export_center.adapters.registry import EXPORTABLE
+from export_center.exporter import ProfileReferences
 from export_center.planner.registry import ProfileRegistry
 from export_center.runs.artifacts import ArtifactStore, FilesystemArtifactStore
 from export_center.runs.operations import RunService
@@ -84,7 +86,11 @@ class Services:
         service = settings.service
         store = open_store(settings, run_migrations=run_migrations)
         repo = RunRepository(store)
-        registry = ProfileRegistry(store)
+        # Revisions are checked against the tenant's keys, policies and published exports, and
+        # only kinds a run can export are accepted (issue: never accepted, then failing).
+        registry = ProfileRegistry(
+            store, references=ProfileReferences(settings, store), exportable=EXPORTABLE
+        )
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
         holder: list[Services] = []
         runs = RunService(

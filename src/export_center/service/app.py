@@ -32,10 +32,12 @@ from export_center.errors import (
     RangeNotSatisfiableError,
     error_class_for_status,
 )
+from export_center.planner.profiles import field_path, problem_message
 from export_center.runs.clock import utcnow
 from export_center.runtime.container import Services
 from export_center.service._http import BASE
 from export_center.service.context import ApiContext
+from export_center.service.edge import BodyLimit, ErrorEnvelope
 from export_center.service.schemas import ErrorBody, timestamp
 
 log = logging.getLogger("export_center.service.http")
@@ -93,15 +95,23 @@ async def _on_export_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, status, exc.code, exc.message, details=details, headers=headers)
 
 
+def _problem(err: Mapping[str, Any]) -> dict[str, str]:
+    loc = [p for p in err.get("loc", ()) if p != "body"]
+    if loc[:1] == ["spec"]:
+        # A profile body: the same words as the CLI's (planner.profiles), with its path.
+        path = field_path(loc[1:])
+        return {"field": f"spec.{path}", "message": problem_message(err, path)}
+    return {
+        "field": ".".join(str(p) for p in loc) or "(request)",
+        "message": "unknown field"
+        if err.get("type") == "extra_forbidden"
+        else str(err.get("msg", "invalid")).removeprefix("Value error, "),
+    }
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    details = [
-        {
-            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "(request)",
-            "message": str(err.get("msg", "invalid")),
-        }
-        for err in exc.errors()
-    ]
+    details = [_problem(err) for err in exc.errors()]
     first = details[0] if details else {"field": "(request)", "message": "invalid"}
     return error_response(
         request,
@@ -211,7 +221,13 @@ def create_app(services: Services) -> FastAPI:
     Raises:
         ConfigError: the JWKS file of the service settings is unreadable.
     """
-    from export_center.service import console, routes_ops, routes_profiles, routes_runs
+    from export_center.service import (
+        console,
+        routes_ops,
+        routes_policies,
+        routes_profiles,
+        routes_runs,
+    )
 
     api = ApiContext.open(services)
 
@@ -232,9 +248,16 @@ def create_app(services: Services) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Exception, _on_unexpected)
     app.include_router(routes_profiles.router, prefix=BASE)
+    app.include_router(routes_policies.router, prefix=BASE)
     app.include_router(routes_runs.router, prefix=BASE)
     app.include_router(routes_ops.router)
     console.install(app)
+    # Outermost last: the trace id first, then the body limit (before routing, parsing and
+    # authentication), then the error envelope over whatever the framework answers itself.
+    # FastAPI's own max_body_size is not used: when a route does not read the body it answers
+    # an over-limit Content-Length with Starlette's text/plain 413, outside our handlers.
+    app.add_middleware(ErrorEnvelope)
+    app.add_middleware(BodyLimit, max_bytes=services.service.max_request_bytes)
     app.add_middleware(RequestContext, services=services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -43,7 +43,12 @@ SCOPE_PROFILES: Final = "export:profile:manage"
 SCOPE_RUN: Final = "export:run"
 SCOPE_READ: Final = "export:read"
 SCOPE_DOWNLOAD: Final = "export:download"
-SCOPES: Final = (SCOPE_PROFILES, SCOPE_RUN, SCOPE_READ, SCOPE_DOWNLOAD)
+# Reading /metrics, which names every tenant and profile: an operator's scope, never a tenant's
+# (docs/security.md, "HTTP edge").
+SCOPE_METRICS: Final = "export:metrics"
+SCOPES: Final = (SCOPE_PROFILES, SCOPE_RUN, SCOPE_READ, SCOPE_DOWNLOAD, SCOPE_METRICS)
+#: The longest lifetime a stored token may be given.
+MAX_TOKEN_LIFETIME: Final = timedelta(days=3650)
 
 TOKEN_PREFIX: Final = "stl_"  # noqa: S105 (the public prefix of every token, not a secret)
 _JWT_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384", "EdDSA")
@@ -118,10 +123,18 @@ class TokenStore:
         """Create a token; returns its record and the secret (shown once, stored hashed).
 
         Raises:
-            BadInputError: no tenant, an invalid tenant name, or an unknown scope.
+            BadInputError: no tenant, an invalid tenant name, an unknown scope, or a lifetime
+                that is not positive (or over :data:`MAX_TOKEN_LIFETIME`).
         """
         if not tenants:
             raise BadInputError("a token needs at least one tenant (--tenant)")
+        if expires_in is not None and not timedelta(0) < expires_in <= MAX_TOKEN_LIFETIME:
+            # A zero or negative lifetime once meant "never expires": refuse it instead.
+            raise BadInputError(
+                f"a token's lifetime must be positive and at most {MAX_TOKEN_LIFETIME.days} "
+                f"days, not {expires_in}",
+                hint="--expires-days N (1-3650), or --no-expiry for a token that never expires",
+            )
         tenant_list = tuple(sorted({check_tenant(t) for t in tenants}))
         scope_list = check_scopes(scopes)
         secret = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip(
@@ -135,7 +148,7 @@ class TokenStore:
             tenants=orjson.dumps(list(tenant_list)).decode(),
             scopes=orjson.dumps(list(scope_list)).decode(),
             created_at=now,
-            expires_at=now + expires_in if expires_in else None,
+            expires_at=now + expires_in if expires_in is not None else None,
             revoked_at=None,
         )
         with self.store.session() as s, s.begin():
@@ -310,6 +323,19 @@ class Authenticator:
                 )
             return self._choose(grant, tenant)
         return self.authenticate(authorization, tenant)
+
+    def grant(self, authorization: str | None) -> TokenGrant:
+        """What the bearer token allows, whatever tenant it would act for (``/metrics``).
+
+        Raises:
+            AuthenticationError: no bearer token, or an invalid one.
+        """
+        credential = self._credential(authorization)
+        if credential.startswith(TOKEN_PREFIX):
+            return self.tokens.verify(credential)
+        if self.jwt is not None and credential.count(".") == 2:
+            return self.jwt.verify(credential)
+        raise AuthenticationError("unknown token format")
 
     def authenticate(self, authorization: str | None, tenant: str | None) -> Principal:
         """The caller behind an ``Authorization`` header, acting for one tenant.

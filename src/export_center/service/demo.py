@@ -1,6 +1,6 @@
 """``stella serve --demo``: make a fresh data directory show something at once.
 
-Idempotent: generates an Ed25519 signing key if the key store is empty, ingests the project's
+Idempotent: generates an Ed25519 signing key if the tenant has none, ingests the project's
 demo evidence if the tenant holds none, creates a ``demo-json`` profile (json:raw) if missing,
 and issues a token with every scope (a new one each start: secrets are never stored in clear).
 """
@@ -52,9 +52,9 @@ def seed_demo(services: Services, *, tenant: str | None = None) -> DemoSetup:
     settings = services.settings
     tenant = tenant or settings.default_tenant
     keys = KeyStore.from_settings(settings)
-    if not keys.list():
-        info = keys.generate(KeyType.ED25519)
-        log.info("demo: generated signing key %s", info.keyid)
+    if not keys.tenant_keys(tenant):
+        info = keys.generate(KeyType.ED25519, tenants=[tenant])
+        log.info("demo: generated signing key %s for tenant %s", info.keyid, tenant)
     ingested = 0
     evidence = demo_evidence_dir()
     if evidence is not None and services.store.current_sequence(tenant) == 0:

@@ -10,9 +10,11 @@ from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from export_center.errors import ForbiddenError
 from export_center.runtime.container import Services
 from export_center.service.auth import (
     SCOPE_DOWNLOAD,
+    SCOPE_METRICS,
     SCOPE_PROFILES,
     SCOPE_READ,
     SCOPE_RUN,
@@ -70,6 +72,26 @@ def _scoped(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     return check
 
 
+async def check_metrics_access(
+    api: ApiDep,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """``/metrics`` names every tenant and profile: a token with ``export:metrics`` (an
+    operator's scope) unless the operator made it public (``service.metrics_public``).
+
+    Raises:
+        AuthenticationError: no or an invalid token (401). ForbiddenError: no such scope (403).
+    """
+    if services.service.metrics_public:
+        return
+    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+    grant = await run_in_threadpool(api.auth.grant, header)
+    if SCOPE_METRICS not in grant.scopes:
+        raise ForbiddenError(f"this token lacks the scope {SCOPE_METRICS}")
+
+
+MetricsAccess = Depends(check_metrics_access)
 ProfileManager = Annotated[Principal, Depends(_scoped(SCOPE_PROFILES))]
 Runner = Annotated[Principal, Depends(_scoped(SCOPE_RUN))]
 Reader = Annotated[Principal, Depends(_scoped(SCOPE_READ))]

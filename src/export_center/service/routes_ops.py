@@ -7,7 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from export_center.service.deps import ServicesDep
+from export_center.service._http import errors
+from export_center.service.deps import MetricsAccess, ServicesDep
 from export_center.service.schemas import Health
 
 router = APIRouter(tags=["operations"])
@@ -35,9 +36,15 @@ async def readyz(services: ServicesDep) -> Response:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    dependencies=[MetricsAccess],
+    responses=errors(
+        401, 403, also={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+    ),
 )
 async def metrics(services: ServicesDep) -> Response:
-    """Prometheus text exposition (export_runs_total, export_run_duration_seconds, ...)."""
+    """Prometheus text exposition (export_runs_total, export_run_duration_seconds, ...).
+
+    It names every tenant and profile, so it needs a token with the ``export:metrics`` scope
+    (``Authorization: Bearer``), unless ``service.metrics_public`` is set."""
     body = await run_in_threadpool(generate_latest, services.metrics.registry)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

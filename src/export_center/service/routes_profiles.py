@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from croniter import croniter
 from fastapi import APIRouter, Path, Query, Response
 
-from export_center.errors import BadInputError
-from export_center.planner.profiles import ProfileSpec
+from export_center.errors import RequestValidationFailed
+from export_center.planner.profiles import with_prefix
 from export_center.service._http import AUTHED, BASE, errors, next_link, stored
 from export_center.service.deps import IdempotentDep, ProfileManager, Reader, ServicesDep
 from export_center.service.idempotency import StoredResponse
@@ -25,13 +24,6 @@ NamePath = Annotated[
     str,
     Path(min_length=3, max_length=64, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"),
 ]
-
-
-def _check_schedule(spec: ProfileSpec) -> None:
-    if spec.schedule is not None and not croniter.is_valid(spec.schedule):
-        raise BadInputError(
-            f"schedule: {spec.schedule!r} is not a cron expression (five fields, UTC)"
-        )
 
 
 @router.get("", response_model=ProfilePage, responses=errors(*AUTHED))
@@ -66,11 +58,19 @@ def list_profiles(
 def create_profile(
     body: ProfileCreate, principal: ProfileManager, services: ServicesDep, once: IdempotentDep
 ) -> Response:
-    """Create a profile at revision 1 (409 when the name exists)."""
+    """Create a profile at revision 1 (409 when the name exists).
+
+    The spec is validated with the model of its kind, and what it names (signing key, policy,
+    KMS keys, base export) must be the tenant's; refusals are 400 with ``details`` naming each
+    field (``spec.options.validity``). The stored revision pins the policy's digest and the
+    base's manifest digest.
+    """
 
     def handle() -> StoredResponse:
-        _check_schedule(body.spec)
-        p = services.registry.create(principal.tenant, body.name, body.spec)
+        try:
+            p = services.registry.create(principal.tenant, body.name, body.spec)
+        except RequestValidationFailed as e:
+            raise with_prefix(e, "spec") from e
         return stored(ProfilePublic.of(p), 201, {"Location": f"{BASE}/profiles/{p.name}"})
 
     return once(principal.tenant, handle)
@@ -108,9 +108,11 @@ def revise_profile(
     """Add a revision; 200 with the newest revision when the body is identical to it."""
 
     def handle() -> StoredResponse:
-        _check_schedule(body.spec)
         before = services.registry.get(principal.tenant, name).revision
-        p = services.registry.revise(principal.tenant, name, body.spec)
+        try:
+            p = services.registry.revise(principal.tenant, name, body.spec)
+        except RequestValidationFailed as e:
+            raise with_prefix(e, "spec") from e
         status = 201 if p.revision != before else 200
         return stored(
             ProfilePublic.of(p),

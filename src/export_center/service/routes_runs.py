@@ -209,11 +209,7 @@ async def run_events(
     run: RunView = await run_in_threadpool(services.repo.get, principal.tenant, run_id)
     start = after or 0
     if last_event_id:
-        if not last_event_id.isdigit():
-            raise BadInputError(
-                f"Last-Event-ID must be an event sequence number, not {last_event_id!r}"
-            )
-        start = int(last_event_id)
+        start = _event_id(last_event_id)
     if run.terminal and start >= run.last_event_seq:
         return Response(status_code=204)
     return StreamingResponse(
@@ -221,6 +217,24 @@ async def run_events(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+_EVENT_ID = re.compile(r"[0-9]{1,10}")
+
+
+def _event_id(header: str) -> int:
+    """``Last-Event-ID`` as a sequence number: ASCII digits within the range ``after`` allows
+    (``str.isdigit`` is true for '²', which ``int`` refuses: a 500 before this check).
+
+    Raises:
+        BadInputError: anything else.
+    """
+    value = header.strip()
+    if not _EVENT_ID.fullmatch(value) or int(value) > 2**31 - 1:
+        raise BadInputError(
+            f"Last-Event-ID must be an event sequence number (0 to {2**31 - 1}), not {header!r}"
+        )
+    return int(value)
 
 
 # ---- manifest, provenance, download ---------------------------------------------------------

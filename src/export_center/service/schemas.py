@@ -1,8 +1,8 @@
 """The REST API's request and response bodies (camelCase on the wire).
 
 Request bodies forbid unknown fields; the profile body is the planner's own
-:class:`~export_center.planner.profiles.ProfileSpec`, so the API and the CLI validate profiles
-with the same model.
+:data:`~export_center.planner.profiles.AnyProfileSpec` (one model per profile kind), so the API
+and the CLI validate profiles with the same models.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from export_center.planner.profiles import ProfileSpec
+from export_center.planner.profiles import AnyProfileSpec
 from export_center.planner.registry import ProfileRevisionView
+from export_center.policy.repository import StoredPolicy
 from export_center.runs.clock import rfc3339
 from export_center.runs.operations import PlanPreview
 from export_center.runs.repository import RunEvent, RunView
@@ -56,11 +57,11 @@ class ErrorBody(_Api):
 
 class ProfileCreate(_Api):
     name: ProfileName
-    spec: ProfileSpec
+    spec: AnyProfileSpec
 
 
 class ProfileRevisionCreate(_Api):
-    spec: ProfileSpec
+    spec: AnyProfileSpec
 
 
 class ProfilePublic(_Api):
@@ -71,6 +72,11 @@ class ProfilePublic(_Api):
     archived: bool
     created_at: str
     spec: dict[str, Any]
+    problem: str | None = Field(
+        default=None,
+        description="Why a revision written by an earlier version cannot run (the fields it "
+        "named that are no longer accepted are left out of spec); null when it can.",
+    )
 
     @classmethod
     def of(cls, p: ProfileRevisionView) -> ProfilePublic:
@@ -82,6 +88,7 @@ class ProfilePublic(_Api):
             archived=p.archived,
             created_at=rfc3339(p.created_at) or "",
             spec=p.spec.model_dump(mode="json", by_alias=True),
+            problem=p.problem,
         )
 
 
@@ -282,3 +289,63 @@ class Health(_Api):
 
 def timestamp(now: datetime) -> str:
     return rfc3339(now) or ""
+
+
+# ---- policies --------------------------------------------------------------------------------
+
+PolicyName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")]
+
+
+class PolicyUpload(_Api):
+    """A policy document to store as the next version of ``name``."""
+
+    name: PolicyName
+    content: str = Field(
+        description="The policy document, YAML or JSON text (stella.policy/v1), at most 1 MiB.",
+    )
+
+
+class PolicySummary(_Api):
+    tenant: str
+    name: str
+    version: int
+    digest: str = Field(description="sha256 of the validated document's RFC 8785 JSON.")
+    media_type: str
+    document_name: str = Field(description="The document's own name field.")
+    document_version: str = Field(description="The document's own version field.")
+    created_at: str
+
+    @classmethod
+    def of(cls, p: StoredPolicy) -> PolicySummary:
+        doc = p.document
+        return cls(
+            tenant=p.tenant,
+            name=p.name,
+            version=p.version,
+            digest=p.digest,
+            media_type=p.media_type,
+            document_name=str(doc.get("name", "")),
+            document_version=str(doc.get("version", "")),
+            created_at=rfc3339(p.created_at) or "",
+        )
+
+
+class PolicyPublic(PolicySummary):
+    document: dict[str, Any] = Field(description="The validated document (defaults included).")
+    content: str = Field(description="The document as uploaded.")
+
+    @classmethod
+    def of(cls, p: StoredPolicy) -> PolicyPublic:
+        return cls(
+            **PolicySummary.of(p).model_dump(),
+            document=p.document,
+            content=p.content.decode("utf-8"),
+        )
+
+
+class PolicyPage(_Api):
+    items: list[PolicySummary]
+    total: int
+    offset: int
+    limit: int
+    next: str | None = None

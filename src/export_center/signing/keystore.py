@@ -1,16 +1,28 @@
-"""The file key store: a directory of PEM key pairs plus a small JSON index.
+"""The key store: the operator's registry of keys, a directory of PEM files plus a JSON index.
 
 Layout of the directory (``Settings.key_dir`` = ``<data dir>/keys`` by default)::
 
-    <keyid>.key.pem    PKCS#8 private key, mode 0600 (encrypted when a passphrase was given)
+    <keyid>.key.pem    PKCS#8 private key, mode 0600 (encrypted when a passphrase was given);
+                       file keys only
     <keyid>.pub.pem    SPKI public key, mode 0644
-    index.json         {"version": 1, "nextSeq": N,
-                        "keys": [{keyid, type, seq, created, encrypted}, ...]}
+    index.json         {"version": 2, "nextSeq": N,
+                        "keys": [{keyid, type, seq, created, encrypted, backend,
+                                  token, object, tenants}, ...],
+                        "kms": [{id, tenants, created}, ...]}
 
 ``seq`` is a counter kept in the index: "newest" is the key with the highest ``seq``, which stays
 unambiguous when two keys are created within the same clock tick or the clock steps back.
 ``created`` is for people only. Index updates take an exclusive lock and replace the file
 atomically, so concurrent ``generate`` calls never lose a key.
+
+Keys belong to tenants (security.md, "Operator <-> HSM/keys"): the operator assigns each key to
+the tenants that may sign with it (``tenants``), and a profile may only name a key of its own
+tenant, by full keyid (:meth:`KeyStore.tenant_key`); a tenant's default key is its newest.
+A key of ``backend`` ``pkcs11`` lives on the operator's HSM: the index holds the token and
+object labels it was registered with, the module and PIN come from the operator's settings.
+KMS key ids (``kms://...``, mirror encryption) are assigned the same way. A version 1 index
+(before tenants) reads as keys assigned to no tenant: usable by the operator's own commands
+(``stella devportal build``), by no profile until ``stella keys assign``.
 """
 
 from __future__ import annotations
@@ -20,27 +32,47 @@ import fcntl
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from export_center.errors import BadInputError, ConfigError, NotFoundError, SigningError
+from export_center.errors import (
+    BadInputError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    SigningError,
+)
 from export_center.settings import Settings
-from export_center.signing.interface import KeyType, keyid_of, load_public_key, public_key_pem
+from export_center.signing.interface import (
+    KeyType,
+    PublicKey,
+    keyid_of,
+    load_public_key,
+    public_key_pem,
+)
 from export_center.signing.keyfile import FileSigner, generate_private_key, private_key_pem
 
-__all__ = ["KeyInfo", "KeyStore", "signer_from_config"]
+__all__ = ["KeyInfo", "KeyStore", "KmsKeyInfo", "check_tenant_name", "signer_from_config"]
 
 logger = logging.getLogger(__name__)
 
 _INDEX = "index.json"
 _LOCK = ".lock"
 _HEX = re.compile(r"^[0-9a-f]+$")
+_KEYID = re.compile(r"^[0-9a-f]{64}$")
+# The store's tenant rule (store.repository.check_tenant; this layer sits below the store).
+_TENANT = re.compile(r"^[a-z0-9_-]{1,64}$")
+_LABEL = re.compile(r"^[^\x00-\x1f]{1,128}$")
+_KMS_ID = re.compile(r"^kms://[A-Za-z0-9][A-Za-z0-9._~:/@%+-]{0,290}$")
+
+Backend = Literal["file", "pkcs11"]
 
 
 class _IndexEntry(BaseModel):
@@ -50,15 +82,28 @@ class _IndexEntry(BaseModel):
     type: KeyType
     seq: int = Field(ge=1)
     created: str
-    encrypted: bool
+    encrypted: bool = False
+    backend: Backend = "file"
+    token: str | None = None  # PKCS#11 token label (backend pkcs11)
+    object: str | None = None  # PKCS#11 key label (backend pkcs11)
+    tenants: tuple[str, ...] = ()
+
+
+class _KmsEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=_KMS_ID.pattern)
+    tenants: tuple[str, ...] = ()
+    created: str
 
 
 class _Index(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    version: Literal[1] = 1
+    version: Literal[1, 2] = 2
     next_seq: int = Field(default=1, ge=1, alias="nextSeq")
     keys: list[_IndexEntry] = Field(default_factory=list)
+    kms: list[_KmsEntry] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -72,6 +117,28 @@ class KeyInfo:
     encrypted: bool
     private_path: Path
     public_path: Path
+    backend: Backend = "file"
+    token: str | None = None
+    object: str | None = None
+    tenants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KmsKeyInfo:
+    """A KMS key id (``kms://...``) the operator assigned to tenants."""
+
+    id: str
+    tenants: tuple[str, ...]
+    created: str
+
+
+def check_tenant_name(tenant: str) -> str:
+    """Raises: BadInputError: not a tenant name (1-64 of a-z, 0-9, '-', '_')."""
+    if not _TENANT.match(tenant):
+        raise BadInputError(
+            f"invalid tenant {tenant[:80]!r}: use 1-64 characters of a-z, 0-9, '-' and '_'"
+        )
+    return tenant
 
 
 class KeyStore:
@@ -113,8 +180,55 @@ class KeyStore:
             )
         return keys[-1]
 
+    def tenant_keys(self, tenant: str) -> tuple[KeyInfo, ...]:
+        """The keys assigned to ``tenant``, oldest first."""
+        return tuple(k for k in self.list() if tenant in k.tenants)
+
+    def tenant_key(self, tenant: str, keyid: str | None = None) -> KeyInfo:
+        """The key a profile of ``tenant`` signs with: ``keyid`` (full, exact) when it is
+        assigned to the tenant, else the tenant's newest key.
+
+        The refusal is the same for a key that does not exist and one of another tenant, so
+        that a tenant cannot learn which keys exist.
+
+        Raises:
+            NotFoundError: no such key for this tenant, or the tenant has no key.
+        """
+        keys = self.tenant_keys(tenant)
+        if keyid is None:
+            if not keys:
+                raise NotFoundError(
+                    f"tenant {tenant!r} has no signing key",
+                    hint=f"the operator assigns one: `stella keys generate --tenant {tenant}` "
+                    f"or `stella keys assign KEYID --tenant {tenant}`",
+                )
+            return keys[-1]
+        for k in keys:
+            if k.keyid == keyid:
+                return k
+        raise NotFoundError(
+            f"no key {keyid[:64]!r} is assigned to tenant {tenant!r}",
+            hint="a profile names one of its tenant's keys by its full keyid",
+        )
+
+    def kms_keys(self) -> tuple[KmsKeyInfo, ...]:
+        """Every registered KMS key id.
+
+        Raises:
+            ConfigError: the index is unreadable or invalid.
+        """
+        return tuple(
+            KmsKeyInfo(e.id, e.tenants, e.created)
+            for e in sorted(self._read_index().kms, key=lambda e: e.id)
+        )
+
+    def tenant_kms(self, tenant: str) -> frozenset[str]:
+        """The KMS key ids assigned to ``tenant``."""
+        return frozenset(k.id for k in self.kms_keys() if tenant in k.tenants)
+
     def get(self, ref: str) -> KeyInfo:
-        """The key whose keyid is ``ref`` or starts with ``ref`` (case-insensitive).
+        """The key whose keyid is ``ref`` or starts with ``ref`` (case-insensitive): for the
+        operator's commands; profiles name keys through :meth:`tenant_key`.
 
         Raises:
             BadInputError: ``ref`` is empty, not hex, or a prefix of several keyids.
@@ -166,6 +280,11 @@ class KeyStore:
             SigningError: wrong or missing passphrase, or the file holds another key.
         """
         info = self.get(keyid) if keyid is not None else self.newest()
+        if info.backend != "file":
+            raise SigningError(
+                f"key {info.keyid} is on PKCS#11 token {info.token!r}: it signs through the "
+                "exporter with the operator's STELLA_PKCS11_MODULE and STELLA_PKCS11_PIN"
+            )
         if passphrase is None:
             passphrase = self._passphrase
         pem = self._read_file(info.private_path, info.keyid)
@@ -185,15 +304,19 @@ class KeyStore:
         passphrase: str | None = None,
         *,
         now: datetime | None = None,
+        tenants: Sequence[str] = (),
     ) -> KeyInfo:
-        """Create a key pair in this store (or in the store at ``out_dir``) and index it.
+        """Create a key pair in this store (or in the store at ``out_dir``), assigned to
+        ``tenants``, and index it.
 
         Raises:
             SigningError: empty passphrase, or the directory cannot be written.
+            BadInputError: an invalid tenant name.
         """
+        owners = tuple(sorted({check_tenant_name(t) for t in tenants}))
         if out_dir is not None and out_dir != self.directory:
             return KeyStore(out_dir, passphrase=self._passphrase).generate(
-                key_type, passphrase=passphrase, now=now
+                key_type, passphrase=passphrase, now=now, tenants=owners
             )
         key = generate_private_key(key_type)
         private_pem = private_key_pem(key, passphrase)
@@ -210,6 +333,7 @@ class KeyStore:
                     seq=index.next_seq,
                     created=created,
                     encrypted=passphrase is not None,
+                    tenants=owners,
                 )
                 info = self._info(entry)
                 index.keys.append(entry)
@@ -220,11 +344,7 @@ class KeyStore:
                     written.append(info.private_path)
                     _write_new(info.public_path, public_key_pem(public), 0o644)
                     written.append(info.public_path)
-                    _write_replace(
-                        self.directory / _INDEX,
-                        index.model_dump_json(by_alias=True, indent=2).encode("utf-8") + b"\n",
-                        0o644,
-                    )
+                    self._write_index(index)
                 except OSError:
                     # Leave no unindexed half of a pair behind (a full disk, a read-only dir).
                     for path in written:
@@ -235,7 +355,150 @@ class KeyStore:
         logger.info("generated %s key %s in %s", key_type.value, keyid, self.directory)
         return info
 
+    def register_pkcs11(
+        self,
+        token: str,
+        label: str,
+        public_key: PublicKey,
+        *,
+        tenants: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> KeyInfo:
+        """Register the key pair labelled ``label`` on PKCS#11 token ``token`` (whose public
+        key the caller read off the token), assigned to ``tenants``.
+
+        Raises:
+            ConflictError: the key is registered already.
+            BadInputError: an invalid label or tenant.
+            SigningError: the directory cannot be written.
+        """
+        for what, value in (("token", token), ("object", label)):
+            if not _LABEL.match(value):
+                raise BadInputError(f"PKCS#11 {what} label {value[:80]!r}: 1-128 characters")
+        owners = tuple(sorted({check_tenant_name(t) for t in tenants}))
+        keyid = keyid_of(public_key)
+        key_type = (
+            KeyType.ED25519 if isinstance(public_key, Ed25519PublicKey) else KeyType.ECDSA_P256
+        )
+        created = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self._locked():
+                index = self._read_index()
+                if any(k.keyid == keyid for k in index.keys):
+                    raise ConflictError(f"key {keyid} is registered already")
+                entry = _IndexEntry(
+                    keyid=keyid,
+                    type=key_type,
+                    seq=index.next_seq,
+                    created=created,
+                    backend="pkcs11",
+                    token=token,
+                    object=label,
+                    tenants=owners,
+                )
+                info = self._info(entry)
+                index.keys.append(entry)
+                index.next_seq += 1
+                _write_replace(info.public_path, public_key_pem(public_key), 0o644)
+                self._write_index(index)
+        except OSError as e:
+            raise SigningError(f"cannot write key store {self.directory}: {e}") from e
+        logger.info("registered PKCS#11 key %s (%s/%s)", keyid, token, label)
+        return info
+
+    def assign(self, ref: str, tenant: str) -> KeyInfo:
+        """Let ``tenant`` sign with key ``ref`` (keyid or unique prefix; operator command).
+
+        Raises:
+            NotFoundError, BadInputError: as :meth:`get`; BadInputError: invalid tenant.
+        """
+        return self._retenant(ref, check_tenant_name(tenant), add=True)
+
+    def unassign(self, ref: str, tenant: str) -> KeyInfo:
+        """Take key ``ref`` away from ``tenant`` (its published bundles stay valid).
+
+        Raises:
+            NotFoundError, BadInputError: as :meth:`get`.
+        """
+        return self._retenant(ref, tenant, add=False)
+
+    def assign_kms(self, key_id: str, tenant: str, *, now: datetime | None = None) -> KmsKeyInfo:
+        """Let ``tenant`` encrypt mirror bundles to the KMS key ``key_id`` (registering it).
+
+        Raises:
+            BadInputError: not a KMS key id, or an invalid tenant.
+        """
+        if not _KMS_ID.match(key_id):
+            raise BadInputError(f"{key_id[:80]!r} is not a KMS key id (kms://...)")
+        check_tenant_name(tenant)
+        created = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self._locked():
+                index = self._read_index()
+                old = next((e for e in index.kms if e.id == key_id), None)
+                tenants = tuple(sorted({tenant, *(old.tenants if old else ())}))
+                entry = _KmsEntry(
+                    id=key_id, tenants=tenants, created=old.created if old else created
+                )
+                index.kms = [e for e in index.kms if e.id != key_id] + [entry]
+                self._write_index(index)
+        except OSError as e:
+            raise SigningError(f"cannot write key store {self.directory}: {e}") from e
+        return KmsKeyInfo(entry.id, entry.tenants, entry.created)
+
+    def unassign_kms(self, key_id: str, tenant: str) -> KmsKeyInfo:
+        """Take the KMS key ``key_id`` away from ``tenant``.
+
+        Raises:
+            NotFoundError: no such KMS key id.
+        """
+        try:
+            with self._locked():
+                index = self._read_index()
+                old = next((e for e in index.kms if e.id == key_id), None)
+                if old is None:
+                    raise NotFoundError(f"no KMS key {key_id[:80]!r} in {self.directory}")
+                entry = old.model_copy(
+                    update={"tenants": tuple(t for t in old.tenants if t != tenant)}
+                )
+                index.kms = [entry if e.id == key_id else e for e in index.kms]
+                self._write_index(index)
+        except OSError as e:
+            raise SigningError(f"cannot write key store {self.directory}: {e}") from e
+        return KmsKeyInfo(entry.id, entry.tenants, entry.created)
+
     # -- internals -------------------------------------------------------------------------
+
+    def _retenant(self, ref: str, tenant: str, *, add: bool) -> KeyInfo:
+        keyid = self.get(ref).keyid
+        try:
+            with self._locked():
+                index = self._read_index()
+                entries = []
+                changed: _IndexEntry | None = None
+                for e in index.keys:
+                    if e.keyid == keyid:
+                        owners = set(e.tenants) | {tenant} if add else set(e.tenants) - {tenant}
+                        e = e.model_copy(update={"tenants": tuple(sorted(owners))})
+                        changed = e
+                    entries.append(e)
+                index.keys = entries
+                self._write_index(index)
+        except OSError as e:
+            raise SigningError(f"cannot write key store {self.directory}: {e}") from e
+        if changed is None:  # removed by someone else between get() and the lock
+            raise NotFoundError(f"no key {ref!r} in {self.directory}")
+        return self._info(changed)
+
+    def _write_index(self, index: _Index) -> None:
+        index.version = 2
+        _write_replace(
+            self.directory / _INDEX,
+            index.model_dump_json(by_alias=True, indent=2).encode("utf-8") + b"\n",
+            0o644,
+        )
 
     def _info(self, entry: _IndexEntry) -> KeyInfo:
         return KeyInfo(
@@ -246,6 +509,10 @@ class KeyStore:
             encrypted=entry.encrypted,
             private_path=self.directory / f"{entry.keyid}.key.pem",
             public_path=self.directory / f"{entry.keyid}.pub.pem",
+            backend=entry.backend,
+            token=entry.token,
+            object=entry.object,
+            tenants=entry.tenants,
         )
 
     def _read_index(self) -> _Index:

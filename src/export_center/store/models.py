@@ -316,22 +316,27 @@ class IdempotencyRecord(Base):
 
 
 class AirgapGeneration(Base):
-    """One mirror bundle applied by the air-gap importer: the tenant's import generations.
+    """One mirror bundle applied by the air-gap importer: the import generations of a tenant's
+    mirror streams.
 
-    Generations are per tenant and strictly increasing; the newest row is what is installed
-    (its export id and manifest digest are what a delta must name as its base, its ``tuf_root``
-    the TUF root trusted for the next import). Rows are inserted, never updated, in the same
-    transaction as the evidence they describe.
+    A stream is what one mirror profile of the exporting side ships (a full bundle names it;
+    its deltas continue it). Generations are per (tenant, stream) and strictly increasing; a
+    stream's newest row is what is installed for it (its export id, manifest digest and as-of
+    sequence are what a delta must name as its base). ``tuf_root`` is the TUF root trusted for
+    the next import of the tenant. ``replaced_stream`` names a stream this import took over on
+    the operator's decision (``--replace-stream``, with ``reason``). Rows are inserted, never
+    updated, in the same transaction as the evidence they describe.
     """
 
     __tablename__ = "airgap_generations"
     __table_args__ = (
-        UniqueConstraint("tenant", "generation", name="uq_airgap_generation"),
+        UniqueConstraint("tenant", "stream", "generation", name="uq_airgap_stream_generation"),
         Index("ix_airgap_manifest", "tenant", "manifest_digest"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    stream: Mapped[str] = mapped_column(String(64), nullable=False)
     generation: Mapped[int] = mapped_column(Integer, nullable=False)
     export_id: Mapped[str] = mapped_column(String(64), nullable=False)
     profile: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -344,6 +349,8 @@ class AirgapGeneration(Base):
     source_time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     base_export_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     base_manifest_digest: Mapped[str | None] = mapped_column(String(71), nullable=True)
+    base_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    replaced_stream: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The local store's sequence once this generation was applied.
     store_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     added: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -354,3 +361,75 @@ class AirgapGeneration(Base):
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     forced: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AirgapStreamRecord(Base):
+    """Which mirror stream holds a document (tenant, source, upstream id) on the importing side.
+
+    Streams of one tenant carry disjoint documents: a full bundle of a stream replaces that
+    stream's documents only, and a document another stream holds is refused unless the
+    operator lets this stream take the other over. Documents ingested locally have no row.
+    """
+
+    __tablename__ = "airgap_stream_records"
+    __table_args__ = (Index("ix_airgap_stream_records", "tenant", "stream"),)
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(128), primary_key=True)
+    upstream_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class PolicyDocumentRow(Base):
+    """One uploaded version of a tenant's policy document (revision 0006).
+
+    Policies are stored documents, never files a tenant names: a profile names a policy by
+    ``name`` and pins the ``digest`` of the version it was created with. Rows are inserted,
+    never updated. ``content`` is what was uploaded (YAML or JSON, comments kept for people);
+    ``canonical`` is the validated document as RFC 8785 JSON, whose sha256 is ``digest``: runs
+    read ``canonical`` and check the digest, so what is evaluated is what the profile pinned.
+    """
+
+    __tablename__ = "policy_documents"
+    __table_args__ = (
+        UniqueConstraint("tenant", "name", "version", name="uq_policy_version"),
+        UniqueConstraint("tenant", "name", "digest", name="uq_policy_digest"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    digest: Mapped[str] = mapped_column(String(71), nullable=False)
+    media_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    canonical: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class PublishedExport(Base):
+    """The signed manifest of every export this instance published (revision 0006).
+
+    What a mirror:delta names as its base is an export id of the same tenant, resolved from
+    these rows (never from a file or directory a tenant names). One export id can have several
+    manifests (an encrypted mirror's wrapped keys differ per run): rows are keyed by the
+    manifest digest too, and the newest one wins when only the export id is given.
+    """
+
+    __tablename__ = "published_exports"
+    __table_args__ = (
+        UniqueConstraint("tenant", "export_id", "manifest_digest", name="uq_published_export"),
+        Index("ix_published_kind", "tenant", "kind", "as_of_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    export_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    manifest_digest: Mapped[str] = mapped_column(String(71), nullable=False)
+    profile: Mapped[str] = mapped_column(String(64), nullable=False)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    variant: Mapped[str] = mapped_column(String(16), nullable=False)
+    as_of_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    manifest: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -6,30 +6,26 @@ that can return another tenant's rows.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-import orjson
 from sqlalchemy import (
     Connection,
     Engine,
     Integer,
     Select,
     and_,
-    bindparam,
     func,
     insert,
     or_,
     select,
-    update,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
 from export_center.errors import BadInputError, NotFoundError
-from export_center.model import Advisory, ParsedRecord, Sbom, VexDocument, to_json_dict
+from export_center.model import ParsedRecord, to_json_dict
 from export_center.store.db import make_engine, migrate
 from export_center.store.models import (
     Base,
@@ -38,16 +34,36 @@ from export_center.store.models import (
     RawRecord,
     Tenant,
 )
+from export_center.store.writer import (
+    IngestOutcome,
+    IngestWriter,
+    TenantCursor,
+    canonical_json,
+    index_rows,
+    lock_tenant,
+    prepare,
+    record_key,
+    write_batch,
+)
+
+__all__ = [
+    "ChangeView",
+    "EvidenceStore",
+    "IngestOutcome",
+    "NormalizedView",
+    "RawView",
+    "StatRow",
+    "TenantCursor",
+    "canonical_json",
+    "check_source",
+    "check_tenant",
+    "observation_id",
+]
 
 Outcome = Literal["inserted", "revision", "withdrawal", "unchanged"]
 _TENANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _STREAM_BATCH = 500
 _Sel = TypeVar("_Sel", bound=Select)  # type: ignore[type-arg]
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted-key compact JSON for normalized data (deterministic, not RFC 8785 for speed)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def observation_id(tenant: str, source: str, upstream_id: str, revision: int) -> str:
@@ -71,18 +87,13 @@ def check_source(source: str) -> str:
     return source
 
 
-# Prepared once: building statements per record costs more than executing them (SQLAlchemy
-# compiles and caches by statement shape; parameters go separately).
 _TABLES = Base.metadata.tables
 _RAW = _TABLES["raw_records"]
 _NORM = _TABLES["normalized_records"]
-_TENANTS = _TABLES["tenants"]
-_INSERT_RAW = insert(_RAW).returning(_RAW.c.id)
 _INSERT_NORM = insert(_NORM).returning(_NORM.c.id)
 _INSERT_ADVPKG = insert(_TABLES["advisory_packages"])
 _INSERT_VEX = insert(_TABLES["vex_statements"])
 _INSERT_COMP = insert(_TABLES["sbom_components"])
-_INSERT_CHANGE = insert(_TABLES["change_log"])
 # The columns of RawView, in its field order.
 _RAW_VIEW_COLUMNS = [
     _RAW.c.id,
@@ -101,33 +112,6 @@ _RAW_VIEW_COLUMNS = [
     _RAW.c.seq,
     _RAW.c.supersedes,
 ]
-_SUPERSEDE = (
-    update(_RAW).where(_RAW.c.id == bindparam("raw_id")).values(superseded_seq=bindparam("s"))
-)
-_SET_SEQ = update(_TENANTS).where(_TENANTS.c.name == bindparam("t")).values(last_seq=bindparam("s"))
-_CURRENT = select(
-    _RAW.c.id, _RAW.c.digest, _RAW.c.revision, _RAW.c.observation_id, _RAW.c.withdrawn
-).where(
-    _RAW.c.tenant == bindparam("t"),
-    _RAW.c.source == bindparam("src"),
-    _RAW.c.upstream_id == bindparam("up"),
-    _RAW.c.superseded_seq.is_(None),
-)
-
-
-@dataclass
-class TenantCursor:
-    """The locked tenant counter of one ingest transaction."""
-
-    name: str
-    last_seq: int
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    outcome: Outcome
-    observation_id: str
-    seq: int | None
 
 
 @dataclass(frozen=True)
@@ -203,20 +187,28 @@ class EvidenceStore:
     # ---- writing -------------------------------------------------------------------------
 
     def lock_tenant(self, session: Session, tenant: str) -> TenantCursor:
-        """Get (creating if needed) and row-lock the tenant's counter for this transaction.
+        """Get (creating if needed) and lock the tenant's counter for this transaction.
 
-        The lock is what makes sequences visible in order: a second ingester of the same
-        tenant waits until the first commits (PostgreSQL ``FOR UPDATE``; SQLite serializes
-        writers anyway). Call again after every commit.
+        The lock is what makes sequences visible in order: a second writer of the same tenant
+        waits until the first commits (PostgreSQL ``FOR UPDATE``; SQLite ``BEGIN IMMEDIATE``,
+        see :func:`~export_center.store.writer.begin_write`). Call again after every commit.
         """
         check_tenant(tenant)
-        seq = session.execute(
-            select(Tenant.last_seq).where(Tenant.name == tenant).with_for_update()
-        ).scalar_one_or_none()
-        if seq is None:
-            session.execute(insert(Tenant).values(name=tenant, last_seq=0))
-            seq = 0
-        return TenantCursor(tenant, int(seq))
+        return lock_tenant(session.connection(), tenant)
+
+    def writer(
+        self, tenant: str, source: str, *, clock: Callable[[], datetime] | None = None
+    ) -> IngestWriter:
+        """The batched writer of ``source`` into ``tenant`` (a context manager).
+
+        Raises:
+            BadInputError: the tenant or source name is invalid.
+        """
+        check_tenant(tenant)
+        check_source(source)
+        if clock is None:
+            return IngestWriter(self.engine.connect, tenant, source)
+        return IngestWriter(self.engine.connect, tenant, source, clock=clock)
 
     def put(
         self,
@@ -227,77 +219,12 @@ class EvidenceStore:
         *,
         now: datetime | None = None,
     ) -> IngestOutcome:
-        """Store one parsed record inside the caller's transaction (a savepoint per record is
-        the caller's job). Identical bytes are a no-op; new bytes make a new revision.
-
-        Core statements rather than ORM objects: ingestion is the hot path.
+        """Store one parsed record inside the caller's transaction (tenant locked by
+        :meth:`lock_tenant`). Identical bytes are a no-op; new bytes make a new revision; the
+        identity rule of :mod:`export_center.store.identity` applies as in batches.
         """
-        tenant = cursor.name
         check_source(source)
-        digest = "sha256:" + hashlib.sha256(record.content).hexdigest()
-        conn = session.connection()
-        current = conn.execute(
-            _CURRENT, {"t": tenant, "src": source, "up": record.upstream_id}
-        ).one_or_none()
-        if current is not None and current.digest == digest:
-            return IngestOutcome("unchanged", current.observation_id, None)
-
-        previous_seq = cursor.last_seq
-        seq = previous_seq + 1
-        revision = 1 if current is None else current.revision + 1
-        obs = observation_id(tenant, source, record.upstream_id, revision)
-        if current is None:
-            kind: Outcome = "inserted"
-        elif record.withdrawn and not current.withdrawn:
-            kind = "withdrawal"
-        else:
-            kind = "revision"
-        at = now or datetime.now(UTC)
-        supersedes = current.observation_id if current is not None else None
-        try:
-            if current is not None:
-                conn.execute(_SUPERSEDE, {"raw_id": current.id, "s": seq})
-            raw_id = conn.execute(
-                _INSERT_RAW,
-                {
-                    "tenant": tenant,
-                    "source": source,
-                    "upstream_id": record.upstream_id,
-                    "revision": revision,
-                    "observation_id": obs,
-                    "doc_type": record.doc_type,
-                    "format": record.format,
-                    "media_type": record.media_type,
-                    "digest": digest,
-                    "size": len(record.content),
-                    "content": record.content,
-                    "withdrawn": record.withdrawn,
-                    "ingested_at": at,
-                    "seq": seq,
-                    "superseded_seq": None,
-                    "supersedes": supersedes,
-                },
-            ).scalar_one()
-            self._put_normalized(conn, tenant, raw_id, record)
-            conn.execute(
-                _INSERT_CHANGE,
-                {
-                    "tenant": tenant,
-                    "seq": seq,
-                    "kind": "insert" if kind == "inserted" else kind,
-                    "raw_id": raw_id,
-                    "observation_id": obs,
-                    "previous_observation_id": supersedes,
-                    "doc_type": record.doc_type,
-                    "at": at,
-                },
-            )
-            conn.execute(_SET_SEQ, {"t": tenant, "s": seq})
-        except BaseException:
-            cursor.last_seq = previous_seq  # the caller's savepoint rolls the rows back
-            raise
-        cursor.last_seq = seq
-        return IngestOutcome(kind, obs, seq)
+        return write_batch(session.connection(), cursor, source, [prepare(record)], now=now)[0]
 
     def _put_normalized(
         self,
@@ -311,65 +238,20 @@ class EvidenceStore:
         """The normalized row and index rows of one raw record. ``data``, when given, is the
         exact normalized JSON to store (the air-gap importer keeps the exporter's bytes)."""
         norm = record.normalized
-        key = norm.id if isinstance(norm, Advisory | VexDocument) else norm.subject
         norm_id = conn.execute(
             _INSERT_NORM,
             {
                 "raw_id": raw_id,
                 "tenant": tenant,
                 "record_type": record.doc_type,
-                "record_key": key[:512],
+                "record_key": record_key(norm),
                 "data": data if data is not None else canonical_json(to_json_dict(norm)),
             },
         ).scalar_one()
-        if isinstance(norm, Advisory):
-            packages = sorted({(p.purl_type, p.name[:512]) for p in norm.affected})
-            if packages:
-                conn.execute(
-                    _INSERT_ADVPKG,
-                    [
-                        {"normalized_id": norm_id, "tenant": tenant, "purl_type": t, "name": n}
-                        for t, n in packages
-                    ],
-                )
-        statements = (
-            norm.statements
-            if isinstance(norm, VexDocument)
-            else norm.vex
-            if isinstance(norm, Sbom)
-            else ()
-        )
-        if statements:
-            conn.execute(
-                _INSERT_VEX,
-                [
-                    {
-                        "normalized_id": norm_id,
-                        "tenant": tenant,
-                        "vulnerability": st.vulnerability[:256],
-                        "product": st.product[:1024],
-                        "status": st.status,
-                        "justification": st.justification,
-                    }
-                    for st in statements
-                ],
-            )
-        if isinstance(norm, Sbom) and norm.components:
-            conn.execute(
-                _INSERT_COMP,
-                [
-                    {
-                        "normalized_id": norm_id,
-                        "tenant": tenant,
-                        "purl": c.purl[:2048] if c.purl else None,
-                        "purl_type": c.purl_type,
-                        "name": c.name[:1024],
-                        "version": c.version[:256] if c.version else None,
-                        "sha1": c.hash("sha1"),
-                    }
-                    for c in norm.components
-                ],
-            )
+        advpkg, vex, comp = index_rows(norm, tenant, norm_id)
+        for stmt, rows in ((_INSERT_ADVPKG, advpkg), (_INSERT_VEX, vex), (_INSERT_COMP, comp)):
+            if rows:
+                conn.execute(stmt, rows)
 
     # ---- reading -------------------------------------------------------------------------
 

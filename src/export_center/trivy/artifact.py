@@ -179,6 +179,17 @@ def _loads(data: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
+def _annotations(descriptor: dict[str, Any], where: str) -> dict[str, Any]:
+    """A descriptor's annotations: absent, or a JSON object (a list is refused, not met as an
+    AttributeError)."""
+    value = descriptor.get("annotations")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise VerificationError("trivy-oci", f"{where}: annotations are not a JSON object")
+    return value
+
+
 def _blob(layout: Path, digest: object, where: str) -> Path:
     if not isinstance(digest, str) or len(digest) != _DIGEST_LEN:
         raise VerificationError("trivy-oci", f"{where}: bad digest {digest!r}")
@@ -210,7 +221,7 @@ def read_trivy_layout(layout: Path, kind: TrivyDbKind) -> TrivyArtifact:
     if not isinstance(manifests[0], dict):
         raise VerificationError("trivy-oci", f"{layout}/index.json: expected one manifest")
     desc = manifests[0]
-    if (desc.get("annotations") or {}).get(REF_NAME) != kind.tag:
+    if _annotations(desc, "index.json").get(REF_NAME) != kind.tag:
         raise VerificationError("trivy-oci", f"{layout}: the manifest is not tagged {kind.tag}")
     manifest_path = _blob(layout, desc.get("digest"), "index.json")
     if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
@@ -228,7 +239,7 @@ def read_trivy_layout(layout: Path, kind: TrivyDbKind) -> TrivyArtifact:
     layer = layers[0]
     if layer.get("mediaType") != kind.layer_type:
         raise VerificationError("trivy-oci", f"{layout}: layer is not {kind.layer_type}")
-    if (layer.get("annotations") or {}).get(TITLE) != kind.archive_name:
+    if _annotations(layer, "layer").get(TITLE) != kind.archive_name:
         raise VerificationError("trivy-oci", f"{layout}: layer is not titled {kind.archive_name}")
     layer_path = _blob(layout, layer.get("digest"), "layer")
     if layer_path.stat().st_size != layer.get("size"):

@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from export_center.errors import CancelledError, ExportCenterError
-from export_center.exporter import ExportOutcome, run_export
+from export_center.exporter import ExportOutcome, record_outcome, run_export
 from export_center.planner.plan import ExportPlan
 from export_center.planner.registry import ProfileRegistry
 from export_center.runs.artifacts import ArtifactStore
@@ -60,6 +60,7 @@ class ExportFunction(Protocol):
         progress: Callable[[int], None] = ...,
         is_cancelled: Callable[[], bool] = ...,
         on_plan: Callable[[ExportPlan], None] = ...,
+        record: bool = ...,
     ) -> ExportOutcome: ...
 
 
@@ -228,6 +229,9 @@ class RunExecutor:
                     progress=attempt.progress,
                     is_cancelled=attempt.is_cancelled,
                     on_plan=attempt.on_plan,
+                    # Into the ledger of published exports once the run has succeeded (below):
+                    # a bundle removed by a cancel must never become a delta's base.
+                    record=False,
                 )
         except CancelledError:
             return self._stopped(attempt, started)
@@ -309,6 +313,7 @@ class RunExecutor:
             self._count(run.profile, run.tenant, "cancelled", started)
             log.info("cancel arrived during publication; the bundle was removed")
             return "cancelled"
+        record_outcome(self.store, outcome)
         self.metrics.bytes_total.inc(b.archive_bytes)
         self._count(run.profile, run.tenant, "succeeded", started)
         log.info(

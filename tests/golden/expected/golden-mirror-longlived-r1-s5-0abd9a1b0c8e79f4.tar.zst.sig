@@ -1,1 +1,1 @@
-mee4RcvVgmzh5VkWxuJQTO//ikX1XTWgeG9U4s6p3ghZpugG6L1ju5DDR3z7iYm75vxAj5iu3247d39hbLIIBg==
+YGFmtqbkAw3/GOi/ChMfBhY9YU8n593l4Vcq5YCWizOYsHBmBoVrRJh8VBaXuwTzoiSzui9ahiwPc65sugVZAA==

@@ -1,1 +1,1 @@
-YVzTse36Sg+afHx0pCtUFUfc0g7A83YCvkR7y0LFwuxviRMZFOUXkcl/Mg6ZrKGmmFj4J5dXmi4wPMKui+JNDg==
++4r1P/ncagr5oTKg6zq0DNyYLYn0wNm2b9tlfoc/I8kfEhrQ2HbFh9MmXbLhjhe53idUppXHiErX+brZOGTBCg==

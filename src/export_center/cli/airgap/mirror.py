@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from export_center.cli import common
-from export_center.errors import BadInputError, ExitCode, NotFoundError
+from export_center.errors import BadInputError, NotFoundError
 
 BundleArg = Annotated[
     str,
@@ -62,7 +62,9 @@ def _options(
     force: bool = False,
     reason: str | None = None,
     by: str | None = None,
+    replace_stream: str | None = None,
 ) -> Any:
+    from export_center.importer.quarantine import QuarantineLimits
     from export_center.importer.service import ImportOptions
     from export_center.mirror.crypto import KeyMaterial, load_age_identities
     from export_center.mirror.kms import Pkcs11Access
@@ -93,6 +95,8 @@ def _options(
         imported_by=by or settings.user or _login(),
         tenant=tenant,
         registry_credentials=settings.registry_credentials,
+        replace_stream=replace_stream,
+        quarantine=QuarantineLimits(settings.quarantine_max_entries, settings.quarantine_max_bytes),
     )
 
 
@@ -113,17 +117,20 @@ def verify_bundle_cmd(
     tuf_root: TufRootOpt = None,
     identity: IdentityOpt = None,
     kms: KmsOpt = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="Refuse (exit 2) a bundle of any other tenant."),
+    ] = None,
     output: common.FormatOpt = "table",
 ) -> None:
     """Verify a mirror bundle offline (every check, in order); say what an import would do."""
     import shutil
     import tempfile
 
-    from export_center.errors import ConflictError
-    from export_center.importer import generations
-    from export_center.importer.service import state_check, verify_source
+    from export_center.errors import BadInputError, ConflictError
+    from export_center.importer.service import import_state, verify_source
 
-    opts = _options(trust_roots, tuf_root, identity, kms)
+    opts = _options(trust_roots, tuf_root, identity, kms, tenant=tenant)
     cfg = common.settings()
     store = common.open_store()
     work_root = cfg.data_dir / "airgap" / "work"
@@ -145,18 +152,18 @@ def verify_bundle_cmd(
     state: str | None = None
     code = report.exit_code
     if report.ok and mv.manifest is not None and mv.manifest_digest:
-        latest = generations.installed(store, mv.tenant)
         try:
-            what = state_check(latest, mv.manifest, mv.manifest_digest, force=False)
+            what, stream, latest = import_state(store, mv.tenant, mv.manifest, mv.manifest_digest)
             nxt = (latest.generation if latest else 0) + 1
             state = (
-                f"replay of installed generation {latest.generation}: an import changes nothing"
+                f"replay of installed generation {latest.generation} of stream {stream}: an "
+                "import changes nothing"
                 if what == "replay" and latest
-                else f"importable as generation {nxt} of tenant {mv.tenant}"
+                else f"importable as generation {nxt} of stream {stream} of tenant {mv.tenant}"
             )
-        except ConflictError as e:
+        except (ConflictError, BadInputError) as e:
             state = f"not importable: {e.message}"
-            code = ExitCode.QUOTA_OR_CONFLICT
+            code = e.exit_code
     if output == "json":
         common.print_json({**report.as_json(), "state": state})
     else:
@@ -188,15 +195,33 @@ def import_cmd(
     reason: Annotated[str | None, typer.Option("--reason", help="Why it is forced.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who imports (default: $USER).")] = None,
     tenant: Annotated[
-        str | None, typer.Option("--tenant", help="Refuse bundles of any other tenant.")
+        str | None,
+        typer.Option("--tenant", help="Refuse (exit 2) a bundle of any other tenant."),
+    ] = None,
+    replace_stream: Annotated[
+        str | None,
+        typer.Option(
+            "--replace-stream",
+            help="Let this full bundle's stream take over the installed stream STREAM "
+            "(its documents become this stream's; needs --reason).",
+            metavar="STREAM",
+        ),
     ] = None,
     output: common.FormatOpt = "table",
 ) -> None:
-    """Verify a mirror bundle and apply it to the local store as the next generation."""
+    """Verify a mirror bundle and apply it to the local store as its stream's next generation."""
     from export_center.importer.service import ImportRefused, import_bundle
 
     opts = _options(
-        trust_roots, tuf_root, identity, kms, tenant=tenant, force=force, reason=reason, by=by
+        trust_roots,
+        tuf_root,
+        identity,
+        kms,
+        tenant=tenant,
+        force=force,
+        reason=reason,
+        by=by,
+        replace_stream=replace_stream,
     )
     cfg = common.settings()
     store = common.open_store()
@@ -211,6 +236,7 @@ def import_cmd(
                     "status": "refused",
                     "reason": e.message,
                     "quarantine": str(e.quarantine) if e.quarantine else None,
+                    "quarantineNote": e.quarantined.note if e.quarantined else None,
                     "report": e.report.as_json() if e.report else None,
                 }
             )
@@ -239,7 +265,7 @@ def import_cmd(
     if out.status == "replay":
         common.console.print(
             f"replay: {g.export_id} is already installed as generation {g.generation} of "
-            f"{g.tenant}; nothing changed",
+            f"stream {g.stream} of {g.tenant}; nothing changed",
             highlight=False,
         )
         return
@@ -247,8 +273,9 @@ def import_cmd(
     assert s is not None
     common.console.print(
         f"[green]imported[/green] {g.export_id} ({g.kind}) as generation {g.generation} of "
-        f"{g.tenant}: +{s.added} ~{s.updated} -{s.removed} (unchanged {s.unchanged}); "
-        f"store sequence {g.store_seq}",
+        f"stream {g.stream} of {g.tenant}: +{s.added} ~{s.updated} -{s.removed} (unchanged "
+        f"{s.unchanged}); store sequence {g.store_seq}"
+        + (f"; stream {g.replaced_stream} replaced" if g.replaced_stream else ""),
         highlight=False,
     )
 
@@ -257,6 +284,7 @@ def _generation_table(rows: list[Any], title: str) -> Table:
     table = Table(title=title)
     for col in (
         "tenant",
+        "stream",
         "gen",
         "export id",
         "kind",
@@ -270,9 +298,12 @@ def _generation_table(rows: list[Any], title: str) -> Table:
     for g in rows:
         table.add_row(
             g.tenant,
+            g.stream,
             str(g.generation),
             g.export_id,
-            g.kind + (" (forced)" if g.forced else ""),
+            g.kind
+            + (" (forced)" if g.forced else "")
+            + (f" (replaced {g.replaced_stream})" if g.replaced_stream else ""),
             str(g.source_seq),
             f"{g.imported_at:%Y-%m-%d %H:%M:%SZ}",
             g.imported_by,
@@ -283,7 +314,7 @@ def _generation_table(rows: list[Any], title: str) -> Table:
 
 
 def status(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") -> None:
-    """The installed generation of each tenant (or of --tenant)."""
+    """The installed generation of each mirror stream of each tenant (or of --tenant)."""
     from export_center.importer import generations
 
     store = common.open_store()
@@ -295,7 +326,7 @@ def status(tenant: common.TenantOpt = None, output: common.FormatOpt = "table") 
     if output == "json":
         common.print_json(
             {
-                "tenants": [
+                "streams": [
                     {**g.as_json(), "storeCurrentSequence": store.current_sequence(g.tenant)}
                     for g in rows
                 ]
@@ -317,3 +348,74 @@ def list_cmd(tenant: common.TenantOpt = None, output: common.FormatOpt = "table"
         common.print_json({"generations": [g.as_json() for g in rows]})
         return
     common.console.print(_generation_table(rows, f"{len(rows)} generations"))
+
+
+quarantine_app = typer.Typer(
+    name="quarantine",
+    help="Refused bundles kept for the operator: list and purge.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@quarantine_app.command("list")
+def quarantine_list(output: common.FormatOpt = "table") -> None:
+    """Every quarantine entry, oldest first, with its reason and size."""
+    from export_center.importer.quarantine import list_entries
+
+    cfg = common.settings()
+    entries = list_entries(cfg.data_dir)
+    used = sum(e.bytes for e in entries)
+    if output == "json":
+        common.print_json(
+            {
+                "entries": [e.as_json() for e in entries],
+                "bytes": used,
+                "maxEntries": cfg.quarantine_max_entries,
+                "maxBytes": cfg.quarantine_max_bytes,
+            }
+        )
+        return
+    table = Table(
+        title=f"{len(entries)} of {cfg.quarantine_max_entries} quarantine entries, "
+        f"{used} of {cfg.quarantine_max_bytes} bytes"
+    )
+    for col in ("entry", "refused", "bytes", "bundle", "reason"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            e.name, e.refused_at, str(e.bytes), "kept" if e.kept else "not kept", e.reason[:120]
+        )
+    common.console.print(table)
+
+
+@quarantine_app.command("purge")
+def quarantine_purge(
+    entries: Annotated[
+        list[str] | None, typer.Argument(help="Entry names (from `quarantine list`).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every entry.")] = False,
+    older_than_days: Annotated[
+        int | None,
+        typer.Option("--older-than-days", help="Entries refused more than N days ago."),
+    ] = None,
+    output: common.FormatOpt = "table",
+) -> None:
+    """Remove quarantine entries: named ones, --all, or --older-than-days N."""
+    from datetime import timedelta
+
+    from export_center.importer.quarantine import purge
+
+    if not entries and not all_ and older_than_days is None:
+        raise BadInputError("name entries to purge, or --all, or --older-than-days N")
+    if older_than_days is not None and older_than_days < 0:
+        raise BadInputError(f"--older-than-days must not be negative, not {older_than_days}")
+    cutoff = (
+        datetime.now(UTC) - timedelta(days=older_than_days) if older_than_days is not None else None
+    )
+    removed = purge(common.settings().data_dir, entries or (), everything=all_, older_than=cutoff)
+    if output == "json":
+        common.print_json({"purged": [e.as_json() for e in removed]})
+        return
+    freed = sum(e.bytes for e in removed)
+    common.console.print(f"purged {len(removed)} entries ({freed} bytes)", highlight=False)

@@ -30,6 +30,10 @@ def trivy_install(
     force: Annotated[
         bool, typer.Option("--force", help="Install a database older than the installed one.")
     ] = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="Refuse (exit 2) a bundle of any other tenant."),
+    ] = None,
     output: common.FormatOpt = "table",
 ) -> None:
     """Verify a Trivy bundle, then install its database into --cache-dir atomically.
@@ -50,6 +54,7 @@ def trivy_install(
             roots,
             force=force,
             registry_credentials=common.settings().registry_credentials,
+            tenant=tenant,
         )
     except TrivyBundleRefused as e:
         if output == "json":

@@ -15,7 +15,7 @@ import yaml
 from rich.table import Table
 
 from export_center.cli import common, remote
-from export_center.errors import BadInputError
+from export_center.errors import BadInputError, NotFoundError
 
 if TYPE_CHECKING:
     from export_center.planner.profiles import ProfileSpec
@@ -30,10 +30,16 @@ app = typer.Typer(
 
 
 def _registry() -> ProfileRegistry:
-    """The profile registry of the local store."""
+    """The profile registry of the local store, checking what a revision names against the
+    tenant's keys, policies and published exports (as the service does)."""
+    from export_center.adapters.registry import EXPORTABLE
+    from export_center.exporter import ProfileReferences
     from export_center.planner.registry import ProfileRegistry
 
-    return ProfileRegistry(common.open_store())
+    store = common.open_store()
+    return ProfileRegistry(
+        store, references=ProfileReferences(common.settings(), store), exportable=EXPORTABLE
+    )
 
 
 def _profile_json(p: ProfileRevisionView) -> dict[str, Any]:
@@ -44,11 +50,29 @@ def _profile_json(p: ProfileRevisionView) -> dict[str, Any]:
         "digest": p.digest,
         "archived": p.archived,
         "spec": p.spec.model_dump(mode="json", by_alias=True),
+        "problem": p.problem,
     }
 
 
+def _read_body(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_bytes()
+    except FileNotFoundError as e:
+        raise NotFoundError(f"{file}: no such profile file") from e
+    except OSError as e:
+        raise BadInputError(f"{file}: cannot read profile: {e.strerror}") from e
+    try:
+        loaded = yaml.safe_load(text) if file.suffix in {".yaml", ".yml"} else orjson.loads(text)
+    except (yaml.YAMLError, orjson.JSONDecodeError) as e:
+        raise BadInputError(f"{file}: malformed profile: {e}") from e
+    if not isinstance(loaded, dict):
+        raise BadInputError(f"{file}: a profile must be an object")
+    return loaded
+
+
 def _spec_from_options(
-    file: Path | None,
+    base: dict[str, Any],
+    where: str,
     kind: str | None,
     variant: str | None,
     sources: list[str] | None,
@@ -57,24 +81,17 @@ def _spec_from_options(
     compression: str | None,
     level: int | None,
     key: str | None,
+    policy: str | None,
 ) -> ProfileSpec:
+    """``base`` (a file's body, or the current revision's) with the options applied, parsed
+    with the model of its kind.
+
+    Raises:
+        RequestValidationFailed: naming each invalid field.
+    """
     from export_center.planner.profiles import parse_profile_spec
 
-    data: dict[str, Any] = {}
-    if file is not None:
-        try:
-            text = file.read_bytes()
-        except OSError as e:
-            raise BadInputError(f"{file}: cannot read profile: {e.strerror}") from e
-        try:
-            loaded = (
-                yaml.safe_load(text) if file.suffix in {".yaml", ".yml"} else orjson.loads(text)
-            )
-        except (yaml.YAMLError, orjson.JSONDecodeError) as e:
-            raise BadInputError(f"{file}: malformed profile: {e}") from e
-        if not isinstance(loaded, dict):
-            raise BadInputError(f"{file}: a profile must be an object")
-        data = loaded
+    data = dict(base)
     if kind:
         data["kind"] = kind
     if variant:
@@ -91,13 +108,20 @@ def _spec_from_options(
     if compression or level:
         comp = dict(data.get("compression") or {})
         if compression:
+            if not level and compression != comp.get("algorithm"):
+                comp.pop("level", None)  # the old algorithm's level: the new one's default
             comp["algorithm"] = compression
         if level:
             comp["level"] = level
         data["compression"] = comp
     if key:
         data["signing"] = {"key": key}
-    return parse_profile_spec(data, str(file) if file else "profile options")
+    if policy:
+        # A new name (or the same one again) is pinned to its newest version.
+        mode = dict(data.get("policy") or {}).get("policySnapshotMode")
+        keep = mode in ("required", "optional")
+        data["policy"] = {"name": policy} | ({"policySnapshotMode": mode} if keep else {})
+    return parse_profile_spec(data, where)
 
 
 FileOpt = Annotated[Path | None, typer.Option("--file", help="Profile body (JSON or YAML).")]
@@ -110,7 +134,16 @@ IncludeOpt = Annotated[
 ]
 CompOpt = Annotated[str | None, typer.Option("--compression", help="zstd | gzip | none")]
 LevelOpt = Annotated[int | None, typer.Option("--level", help="Compression level (zstd 1-22).")]
-KeyOpt = Annotated[str | None, typer.Option("--key", help="Signing keyid (default: newest).")]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option("--key", help="Full keyid of one of the tenant's keys (default: its newest)."),
+]
+PolicyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--policy", help="Stored policy (stella policy upload); its newest version is pinned."
+    ),
+]
 
 
 @app.command("create")
@@ -125,13 +158,24 @@ def profile_create(
     compression: CompOpt = None,
     level: LevelOpt = None,
     key: KeyOpt = None,
+    policy: PolicyOpt = None,
     tenant: common.TenantOpt = None,
     server: remote.ServerOpt = None,
     token: remote.TokenOpt = None,
 ) -> None:
     """Create a profile (revision r1)."""
     spec = _spec_from_options(
-        file, kind, variant, source, ecosystem, include, compression, level, key
+        _read_body(file) if file is not None else {},
+        str(file) if file else "profile options",
+        kind,
+        variant,
+        source,
+        ecosystem,
+        include,
+        compression,
+        level,
+        key,
+        policy,
     )
     if server:
         with remote.client(server, token, tenant) as api:
@@ -156,40 +200,36 @@ def profile_revise(
     compression: CompOpt = None,
     level: LevelOpt = None,
     key: KeyOpt = None,
+    policy: PolicyOpt = None,
     tenant: common.TenantOpt = None,
     server: remote.ServerOpt = None,
     token: remote.TokenOpt = None,
 ) -> None:
-    """Add a revision (options not given keep the current revision's values)."""
-    from export_center.planner.profiles import parse_profile_spec
-
+    """Add a revision (options not given keep the current revision's values; --policy NAME
+    pins the newest version of NAME again)."""
     t = common.tenant_or_default(tenant)
     api = remote.client(server, token, tenant) if server else None
     reg = _registry() if api is None else None
-    if api is not None:
-        current = parse_profile_spec(api.get_profile(name)["spec"], f"profile {name} on {server}")
+    if file is not None:
+        base, where = _read_body(file), str(file)
+    elif api is not None:
+        base, where = dict(api.get_profile(name)["spec"]), f"profile {name} on {server}"
     else:
         assert reg is not None
-        current = reg.get(t, name).spec
-    base = current.model_dump(mode="json", by_alias=True)
-    if file is None:
-        merged = _spec_from_options(
-            None,
-            kind or current.kind,
-            variant or current.variant,
-            source,
-            ecosystem,
-            include,
-            compression,
-            level,
-            key,
-        )
-        data = {**base, **merged.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-        spec = parse_profile_spec(data)
-    else:
-        spec = _spec_from_options(
-            file, kind, variant, source, ecosystem, include, compression, level, key
-        )
+        base, where = reg.get(t, name).spec.model_dump(mode="json", by_alias=True), name
+    spec = _spec_from_options(
+        base,
+        where,
+        kind,
+        variant,
+        source,
+        ecosystem,
+        include,
+        compression,
+        level,
+        key,
+        policy,
+    )
     if api is not None:
         with api:
             r = api.revise_profile(name, spec.model_dump(mode="json", by_alias=True))

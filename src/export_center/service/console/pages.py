@@ -744,6 +744,9 @@ async def airgap_page(request: Request, user: UserDep) -> Response:
 
     user.principal.require(SCOPE_READ)
     store = get_console(request).services.store
+    # As `stella airgap status` and `stella airgap list --tenant`: the installed generation of
+    # each live mirror stream, and every import (newest first here).
+    installed = await run_in_threadpool(generations.installed, store, user.tenant)
     history = await run_in_threadpool(generations.history, store, user.tenant)
     sequence = await run_in_threadpool(store.current_sequence, user.tenant)
     return render(
@@ -751,8 +754,8 @@ async def airgap_page(request: Request, user: UserDep) -> Response:
         "airgap.html",
         user=user,
         nav="airgap",
-        history=list(reversed(history)),
-        installed=history[-1] if history else None,
+        history=sorted(history, key=lambda g: g.id, reverse=True),
+        installed=installed,
         sequence=sequence,
     )
 

@@ -1,0 +1,281 @@
+"""Tenant policy documents in the store: uploaded, versioned, addressed by name and digest.
+
+A tenant never names a server file as its policy (security.md, "Tenant <-> server"): it
+uploads the document (``stella policy upload``, ``POST /api/export/policies``), and profiles
+name it by ``name``; the profile revision pins the ``digest`` of the version it was written
+with. Versions are rows that are inserted, never updated or deleted, so a pinned digest always
+resolves to the same document.
+
+Each version keeps the uploaded bytes (comments and all, for people) and the validated
+document as RFC 8785 JSON (``canonical``), whose sha256 is the digest
+(:class:`~export_center.policy.document.Policy`). Runs read ``canonical`` and check the digest
+before evaluating, so what is evaluated is exactly what the profile pinned. Uploading a
+document whose digest equals an existing version of the same name returns that version: two
+spellings of one policy are one version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+import rfc8785
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from export_center.errors import BadInputError, ConflictError, NotFoundError
+from export_center.policy.document import Policy, PolicyDocument, load_policy
+from export_center.store.models import PolicyDocumentRow
+from export_center.store.repository import EvidenceStore, check_tenant
+
+__all__ = ["MAX_POLICY_BYTES", "POLICY_NAME", "PolicyStore", "StoredPolicy", "check_policy_name"]
+
+log = logging.getLogger(__name__)
+
+#: A policy document is a small declarative file; anything bigger is a mistake or an attack.
+MAX_POLICY_BYTES = 1024 * 1024
+POLICY_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+MediaType = Literal["application/json", "application/yaml"]
+
+
+def check_policy_name(name: str) -> str:
+    """Raises: BadInputError: not 1-64 characters of a-z, 0-9, '.', '_', '-'."""
+    if not POLICY_NAME.match(name):
+        raise BadInputError(
+            f"invalid policy name {name[:80]!r}: 1-64 characters of a-z, 0-9, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class StoredPolicy:
+    """One stored version of a tenant's policy."""
+
+    tenant: str
+    name: str
+    version: int
+    digest: str
+    media_type: str
+    content: bytes
+    canonical: str
+    created_at: datetime
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The validated document (camelCase JSON, defaults included)."""
+        out: dict[str, Any] = orjson.loads(self.canonical)
+        return out
+
+    def policy(self) -> Policy:
+        """The policy to evaluate, checked against its digest.
+
+        Raises:
+            ConflictError: the stored document does not hash to its digest (altered in the
+                database): refusing is better than evaluating another policy than pinned.
+        """
+        actual = "sha256:" + hashlib.sha256(self.canonical.encode()).hexdigest()
+        if actual != self.digest:
+            raise ConflictError(
+                f"policy {self.name} v{self.version} of tenant {self.tenant!r} was altered in "
+                f"the store: its document hashes to {actual}, not {self.digest}"
+            )
+        policy = Policy.from_document(PolicyDocument.model_validate(self.document))
+        if policy.digest != self.digest:  # a newer model reads it differently
+            raise ConflictError(
+                f"policy {self.name} v{self.version} reads as {policy.digest} with this version "
+                f"of the tool, not as its pinned {self.digest}"
+            )
+        return policy
+
+
+def _refuse_yaml_aliases(content: bytes, where: str) -> None:
+    # An alias bomb (a billion laughs) expands in memory while it is loaded: look at the events
+    # first. JSON has no aliases, and a policy never needs them.
+    try:
+        for event in yaml.parse(content, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise BadInputError(
+                    f"{where}: YAML aliases (*name) are not accepted in a policy document"
+                )
+    except yaml.YAMLError as e:
+        raise BadInputError(f"{where}: not a YAML or JSON policy document: {e}") from e
+
+
+def parse_upload(content: bytes, where: str) -> tuple[Policy, MediaType]:
+    """Validate an uploaded policy document (YAML or JSON, at most :data:`MAX_POLICY_BYTES`).
+
+    Raises:
+        BadInputError: too large, not UTF-8 YAML/JSON, YAML aliases, or an invalid document
+            (the message names each bad field).
+    """
+    if len(content) > MAX_POLICY_BYTES:
+        raise BadInputError(
+            f"{where}: {len(content)} bytes; a policy document is at most {MAX_POLICY_BYTES}"
+        )
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInputError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    is_json = text.lstrip().startswith("{")
+    if not is_json:
+        _refuse_yaml_aliases(content, where)
+    policy = load_policy(content, where)  # JSON when it starts with a brace, as here
+    return policy, "application/json" if is_json else "application/yaml"
+
+
+class PolicyStore:
+    """The tenants' policy documents (table ``policy_documents``)."""
+
+    def __init__(self, store: EvidenceStore) -> None:
+        self.store = store
+
+    def upload(
+        self, tenant: str, name: str, content: bytes, *, now: datetime | None = None
+    ) -> tuple[StoredPolicy, bool]:
+        """Store ``content`` as the next version of policy ``name``; ``(version, created)``,
+        where ``created`` is False when a version with the same digest exists (returned).
+
+        Raises:
+            BadInputError: an invalid tenant, name or document.
+        """
+        check_tenant(tenant)
+        check_policy_name(name)
+        policy, media_type = parse_upload(content, f"policy {name}")
+        canonical = rfc8785.dumps(policy.document.canonical()).decode()
+        at = (now or datetime.now(UTC)).replace(microsecond=0)
+        for _ in range(5):
+            existing = self._find(tenant, name, digest=policy.digest)
+            if existing is not None:
+                return existing, False
+            try:
+                with self.store.session() as s, s.begin():
+                    newest = s.execute(
+                        select(func.max(PolicyDocumentRow.version)).where(
+                            PolicyDocumentRow.tenant == tenant, PolicyDocumentRow.name == name
+                        )
+                    ).scalar_one()
+                    s.add(
+                        PolicyDocumentRow(
+                            tenant=tenant,
+                            name=name,
+                            version=(newest or 0) + 1,
+                            digest=policy.digest,
+                            media_type=media_type,
+                            content=content,
+                            canonical=canonical,
+                            created_at=at,
+                        )
+                    )
+            except IntegrityError:
+                # Another upload of this name won the version number (or the same digest):
+                # look again.
+                continue
+            stored = self._find(tenant, name, digest=policy.digest)
+            assert stored is not None
+            log.info("policy %s v%d of %s: %s", name, stored.version, tenant, policy.digest)
+            return stored, True
+        raise ConflictError(f"policy {name}: concurrent uploads; try again")
+
+    def get(
+        self, tenant: str, name: str, *, version: int | None = None, digest: str | None = None
+    ) -> StoredPolicy:
+        """A version of policy ``name`` (by version, by digest, or the newest).
+
+        Raises:
+            NotFoundError: no such policy (or version) for this tenant.
+        """
+        if digest is not None and not _DIGEST.match(digest):
+            raise BadInputError(f"digest {digest[:80]!r}: expected sha256:<64 hex>")
+        found = self._find(tenant, name, version=version, digest=digest)
+        if found is None:
+            which = f" version {version}" if version is not None else f" {digest}" if digest else ""
+            raise NotFoundError(
+                f"no policy {name[:64]!r}{which} for tenant {tenant!r}",
+                hint="`stella policy list` shows the tenant's policies; "
+                "`stella policy upload NAME FILE` adds one",
+            )
+        return found
+
+    def versions(self, tenant: str, name: str) -> list[StoredPolicy]:
+        """Every version of ``name``, oldest first.
+
+        Raises:
+            NotFoundError: no such policy for this tenant.
+        """
+        with self.store.session() as s:
+            rows = s.execute(
+                select(PolicyDocumentRow)
+                .where(PolicyDocumentRow.tenant == tenant, PolicyDocumentRow.name == name)
+                .order_by(PolicyDocumentRow.version)
+            ).scalars()
+            out = [_view(r) for r in rows]
+        if not out:
+            raise NotFoundError(f"no policy {name[:64]!r} for tenant {tenant!r}")
+        return out
+
+    def list(
+        self, tenant: str, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[StoredPolicy], int]:
+        """The newest version of each of the tenant's policies, by name; and how many."""
+        with self.store.session() as s:
+            newest = (
+                select(PolicyDocumentRow.name, func.max(PolicyDocumentRow.version).label("version"))
+                .where(PolicyDocumentRow.tenant == tenant)
+                .group_by(PolicyDocumentRow.name)
+                .subquery()
+            )
+            total = s.execute(select(func.count()).select_from(newest)).scalar_one()
+            rows = s.execute(
+                select(PolicyDocumentRow)
+                .join(
+                    newest,
+                    (PolicyDocumentRow.name == newest.c.name)
+                    & (PolicyDocumentRow.version == newest.c.version),
+                )
+                .where(PolicyDocumentRow.tenant == tenant)
+                .order_by(PolicyDocumentRow.name)
+                .offset(offset)
+                .limit(limit)
+            ).scalars()
+            return [_view(r) for r in rows], int(total)
+
+    def _find(
+        self, tenant: str, name: str, *, version: int | None = None, digest: str | None = None
+    ) -> StoredPolicy | None:
+        with self.store.session() as s:
+            stmt = select(PolicyDocumentRow).where(
+                PolicyDocumentRow.tenant == tenant, PolicyDocumentRow.name == name
+            )
+            if version is not None:
+                stmt = stmt.where(PolicyDocumentRow.version == version)
+            if digest is not None:
+                stmt = stmt.where(PolicyDocumentRow.digest == digest)
+            row = s.execute(
+                stmt.order_by(PolicyDocumentRow.version.desc()).limit(1)
+            ).scalar_one_or_none()
+            return _view(row) if row is not None else None
+
+
+def _view(row: PolicyDocumentRow) -> StoredPolicy:
+    created = row.created_at
+    if created.tzinfo is None:  # SQLite returns naive datetimes
+        created = created.replace(tzinfo=UTC)
+    return StoredPolicy(
+        tenant=row.tenant,
+        name=row.name,
+        version=row.version,
+        digest=row.digest,
+        media_type=row.media_type,
+        content=bytes(row.content),
+        canonical=row.canonical,
+        created_at=created,
+    )
