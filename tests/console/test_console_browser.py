@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -56,7 +57,12 @@ def _progress(browser: Browser) -> float:
 
 
 def test_sign_in_create_profile_run_live_and_download(
-    browser: Browser, api: httpx.Client, tokens: Tokens, gate: Gate, shots: Path
+    browser: Browser,
+    api: httpx.Client,
+    settings: Settings,
+    tokens: Tokens,
+    gate: Gate,
+    shots: Path,
 ) -> None:
     # Signed out: any page leads to the sign-in form, which comes back to the page.
     browser.go("/console/profiles")
@@ -117,7 +123,9 @@ def test_sign_in_create_profile_run_live_and_download(
     artifact = run["artifact"]
     assert browser.text(".digest") == f"sha256 {artifact['sha256']}"
     command = browser.text("#verify-command")
-    assert f"stella export verify {artifact['name']} --trust-roots trusted-keys.pem" in command
+    assert command.endswith(
+        f"stella export verify {artifact['name']} --trust-roots trusted-keys.pem --tenant acme"
+    )
     assert browser.console_errors() == []
     _page(browser, shots, "run")
 
@@ -128,6 +136,22 @@ def test_sign_in_create_profile_run_live_and_download(
     assert from_api.status_code == 200
     assert data == from_api.content
     assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
+
+    # The page's verify command, typed as shown next to the download with the tenant's public
+    # key: the real CLI, offline, verifies the downloaded bundle.
+    keys = KeyStore(settings.key_dir)
+    (browser.downloads / "trusted-keys.pem").write_bytes(
+        keys.export_public(keys.tenant_key("acme").keyid)
+    )
+    stella = str(Path(sys.executable).with_name("stella"))
+    for line in command.splitlines():
+        argv = shlex.split(line)
+        argv[0] = stella if argv[0] == "stella" else argv[0]
+        done = subprocess.run(
+            argv, cwd=browser.downloads, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert f"verified {artifact['exportId']}" in done.stdout
 
     # The manifest link relays the signed bytes.
     browser.find("a[href$='/manifest']").click()

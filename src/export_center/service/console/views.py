@@ -223,7 +223,11 @@ def verify_command(run: RunPublic, files: Sequence[Download]) -> str:
     lines = []
     if any(d.name == run.artifact.name + ".sha256" for d in files):
         lines.append(f"sha256sum -c {shlex.quote(run.artifact.name + '.sha256')}")
-    lines.append(f"stella export verify {archive} --trust-roots trusted-keys.pem")
+    # --tenant: the verifier also refuses a bundle of another tenant (a mix-up of downloads).
+    lines.append(
+        f"stella export verify {archive} --trust-roots trusted-keys.pem"
+        f" --tenant {shlex.quote(run.tenant)}"
+    )
     return "\n".join(lines)
 
 
