@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from export_center.exporter import ExportOutcome, run_export
 
@@ -52,3 +55,22 @@ class Tokens:
     zeta: str  # every scope, tenant zeta
     reader: str  # export:read only, tenant acme
     multi: str  # every scope, tenants acme and zeta
+
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def form_csrf(html: str) -> str:
+    """The CSRF token of the (first) form of a console page."""
+    found = _CSRF.search(html)
+    assert found is not None, html[:500]
+    return found.group(1)
+
+
+def sign_in_http(client: httpx.Client, token: str, next_: str = "") -> httpx.Response:
+    """Sign in over plain HTTP as the sign-in form does (its CSRF token and cookie)."""
+    form = client.get("/console/sign-in")
+    assert form.status_code == 200
+    return client.post(
+        "/console/sign-in", data={"csrf": form_csrf(form.text), "token": token, "next": next_}
+    )
