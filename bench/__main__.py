@@ -61,6 +61,40 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def _run_suites(ctx: suites.BenchContext, only: list[str] | None, results: dict[str, Any]) -> bool:
+    """Run the chosen suites into ``results``; True when one of them failed."""
+    failed = False
+    for suite in suites.SUITES:
+        if only and suite.name not in only:
+            continue
+        print(f"== {suite.name}", file=sys.stderr, flush=True)
+        try:
+            rows = suite.run(ctx)
+        except suites.SuiteUnavailable as e:
+            results["suites"][suite.name] = {"unavailable": str(e)}
+            print(f"   unavailable: {e}", file=sys.stderr)
+            continue
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            # One broken suite must not lose the others' figures: record it and go on.
+            results["suites"][suite.name] = {"unavailable": f"failed: {str(e)[:300]}"}
+            print(f"   FAILED: {e}", file=sys.stderr)
+            failed = True
+            continue
+        for row in rows:
+            row["ours"] = _summary(row.pop("ours_runs"))
+            row["baseline"] = _summary(row.pop("baseline_runs"))
+            row["ratio"] = row["ours"]["median"] / row["baseline"]["median"]
+            print(
+                f"   {row['name']}: ours {row['ours']['median']:.3f}{row['unit']} vs "
+                f"{row['baseline_name']} {row['baseline']['median']:.3f}{row['unit']} "
+                f"= x{row['ratio']:.2f}; peak RSS {row.get('peak_rss_mb', 0):.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+        results["suites"][suite.name] = {"rows": rows}
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--scale", type=int, default=10, help="synthetic scale-up factor (default 10)")
@@ -75,9 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.time()
-    failed = False
     results: dict[str, Any] = {
-        "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
+        # Load average before and after: other work on the machine skews every figure.
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_start": list(os.getloadavg()),
+        },
         "versions": _versions(),
         "params": {"scale": args.scale, "repeat": args.repeat},
         "suites": {},
@@ -91,35 +129,13 @@ def main(argv: list[str] | None = None) -> int:
             repeat=args.repeat,
             trivy_1m=args.trivy_1m,
         )
-        for suite in suites.SUITES:
-            if args.only and suite.name not in args.only:
-                continue
-            print(f"== {suite.name}", file=sys.stderr, flush=True)
-            try:
-                rows = suite.run(ctx)
-            except suites.SuiteUnavailable as e:
-                results["suites"][suite.name] = {"unavailable": str(e)}
-                print(f"   unavailable: {e}", file=sys.stderr)
-                continue
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                # One broken suite must not lose the others' figures: record it and go on.
-                results["suites"][suite.name] = {"unavailable": f"failed: {str(e)[:300]}"}
-                print(f"   FAILED: {e}", file=sys.stderr)
-                failed = True
-                continue
-            for row in rows:
-                row["ours"] = _summary(row.pop("ours_runs"))
-                row["baseline"] = _summary(row.pop("baseline_runs"))
-                row["ratio"] = row["ours"]["median"] / row["baseline"]["median"]
-                print(
-                    f"   {row['name']}: ours {row['ours']['median']:.3f}{row['unit']} vs "
-                    f"{row['baseline_name']} {row['baseline']['median']:.3f}{row['unit']} "
-                    f"= x{row['ratio']:.2f}; peak RSS {row.get('peak_rss_mb', 0):.0f} MB",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            results["suites"][suite.name] = {"rows": rows}
+        try:
+            failed = _run_suites(ctx, args.only, results)
+        finally:
+            for cleanup in ctx.cleanups:
+                cleanup()
     results["wall_seconds"] = time.time() - started
+    results["machine"]["loadavg_end"] = list(os.getloadavg())
     previous = RESULTS / "latest.json"
     if args.only and previous.is_file():
         # --only updates its suites' rows and keeps the others' figures (and says so).
@@ -143,6 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def _load(machine: dict[str, Any]) -> str:
+    if "loadavg_start" not in machine:
+        return ""
+    start, end = machine["loadavg_start"], machine.get("loadavg_end", machine["loadavg_start"])
+    return (
+        f" Load average (1/5/15 min) {start[0]:.2f}/{start[1]:.2f}/{start[2]:.2f} at the start,"
+        f" {end[0]:.2f}/{end[1]:.2f}/{end[2]:.2f} at the end: on a busy machine every wall-clock"
+        " figure (ours and baselines alike) is slower and noisier."
+    )
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -164,7 +191,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"Machine: {m['cores']} cores, {m['platform']}. Python {v['python']}, "
         f"zstandard {v['zstandard']}, {v['zstd']}, {v['tar']}. "
         f"Scale x{results['params']['scale']}, {results['params']['repeat']} repeats, "
-        f"{results['wall_seconds']:.0f} s in all.",
+        f"{results['wall_seconds']:.0f} s in all.{_load(m)}",
         "",
         "| suite | benchmark | ours | baseline | ratio | spread (ours) | peak RSS |",
         "|---|---|---|---|---|---|---|",
@@ -184,7 +211,44 @@ def render_markdown(results: dict[str, Any]) -> str:
     notes = [r.get("note") for s in results["suites"].values() for r in s.get("rows", [])]
     if any(notes):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes if n]
+    lines += ["", *HOW]
     return "\n".join(lines) + "\n"
+
+
+#: What each suite measures (rendered under the table, so the page stands alone).
+HOW = (
+    "## How the rows are measured",
+    "",
+    "Each measured task runs in a fresh process (`python -m bench.worker`); peak RSS is that",
+    "process's VmHWM. `--only SUITE ...` reruns some suites and keeps the others' rows (marked",
+    '"earlier run"); `--trivy-1m` adds the 1M-advisory trivy.db row.',
+    "",
+    "- **cli**: `stella --help` / `--version`, best of 5, against `python -c pass`.",
+    "- **ingest**: the three real OSV feeds into a fresh SQLite store, against parsing the same",
+    "  files only.",
+    "- **export**: `json:raw`, zstd level 10, of the real corpora and of a synthetic corpus scaled",
+    "  up from them (x10: 87,000 advisories, 313 MB of JSONL), timed from the plan to the",
+    "  published, signed archive; baseline: `tar --sort=name | zstd -T0 -10` over the same JSONL",
+    "  files (extracted from our archive). **verify**: `stella export verify`'s checks on that",
+    "  archive, against `sha256sum` + `zstd -d` of it.",
+    "- **trivy**: trivy.db from synthetic advisories, against reading and serializing them.",
+    "- **mirror-delta**: size of a mirror:delta after revising 1 % / 10 % of the records.",
+    "- **service**: `stella serve` on SQLite with the Go vulnerability database (4,291",
+    "  advisories) ingested, as a user runs it. A feeder keeps two json:raw runs queued, so the",
+    "  workers export the whole time. `bench/loadgen.py`, a process of its own, sends requests at",
+    "  a fixed rate (open loop: request i is due at t0 + i/rate whatever the server does; latency",
+    "  counts from the due time, so a slow server cannot lower the rate it is measured at) on",
+    "  keep-alive connections: mixed reads (get run 40 %, list runs 25 %, list profiles 20 %, get",
+    "  profile 10 %, plan 5 %), then `GET /healthz` at the same rate on the same server as the",
+    "  baseline. The row is run with the default (one worker process) and with `--workers 0`",
+    "  (exports in threads of the API process, as before issue 16).",
+    "- **workers**: 12 json:raw runs of the Go vulnerability database queued on PostgreSQL,",
+    "  then `stella serve --workers 2` (ours) or `--workers 1` (baseline); runs per second from",
+    "  the first start to the last finish (higher is better). PostgreSQL is `STELLA_TEST_PG_URL`",
+    "  when set",
+    "  (that database is wiped) or a throw-away cluster that `scripts/start-postgres.sh` starts in",
+    "  the bench's temporary directory (fsync off) and that is stopped at the end.",
+)
 
 
 if __name__ == "__main__":

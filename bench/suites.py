@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import resource
 import shutil
 import subprocess
@@ -37,6 +36,7 @@ class BenchContext:
     repeat: int
     trivy_1m: bool = False
     cache: dict[str, Any] = field(default_factory=dict)
+    cleanups: list[Callable[[], None]] = field(default_factory=list)
 
 
 def run_task(task: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -287,70 +287,119 @@ def suite_mirror_delta(ctx: BenchContext) -> list[dict[str, Any]]:
     return rows
 
 
-_REQS = re.compile(r"requests: (\d+) \(([\d.]+)/s\)")
-_LAT = re.compile(r"latency all: p50 ([\d.]+) ms, p99 ([\d.]+) ms")
+def _pg_url(ctx: BenchContext) -> str:
+    """STELLA_TEST_PG_URL (a scratch database: it is wiped), else a throw-away cluster started
+    with scripts/start-postgres.sh in the bench's temporary directory (stopped at the end)."""
+    import os
+
+    url = os.environ.get("STELLA_TEST_PG_URL")
+    if url:
+        return url
+    if "pg_url" in ctx.cache:
+        return str(ctx.cache["pg_url"])
+    from bench.service_load import free_port
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "start-postgres.sh"
+    pgdata = ctx.work / "pg"
+    env = {**os.environ, "PGPORT": str(free_port()), "PGDATA": str(pgdata)}
+    try:
+        out = subprocess.run(
+            ["bash", str(script)], env=env, capture_output=True, text=True, check=True, timeout=120
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SuiteUnavailable(
+            f"no PostgreSQL: set STELLA_TEST_PG_URL or install it ({str(e)[:200]})"
+        ) from e
+    ctx.cache["pg_url"] = out.strip().splitlines()[-1]
+    ctx.cleanups.append(lambda: _stop_pg(pgdata))
+    return str(ctx.cache["pg_url"])
 
 
-def _load(args: list[str]) -> tuple[float, float]:
-    """Run bench/service_load.py; (requests per second, p99 ms)."""
-    script = Path(__file__).with_name("service_load.py")
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    reqs, lat = _REQS.search(proc.stdout), _LAT.search(proc.stdout)
-    if proc.returncode != 0 or reqs is None or lat is None:
-        raise RuntimeError(f"service load failed: {proc.stdout[-1000:]} {proc.stderr[-2000:]}")
-    return float(reqs.group(2)), float(lat.group(2))
+def _stop_pg(pgdata: Path) -> None:
+    import glob
+    import os
+
+    pg_ctl = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1:]
+    cmd = [*pg_ctl, "-D", str(pgdata), "-m", "fast", "stop"]
+    if os.getuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    subprocess.run(cmd, capture_output=True, check=False, timeout=60)
 
 
 def suite_service(ctx: BenchContext) -> list[dict[str, Any]]:
-    import os
+    """API latency at a fixed 200 requests/s of mixed reads while exports run (SQLite)."""
+    from bench import service_load
 
-    common = ["--clients", "32", "--seconds", "15", "--drain", "30"]
-    setups: list[tuple[str, list[str]]] = [("SQLite, 1 in-process worker", [])]
-    pg = os.environ.get("STELLA_TEST_PG_URL")
-    if pg:
-        setups.append(
-            (
-                "PostgreSQL, in-process + 1 worker process",
-                ["--database-url", pg, "--workers", "1", "--reset-database"],
-            )
-        )
+    rate, seconds = 200.0, 20.0
+    setup = service_load.prepare(ctx.work / "service", ctx.corpora, None)
     rows = []
-    for label, extra in setups:
-        tput, p99, btput, bp99 = [], [], [], []
-        for _ in range(min(ctx.repeat, 2)):
-            t, p = _load(common + extra)
-            tput.append(t)
-            p99.append(p)
-            bt, bp = _load([*common, *extra, "--healthz-only"])
-            btput.append(bt)
-            bp99.append(bp)
-        rows.append(
-            {
-                "name": f"API throughput, 32 clients, {label}",
-                "unit": "req/s",
-                "ours_runs": tput,
-                "baseline_runs": btput,
-                "baseline_name": "same server, GET /healthz only",
-                "peak_rss_mb": 0.0,
-            }
+    for workers, label in (
+        (1, "stella serve (1 worker process)"),
+        (0, "serve --workers 0 (exports in-process)"),
+    ):
+        result = service_load.latency(
+            ctx.work / "service",
+            setup,
+            workers=workers,
+            rate=rate,
+            seconds=seconds,
+            repeat=min(ctx.repeat, 2),
         )
+        reads, health = result["reads"], result["healthz"]
+        errors = sum(r["error_count"] for r in reads + health)
+        exports = sum(r["exports_finished"] for r in reads)
         rows.append(
             {
-                "name": f"API p99 latency, 32 clients, {label}",
+                "name": f"API p99 at {rate:.0f} req/s, mixed reads while exports run, {label}"
+                " (goal < 50 ms, no error)",
                 "unit": "ms",
-                "ours_runs": p99,
-                "baseline_runs": bp99,
-                "baseline_name": "same server, GET /healthz only",
-                "peak_rss_mb": 0.0,
+                "ours_runs": [r["all"]["p99_ms"] for r in reads],
+                "baseline_runs": [r["all"]["p99_ms"] for r in health],
+                "baseline_name": f"GET /healthz at {rate:.0f} req/s, same server, same exports",
+                "peak_rss_mb": result["peak_rss_mb"],
+                "note": f"{label}: reads p50 "
+                + "/".join(f"{r['all']['p50_ms']:.1f}" for r in reads)
+                + " ms, p99 "
+                + "/".join(f"{r['all']['p99_ms']:.1f}" for r in reads)
+                + f" ms; errors {errors}; {exports} exports finished during the reads;"
+                " API process CPU "
+                + "/".join(f"{r['api_cpu_share']:.0%}" for r in reads)
+                + "; generator CPU "
+                + "/".join(f"{r['generator_cpu_s'] / r['wall_s']:.0%}" for r in reads)
+                + f"; peak RSS {result['rss_note']}",
             }
         )
     return rows
+
+
+def suite_workers(ctx: BenchContext) -> list[dict[str, Any]]:
+    """Export throughput of 2 worker processes vs 1, on PostgreSQL."""
+    from bench import service_load
+
+    url = _pg_url(ctx)
+    setup = service_load.prepare(ctx.work / "workers", ctx.corpora, url)
+    runs = 12
+    by_workers: dict[int, list[float]] = {1: [], 2: []}
+    rss = 0.0
+    for _ in range(min(ctx.repeat, 2)):
+        for n in (1, 2):
+            r = service_load.throughput(ctx.work / "workers", setup, workers=n, runs=runs)
+            by_workers[n].append(r["runs_per_s"])
+            rss = max(rss, r["peak_rss_mb"])
+    return [
+        {
+            "name": f"export throughput, 2 worker processes ({runs} json:raw runs of"
+            f" {service_load.CORPUS[0]}, PostgreSQL; goal >= x1.6, higher is better)",
+            "unit": "runs/s",
+            "ours_runs": by_workers[2],
+            "baseline_runs": by_workers[1],
+            "baseline_name": "1 worker process",
+            "peak_rss_mb": rss,
+            "note": "workers: PostgreSQL from "
+            + ("STELLA_TEST_PG_URL" if "pg_url" not in ctx.cache else "a throw-away cluster")
+            + f"; runs/s with 1 worker {by_workers[1]}, with 2 {by_workers[2]}",
+        }
+    ]
 
 
 def _startup_runs(cmd: list[str], repeat: int) -> tuple[list[float], float]:
@@ -397,4 +446,5 @@ SUITES = [
     Suite("trivy", suite_trivy),
     Suite("mirror-delta", suite_mirror_delta),
     Suite("service", suite_service),
+    Suite("workers", suite_workers),
 ]

@@ -1,4 +1,4 @@
-"""``checksums.txt``: the ``sha256sum`` listing every bundle carries (bundles.md, "checksums.txt").
+"""``checksums.txt``: the ``sha256sum`` listing every bundle carries (docs/bundle-format.md).
 
 One builder and one parser for the export bundles and the devportal:offline bundles alike. The
 format is exactly what ``sha256sum`` writes and ``sha256sum -c`` reads: ``<hex>  <path>`` per

@@ -30,12 +30,26 @@ from export_center.errors import (
     error_class,
     error_class_for_status,
 )
-from export_center.netpolicy import check_url, guard
+from export_center.netpolicy import check_url, guard, http_client
 
 API_BASE = "/api/export"
 # The final events of a run's stream (export_center.runs.states.FINAL_EVENTS; the client does
 # not import the server's packages).
 FINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
+
+
+#: The archive's sidecars the API serves (``GET /runs/{id}/download<suffix>``).
+SIDECAR_SUFFIXES = (".sha256", ".sig")
+_MAX_SIDECAR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A sidecar of a downloaded archive: saved at ``path``, or not, and why."""
+
+    suffix: str
+    path: Path | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,7 @@ class ApiClient:
         if http is None:
             # The token goes with every request: TLS, or plain HTTP to loopback only.
             check_url(server, "--server")
-            http = httpx.Client(base_url=server.rstrip("/"), timeout=timeout)
+            http = http_client(base_url=server.rstrip("/"), timeout=timeout)
         http.headers.update(headers)
         guard(http)
         self._http = http
@@ -127,7 +141,9 @@ class ApiClient:
         try:
             resp = self._http.request(method, API_BASE + path, **kwargs)
         except httpx.TransportError as e:
-            raise ServiceUnavailableError(f"cannot reach the server: {e}") from e
+            raise ServiceUnavailableError(
+                f"cannot reach the server {self._http.base_url}: {e}"
+            ) from e
         _raise_for(resp)
         return orjson.loads(resp.content) if resp.content else None
 
@@ -344,3 +360,44 @@ class ApiClient:
             )
         part.replace(target)
         return target
+
+    def download_sidecars(self, run_id: str, archive: Path, sha256: str) -> list[Sidecar]:
+        """Save the run's ``.sha256`` and ``.sig`` next to the downloaded ``archive``.
+
+        A sidecar the server does not have (404) is not saved, with the server's reason; the
+        ``.sha256`` must name ``archive`` with ``sha256`` (the digest the download was checked
+        against). Each file is written whole or not at all.
+
+        Raises:
+            VerificationError: the ``.sha256`` sidecar disagrees with the archive, or a sidecar
+                is implausibly large.
+            ServiceUnavailableError: the server cannot be reached.
+        """
+        saved: list[Sidecar] = []
+        for suffix in SIDECAR_SUFFIXES:
+            name = archive.name + suffix
+            try:
+                resp = self._http.get(f"{API_BASE}/runs/{run_id}/download{suffix}")
+            except httpx.TransportError as e:
+                raise ServiceUnavailableError(f"cannot reach the server: {e}") from e
+            if resp.status_code == 404:
+                try:
+                    message = str(orjson.loads(resp.content).get("message", ""))
+                except (orjson.JSONDecodeError, AttributeError):
+                    message = resp.reason_phrase
+                saved.append(Sidecar(suffix, None, f"the server has no {name}: {message}"))
+                continue
+            _raise_for(resp)
+            data = resp.content
+            if len(data) > _MAX_SIDECAR_BYTES:
+                raise VerificationError("sidecar", f"{name}: {len(data)} bytes, too large")
+            if suffix == ".sha256" and data != f"{sha256}  {archive.name}\n".encode():
+                raise VerificationError(
+                    "sidecar", f"{name} does not say {sha256} for {archive.name}"
+                )
+            target = archive.with_name(name)
+            part = target.with_name(f".{name}.part")
+            part.write_bytes(data)
+            part.replace(target)
+            saved.append(Sidecar(suffix, target))
+        return saved

@@ -1,7 +1,7 @@
 """One error tree for the whole tool, and the one table of its codes.
 
 Every error class carries a stable ``code`` (the REST API's ``ERR_EXPORT_*`` codes), an
-``exit_code`` (export-center.md §7) and an ``http_status``; subclasses inherit what they do not
+``exit_code`` (docs/cli.md) and an ``http_status``; subclasses inherit what they do not
 redefine. Library code raises these and chains the cause with ``raise ... from``; the CLI turns
 them into exit codes, the service into HTTP statuses, and :func:`error_class` turns a code that
 crossed the wire (an API error body, a failed run's record) back into its class.
@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Self
 
 
 class ExitCode(IntEnum):
-    """CLI exit codes of export-center.md §7."""
+    """CLI exit codes of docs/cli.md."""
 
     OK = 0
     UNEXPECTED = 1
@@ -290,6 +290,7 @@ class InsecureTransportError(BadInputError):
 _DECLARING_MODULES = (
     "export_center.devportal.errors",
     "export_center.importer.service",
+    "export_center.kit.apply",
     "export_center.oci.registry",
 )
 
@@ -352,6 +353,42 @@ def error_class_for_status(status: int) -> type[ExportCenterError]:
         if cls.http_status == status:
             return cls
     return ExportCenterError
+
+
+def _reason(e: OSError) -> str:
+    text = e.strerror or str(e)
+    return text[:1].lower() + text[1:]
+
+
+def input_error(path: object, what: str, cause: OSError) -> ExportCenterError:
+    """The error for an input file or directory that cannot be read: a missing one is
+    :class:`NotFoundError` (exit 3, as for any missing input), anything else (a directory
+    where a file is expected, no permission, a loop of links) :class:`BadInputError`.
+
+    ``what`` says what the path was meant to be ("trust roots", "profile file").
+    """
+    import errno
+
+    message = f"{path}: cannot read {what}: {_reason(cause)}"
+    if cause.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFoundError(message)
+    if cause.errno == errno.EISDIR:
+        return BadInputError(f"{path}: cannot read {what}: a directory, not a file")
+    return BadInputError(message)
+
+
+def output_error(path: object, what: str, cause: OSError) -> ExportCenterError:
+    """The error for an output path that cannot be created or written (``--out`` naming a
+    file, a read-only or pseudo file system): bad input (exit 4), except a full disk, which
+    is no fault of the input (exit 1)."""
+    import errno
+
+    message = f"{path}: cannot write {what}: {_reason(cause)}"
+    if cause.errno == errno.EEXIST:
+        message = f"{path}: cannot write {what}: a file is in the way (expected a directory)"
+    if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ExportCenterError(message)
+    return BadInputError(message)
 
 
 def missing_extra(extra: str, what: str, cause: ImportError) -> ConfigError:

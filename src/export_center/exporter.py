@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from export_center.adapters.interface import ExportContext, produce
+from export_center.adapters.interface import CheckingAdapter, ExportContext, produce
 from export_center.adapters.mirror import mirror_section
 from export_center.adapters.registry import adapter_for
 from export_center.bundle.staging import Staging
@@ -32,9 +32,10 @@ from export_center.errors import (
 from export_center.mirror.base import check_base
 from export_center.mirror.kms import Pkcs11Access
 from export_center.mirror.options import MirrorDeltaOptions, MirrorOptions
+from export_center.planner.options import DevportalOptions
 from export_center.planner.plan import ExportPlan, make_plan, resolve_selectors
 from export_center.planner.profiles import ProfileSpec, invalid_profile
-from export_center.planner.registry import ProfileRevisionView
+from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 from export_center.policy.repository import PolicyStore
 from export_center.settings import Settings
 from export_center.signing.interface import Signer
@@ -48,6 +49,28 @@ from export_center.store.repository import EvidenceStore
 class ExportOutcome:
     plan: ExportPlan
     bundle: BundleResult
+
+
+def runnable_profile(
+    registry: ProfileRegistry, tenant: str, name: str, revision: int | None = None
+) -> ProfileRevisionView:
+    """The profile revision a run (or a plan) of ``name`` would use, refused as the API
+    refuses it: the CLI's in-process runs and the service's runs agree.
+
+    Raises:
+        NotFoundError: no such profile or revision.
+        ConflictError: the profile is archived.
+        BadInputError: this build cannot export the profile's kind, or its adapter refuses
+            the revision (a devportal:offline inputDir).
+    """
+    profile = registry.get(tenant, name, revision)
+    if profile.archived:
+        raise ConflictError(f"profile {name!r} is archived: it runs no more")
+    # Refuse a profile this build cannot export now, rather than fail the run later.
+    adapter = adapter_for(profile.spec.profile_kind)
+    if isinstance(adapter, CheckingAdapter):  # e.g. devportal:offline refuses inputDir
+        adapter.check(profile.spec)
+    return profile
 
 
 def signer_for(settings: Settings, info: KeyInfo) -> Signer:
@@ -101,8 +124,8 @@ class ProfileReferences:
     ``policy.digest``) a stored policy of the tenant, whose digest is pinned;
     ``options.encryption.kms`` KMS keys assigned to the tenant; ``options.base.exportId`` a
     mirror export this server published for the tenant, of the same selection, whose manifest
-    digest is pinned. Another tenant's key, policy or export is refused like one that does not
-    exist.
+    digest is pinned; a devportal:offline revision names no ``inputDir``. Another tenant's
+    key, policy or export is refused like one that does not exist.
     """
 
     def __init__(self, settings: Settings, store: EvidenceStore) -> None:
@@ -131,6 +154,16 @@ class ProfileReferences:
                 field = "policy.digest" if ref.digest else "policy.name"
                 problems.append({"field": field, "message": e.message})
         opts = spec.options
+        if isinstance(opts, DevportalOptions) and opts.input_dir is not None:
+            # What a run would refuse is refused when the revision is written.
+            problems.append(
+                {
+                    "field": "options.inputDir",
+                    "message": "names a directory, which runs never read (runs package the "
+                    "operator's STELLA_DEVPORTAL_DIR and the service's OpenAPI document; "
+                    "inputDir is for `stella devportal build --profile`)",
+                }
+            )
         if isinstance(opts, MirrorOptions):
             if opts.encryption is not None and opts.encryption.kms:
                 allowed = self.keys.tenant_kms(tenant)
@@ -191,10 +224,14 @@ def run_export(
     is_cancelled: Callable[[], bool] = lambda: False,
     on_plan: Callable[[ExportPlan], None] = lambda _p: None,
     record: bool = True,
+    openapi: Callable[[], bytes] | None = None,
 ) -> ExportOutcome:
     """Plan, build, sign and publish one export of ``profile`` into ``out_dir``, and record it
     in the ledger of published exports (unless ``record`` is False: the worker records a run's
     bundle once the run has succeeded, :func:`record_outcome`).
+
+    ``openapi`` makes the export API's OpenAPI document (devportal:offline packages it); the
+    process that composes the run passes it (the worker does not import the service).
 
     Raises:
         NotFoundError: no such as-of sequence, or no signing key.
@@ -210,7 +247,14 @@ def run_export(
 
     def content(staging: Staging, run_signer: Signer) -> StagedContent:
         ctx = ExportContext(
-            plan, store, staging, progress=progress, is_cancelled=is_cancelled, kms=kms
+            plan,
+            store,
+            staging,
+            progress=progress,
+            is_cancelled=is_cancelled,
+            kms=kms,
+            devportal_dir=settings.devportal_dir,
+            openapi=openapi,
         )
         return produce(adapter, ctx, run_signer)
 

@@ -23,9 +23,10 @@ Secrets, credentials and who is calling come from the environment only, never fr
 environment: the CLI loads the settings once per command (``cli/common.py``), the service and
 the worker receive them from it, and every module gets the values it needs from its caller.
 
-Two more variables are defaults of command-line options, read by the option parser and shown
-in ``--help`` (:data:`CLI_OPTION_ENV`): ``STELLA_SERVER`` (``--server``) and ``STELLA_TOKEN``
-(``--token``). ``stella keys generate --passphrase-env NAME`` reads the variable it is told to.
+Four more variables are defaults of command-line options, read by the option parser and shown
+in ``--help`` (:data:`CLI_OPTION_ENV`): ``STELLA_SERVER`` (``--server``), ``STELLA_TOKEN``
+(``--token``), ``STELLA_OFFLINE`` (``--offline``) and ``STELLA_DEBUG`` (``--debug``).
+``stella keys generate --passphrase-env NAME`` reads the variable it is told to.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from export_center.errors import ConfigError
+from export_center.errors import BadInputError, ConfigError, input_error
+from export_center.tenants import TENANT_RULE, check_tenant
 
 __all__ = [
     "CLI_OPTION_ENV",
@@ -82,6 +84,7 @@ CORE_KEYS: Final = frozenset(
         "artifact_dir",
         "quarantine_max_entries",
         "quarantine_max_bytes",
+        "devportal_dir",
     }
 )
 #: Keys read from the environment only (``STELLA_<KEY>``): secrets, credentials, and the
@@ -97,7 +100,14 @@ ENV_ONLY: Final = frozenset(
     }
 )
 #: Environment defaults of command-line options (``typer.Option(envvar=...)`` in the CLI).
-CLI_OPTION_ENV: Final = MappingProxyType({"--server": "STELLA_SERVER", "--token": "STELLA_TOKEN"})
+CLI_OPTION_ENV: Final = MappingProxyType(
+    {
+        "--server": "STELLA_SERVER",
+        "--token": "STELLA_TOKEN",
+        "--offline": "STELLA_OFFLINE",
+        "--debug": "STELLA_DEBUG",
+    }
+)
 
 
 class Quotas(BaseModel):
@@ -283,8 +293,13 @@ class _TomlSource(PydanticBaseSettingsSource):
         try:
             with path.open("rb") as fh:
                 raw = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as e:
+        except OSError as e:
+            # A missing file is a missing input (exit 3), as everywhere.
+            raise input_error(path, "the settings file", e) from e
+        except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"settings file {path}: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"settings file {path}: not UTF-8 text (byte {e.start})") from e
         service = raw.get("service", {})
         if "stella" in raw:
             core = raw["stella"]
@@ -329,6 +344,9 @@ class Settings(BaseSettings):
     # still records nothing more and says so; `stella airgap quarantine purge` empties it).
     quarantine_max_entries: PositiveInt = 20
     quarantine_max_bytes: NonNegativeInt = 1 << 30
+    # The operator's developer-portal tree (portal/, specs/, sdks/<name>/, changelog/) that
+    # devportal:offline runs package; tenants never name a server directory (docs/devportal.md).
+    devportal_dir: Path | None = None
     # The passphrase of encrypted keys in the key store.
     key_passphrase: SecretStr | None = None
     # PKCS#11: the operator's module (.so) and user PIN, for HSM signing keys registered in the
@@ -380,7 +398,12 @@ class Settings(BaseSettings):
         artifact_dir = data.get("artifact_dir") or data_dir / "artifacts"
         data["artifact_dir"] = Path(str(artifact_dir)).expanduser()
         if "default_tenant" in data:
-            data["default_tenant"] = str(data["default_tenant"])
+            tenant = data["default_tenant"] = str(data["default_tenant"])
+            try:
+                check_tenant(tenant)
+            except BadInputError as e:
+                # Here, not at the first command that uses it: a bad setting stops everything.
+                raise ConfigError(f"setting default_tenant: {tenant!r}: use {TENANT_RULE}") from e
         return data
 
     @classmethod
@@ -452,7 +475,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     and ``service=`` takes a mapping merged into the service settings.
 
     Raises:
-        ConfigError: the settings file is unreadable, has an unknown key, or a value is invalid.
+        ConfigError: the settings file is malformed, has an unknown key, or a value is invalid.
+        NotFoundError: the settings file named does not exist. BadInputError: it cannot be read.
     """
     values = {k: v for k, v in overrides.items() if v is not None}
     with _reading(os.environ if env is None else env):

@@ -22,11 +22,14 @@ import zstandard
 from export_center.archive.reader import iter_members
 from export_center.archive.writer import (
     DEFAULT_MTIME,
+    FRAME_THRESHOLD,
     DeterministicTarWriter,
     FileSource,
     SourceChangedError,
     TreeEntry,
     WriteResult,
+    ZstdFrame,
+    ZstdFrameWriter,
     source_date_epoch,
     write_tree,
 )
@@ -57,13 +60,27 @@ EXPECTED_ORDER = [
 
 
 def _write(compression: str = "zstd", **kw: object) -> tuple[bytes, WriteResult]:
+    return _write_entries(ENTRIES, compression, **kw)
+
+
+def _write_entries(
+    entries: list[TreeEntry | tuple[str, bytes | FileSource | ZstdFrame]],
+    compression: str = "zstd",
+    **kw: object,
+) -> tuple[bytes, WriteResult]:
     buf = io.BytesIO()
-    result = write_tree(buf, ENTRIES, compression=compression, **kw)  # type: ignore[arg-type]
+    result = write_tree(buf, entries, compression=compression, **kw)  # type: ignore[arg-type]
     return buf.getvalue(), result
 
 
 def _plain_tar() -> bytes:
     return _write("none")[0]
+
+
+def _unzstd(data: bytes) -> bytes:
+    """Every frame (``ZstdDecompressor.decompress`` stops after the first one)."""
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+    return reader.read()
 
 
 def test_round_trip_sorted_with_explicit_directories() -> None:
@@ -152,7 +169,7 @@ def test_zstd_bytes_same_for_any_worker_count_but_not_single_threaded() -> None:
     ).compress(plain.getvalue())
     assert result.tar_size > 32 << 20
     assert single != outs[1]
-    assert zstandard.ZstdDecompressor().decompress(outs[1]) == plain.getvalue()
+    assert _unzstd(outs[1]) == plain.getvalue()
     with pytest.raises(BadInputError, match="threads must be 1 or more"):
         write_tree(io.BytesIO(), entries, threads=0)
 
@@ -433,6 +450,134 @@ def test_command_line_decompressors_agree(tmp_path: Path, tool: str, compression
         ).stdout
         assert "Check: XXH64" in info
         assert f"Decompressed Size: {len(plain) // 1024}.0 KiB ({len(plain)} B)" in info
+
+
+# -- zstd frames: large files in frames of their own -----------------------------------------------
+
+
+def _frame_sizes(data: bytes) -> list[int]:
+    """The declared content size of every frame, walking the stream frame by frame."""
+    sizes = []
+    reader = io.BytesIO(data)
+    while reader.tell() < len(data):
+        start = reader.tell()
+        sizes.append(zstandard.frame_content_size(data[start:]))
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        dobj.decompress(data[start:])
+        reader.seek(len(data) - len(dobj.unused_data))
+    return sizes
+
+
+def _tree_with_large_files() -> list[TreeEntry | tuple[str, bytes | FileSource]]:
+    big = _big_entries()[0][1]
+    return [
+        ("README.txt", b"read me\n"),
+        ("data/big.bin", big),
+        ("data/edge.bin", big[: 1 << 20]),  # exactly FRAME_THRESHOLD: a frame of its own
+        ("data/small.bin", big[: (1 << 20) - 1]),  # one byte less: with its neighbours
+        ("manifests/export.json", b"{}"),
+    ]
+
+
+def test_large_files_are_frames_of_their_own_and_small_ones_share_one() -> None:
+    assert FRAME_THRESHOLD == 1 << 20
+    entries = _tree_with_large_files()
+    data, result = _write_entries(entries, "zstd", threads=2)
+    plain, _ = _write_entries(entries, "none")
+    assert _unzstd(data) == plain
+    big = len(_big_entries()[0][1])
+    sizes = _frame_sizes(data)
+    # glue (README, data/ dir, big's header) | big | padding + edge's header | edge |
+    # the rest (small.bin, manifests, end-of-archive)
+    assert sizes[1] == big and sizes[3] == 1 << 20
+    assert len(sizes) == 5 and sum(sizes) == result.tar_size == len(plain)
+
+
+def test_frames_are_the_same_bytes_whichever_route_the_data_takes(tmp_path: Path) -> None:
+    """bytes, a file on disk, or a frame compressed while the data was written (in pieces of
+    any size, by any worker count): one archive."""
+    entries = _tree_with_large_files()
+    expected, _ = _write_entries(entries, "zstd", threads=1)
+    files: list[TreeEntry | tuple[str, bytes | FileSource | ZstdFrame]] = []
+    for n, (path, content) in enumerate(entries):  # type: ignore[misc]
+        if len(content) >= FRAME_THRESHOLD:
+            w = ZstdFrameWriter(tmp_path / f"f{n}", level=10, threads=n % 3 + 1)
+            rng = random.Random(n)
+            pos = 0
+            while pos < len(content):
+                step = rng.randrange(1, 3 << 20)
+                w.write(content[pos : pos + step])
+                pos += step
+            frame = w.finish()
+            assert (frame.size, frame.sha256) == (len(content), hashlib.sha256(content).hexdigest())
+            files.append((path, frame))
+        else:
+            local = tmp_path / f"p{n}"
+            local.write_bytes(content)
+            files.append((path, FileSource.from_path(local)))
+    again, _ = _write_entries(files, "zstd", threads=2)
+    assert again == expected
+    # Another level or compression: the frame's data is read back, same bytes as from bytes.
+    for compression, level in (("zstd", 3), ("gzip", 6), ("none", None)):
+        want, _ = _write_entries(entries, compression, level=level)
+        got, _ = _write_entries(files, compression, level=level)
+        assert got == want
+
+
+def test_a_large_file_frame_is_what_a_pledged_compression_writes() -> None:
+    """The frame compressed without knowing its size, then given it, is the frame libzstd
+    writes when the size is pledged up front (for data larger than the window)."""
+    big = _big_entries()[0][1]
+    data, _ = _write_entries([("big.bin", big)], "zstd", threads=2)
+    header = 512
+    first = zstandard.ZstdDecompressor().decompressobj()
+    first.decompress(data)
+    rest = first.unused_data
+    pledged = zstandard.ZstdCompressor(
+        level=10, threads=2, write_checksum=True, write_content_size=True
+    ).compress(big)
+    assert rest.startswith(pledged)
+    assert zstandard.frame_content_size(data) == header
+
+
+def test_a_frame_whose_data_changed_is_refused(tmp_path: Path) -> None:
+    content = _big_entries()[0][1]
+    w = ZstdFrameWriter(tmp_path / "f", level=10, threads=1)
+    w.write(content)
+    frame = w.finish()
+    lying = ZstdFrame(frame.spool, frame.compressed_size, frame.size, "0" * 64, frame.level)
+    with pytest.raises(SourceChangedError, match="does not hash to"):
+        write_tree(io.BytesIO(), [("big.bin", lying)], compression="gzip")
+    (tmp_path / "g").write_bytes(b"not a zstd frame at all" * 20)
+    bogus = ZstdFrame(tmp_path / "g", 460, 2 << 20, frame.sha256, 10)
+    with pytest.raises(BadInputError, match="not a zstd frame of unknown size"):
+        write_tree(io.BytesIO(), [("big.bin", bogus)], compression="zstd")
+
+
+@pytest.mark.parametrize("tool", ["zstd", "tar"])
+def test_command_line_tools_read_every_frame(tmp_path: Path, tool: str) -> None:
+    exe = _need(tool)
+    _need("zstd")
+    entries = _tree_with_large_files()
+    data, _ = _write_entries(entries, "zstd")
+    plain, _ = _write_entries(entries, "none")
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(data)
+    if tool == "zstd":
+        subprocess.run([exe, "-t", str(archive)], check=True, capture_output=True)
+        out = subprocess.run([exe, "-dc", str(archive)], check=True, capture_output=True)
+        assert out.stdout == plain
+        info = subprocess.run(
+            [exe, "-lv", str(archive)], check=True, capture_output=True, text=True
+        ).stdout
+        assert "# Zstandard Frames: 5" in info
+        assert f"({len(plain)} B)" in info
+    else:
+        dest = tmp_path / "x"
+        dest.mkdir()
+        subprocess.run([exe, "--zstd", "-xf", str(archive), "-C", str(dest)], check=True)
+        for path, content in entries:  # type: ignore[misc]
+            assert (dest / path).read_bytes() == content
 
 
 # -- memory stays flat -----------------------------------------------------------------------------

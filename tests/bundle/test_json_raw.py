@@ -272,7 +272,7 @@ def test_unknown_manifest_field_is_refused_even_when_signed(
     _repack(members, bad)
     report = verify_bundle(bad, _roots(env))
     assert report.failed is not None and report.failed.name == "manifest-signature"
-    assert report.failed.detail == f"manifest-signature: {EXPORT_JSON}: unknown field {field!r}"
+    assert report.failed.detail == f"{EXPORT_JSON}: unknown field {field!r}"
     assert report.manifest is None and int(report.exit_code) == 2
 
 

@@ -117,10 +117,10 @@ def test_airgap_has_trivy_install() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["bogus"], "No such command 'bogus'."),
-        (["exprt"], "No such command 'exprt'. Did you mean 'export'?"),
-        (["export", "bogus"], "No such command 'bogus'."),
-        (["--bogus"], "No such option: --bogus"),
+        (["bogus"], "stella: no such command 'bogus'."),
+        (["exprt"], "stella: no such command 'exprt'. Did you mean 'export'?"),
+        (["export", "bogus"], "stella export: no such command 'bogus'."),
+        (["--bogus"], "stella: no such option: --bogus"),
     ],
 )
 def test_usage_errors_exit_4(
@@ -131,6 +131,8 @@ def test_usage_errors_exit_4(
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["stella", *args])
     assert main.run_app(main.app) == ExitCode.BAD_INPUT == 4
-    err = capsys.readouterr().err
-    assert "Usage: stella" in err
-    assert f"Error: {message}" in err
+    # The one error shape (docs/cli.md): the error, then what to read.
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {message}",
+        f"  hint: see '{' '.join(['stella', *args[:-1]])} --help'",
+    ]

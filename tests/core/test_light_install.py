@@ -100,7 +100,7 @@ def test_blocking_really_blocks(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "extra"),
     [
-        (["serve", "--port", "0"], "service"),
+        (["serve", "--port", "65535"], "service"),  # never reached: no uvicorn
         (["tokens", "list"], "service"),
         (["worker"], "service"),
     ],

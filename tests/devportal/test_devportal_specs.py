@@ -69,7 +69,8 @@ def test_missing_required_field_is_refused(tmp_path: Path) -> None:
 
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
     specs = _specs(tmp_path, {"api.yaml": "openapi: 3.1.0\ninfo:\n  title: [unclosed\n"})
-    with pytest.raises(InvalidSpecError, match=r"specs/api\.yaml: line \d+: invalid YAML"):
+    line = r"specs/api\.yaml: malformed YAML at line \d+ column \d+"
+    with pytest.raises(InvalidSpecError, match=line):
         validate_specs(specs, tmp_path)
 
 

@@ -25,7 +25,11 @@ pytestmark = pytest.mark.slow  # whole-corpus, many subprocesses or real tools
 def _members(archive: bytes, name: str) -> dict[str, bytes]:
     raw = archive
     if name.endswith(".zst"):
-        raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(archive)).read()
+        raw = (
+            zstandard.ZstdDecompressor()
+            .stream_reader(io.BytesIO(archive), read_across_frames=True)
+            .read()
+        )
     mode = "r:gz" if name.endswith(".gz") else "r:"
     with tarfile.open(fileobj=io.BytesIO(raw), mode=mode) as tf:
         return {

@@ -48,7 +48,7 @@ def _delta(
     body: dict[str, Any] = {
         "kind": "mirror",
         "variant": "delta",
-        "options": {"base": {"bundle": str(base.archive_path)}},
+        "options": {"base": {"exportId": base.export_id}},
     }
     if sources:
         body["selectors"] = {"sources": list(sources)}

@@ -22,6 +22,7 @@ from export_center.ingest.pipeline import ingest_paths
 from export_center.planner.profiles import parse_profile_spec
 from export_center.planner.registry import ProfileRegistry
 from export_center.policy.repository import PolicyStore
+from export_center.service.app import openapi_document
 from export_center.settings import Settings, load_settings
 from export_center.signing.interface import KeyType, PublicKey, load_trust_roots
 from export_center.signing.keystore import KeyStore
@@ -264,7 +265,9 @@ def test_random_profiles_are_refused_with_a_path_or_run(world: World) -> None:
                 assert detail["message"], (doc, detail)
             assert "\n" not in e.message
             return
-        outcome = run_export(world.settings, world.store, profile, world.out / name)
+        outcome = run_export(
+            world.settings, world.store, profile, world.out / name, openapi=openapi_document
+        )
         report = verify_bundle(outcome.bundle.archive_path, world.roots, tenant="default")
         assert report.ok, (doc, report.as_json())
         accepted.append(profile.spec.profile_kind.value)

@@ -78,7 +78,7 @@ def test_versions_digests_and_tenants(db_url: str) -> None:
     for name, content, words in (
         ("Bad Name", DOC, "invalid policy name"),
         ("gate", DOC.replace(b"fail: HIGH", b"fial: HIGH"), "severityThresholds.fial"),
-        ("gate", b"a: &x [1]\nb: *x\n", "YAML aliases"),
+        ("gate", b"a: &x [1]\nb: *x\n", "anchors and aliases are not accepted"),
         ("gate", b"\xff\xfe", "not UTF-8"),
         ("gate", b"x" * (1024 * 1024 + 1), "at most"),
     ):

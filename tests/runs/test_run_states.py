@@ -17,7 +17,7 @@ from export_center.runs.states import (
     target,
 )
 
-# export-center.md §5, written out by hand: (from, transition) -> to.
+# docs/api.md, "Runs", written out by hand: (from, transition) -> to.
 ALLOWED = {
     ("pending", Transition.STARTED): "running",
     ("running", Transition.STARTED): "running",  # takeover after a lapsed lease

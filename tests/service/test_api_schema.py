@@ -39,6 +39,8 @@ OPERATIONS = {
     ("get", "/api/export/runs/{run_id}/manifest"),
     ("get", "/api/export/runs/{run_id}/provenance"),
     ("get", "/api/export/runs/{run_id}/download"),
+    ("get", "/api/export/runs/{run_id}/download.sha256"),
+    ("get", "/api/export/runs/{run_id}/download.sig"),
     ("post", "/api/export/plan"),
     ("get", "/healthz"),
     ("get", "/readyz"),

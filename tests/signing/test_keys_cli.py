@@ -96,7 +96,7 @@ def test_exit_codes(
     assert code == ExitCode.BAD_INPUT
     assert "UNSET_VAR: the variable is unset or empty" in capsys.readouterr().err
     assert run(app, ["keys", "list", "--format", "xml"], monkeypatch) == ExitCode.BAD_INPUT
-    assert "--format 'xml': choose table or json" in capsys.readouterr().err
+    assert "'--format': 'xml': choose table or json" in capsys.readouterr().err
 
 
 def test_unknown_key_type_is_a_usage_error(app: typer.Typer, env: dict[str, str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from export_center.bundle.manifest import (
@@ -24,13 +25,14 @@ from export_center.bundle.manifest import (
 from export_center.bundle.staging import Staging
 from export_center.bundle.writer import StagedContent, raise_if_cancelled
 from export_center.planner.plan import ExportPlan
+from export_center.planner.profiles import ProfileSpec
 from export_center.signing.interface import Signer
 from export_center.store.repository import EvidenceStore
 
 if TYPE_CHECKING:
     from export_center.mirror.kms import Pkcs11Access
 
-__all__ = ["Adapter", "ExportContext", "SealingAdapter", "produce"]
+__all__ = ["Adapter", "CheckingAdapter", "ExportContext", "SealingAdapter", "produce"]
 
 
 @dataclass
@@ -42,6 +44,10 @@ class ExportContext:
     is_cancelled: Callable[[], bool] = lambda: False
     # How to reach the operator's KMS (mirror encryption to kms:// recipients).
     kms: Pkcs11Access | None = None
+    # devportal:offline: the operator's portal tree (settings), and the export API's OpenAPI
+    # document (canonical JSON bytes) when the process that runs the export can make it.
+    devportal_dir: Path | None = None
+    openapi: Callable[[], bytes] | None = None
     # Filled by the adapter: record counts per type, and per-source input-set digests.
     counts: dict[str, int] = field(default_factory=dict)
     dependencies: dict[str, str] = field(default_factory=dict)
@@ -79,6 +85,16 @@ class SealingAdapter(Protocol):
     def build(self, ctx: ExportContext) -> None: ...
 
     def seal(self, ctx: ExportContext, signer: Signer) -> Mapping[str, Any] | None: ...
+
+
+@runtime_checkable
+class CheckingAdapter(Protocol):
+    """An adapter that can refuse a profile's options before a run is queued (``POST /runs``
+    answers 400 instead of queueing a run that can only fail)."""
+
+    def build(self, ctx: ExportContext) -> None: ...
+
+    def check(self, spec: ProfileSpec) -> None: ...
 
 
 def produce(adapter: Adapter, ctx: ExportContext, signer: Signer) -> StagedContent:

@@ -1,4 +1,4 @@
-"""json:policy — json:raw content plus the policy overlay (export-center.md §4); and the policy
+"""json:policy — json:raw content plus the policy overlay (docs/policy.md); and the policy
 parts writer that mirror profiles naming a policy share.
 
 ``data/policy/snapshot.json``, ``data/policy/evaluations.jsonl.zst`` (one finding per line) and

@@ -95,7 +95,9 @@ class _Sink:
         local = self._root / "plain" / path
         local.parent.mkdir(parents=True, exist_ok=True)
         with local.open("xb") as fh:
-            yield StagedWriter(fh)
+            w = StagedWriter(fh)
+            yield w
+            w.close()
         self.spooled.append(_Spooled(path, local, content_type, records))
 
 

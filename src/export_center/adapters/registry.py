@@ -8,27 +8,23 @@ from __future__ import annotations
 
 from typing import assert_never
 
+from export_center.adapters.devportal import DevportalAdapter
 from export_center.adapters.interface import Adapter
 from export_center.adapters.json_policy import JsonPolicyAdapter
 from export_center.adapters.json_raw import JsonRawAdapter
 from export_center.adapters.mirror import MirrorAdapter
 from export_center.adapters.trivy_db import TrivyDbAdapter
 from export_center.adapters.trivy_java_db import TrivyJavaDbAdapter
-from export_center.errors import BadInputError
 from export_center.planner.profiles import ProfileKind
 
 __all__ = ["EXPORTABLE", "adapter_for"]
 
-#: The kinds a run can export today.
-EXPORTABLE: frozenset[ProfileKind] = frozenset(ProfileKind) - {ProfileKind.DEVPORTAL_OFFLINE}
+#: The kinds a run can export: every kind (the match below proves each has an adapter).
+EXPORTABLE: frozenset[ProfileKind] = frozenset(ProfileKind)
 
 
 def adapter_for(kind: ProfileKind) -> Adapter:
-    """The adapter of a profile kind.
-
-    Raises:
-        BadInputError: this build has no adapter for the kind yet.
-    """
+    """The adapter of a profile kind."""
     match kind:
         case ProfileKind.JSON_RAW:
             return JsonRawAdapter()
@@ -43,12 +39,7 @@ def adapter_for(kind: ProfileKind) -> Adapter:
         case ProfileKind.TRIVY_JAVA_DB:
             return TrivyJavaDbAdapter()
         case ProfileKind.DEVPORTAL_OFFLINE:
-            # devportal:offline bundles are built by `stella devportal build` (devportal/), not
-            # by runs yet: `export run` and POST /runs refuse the kind with this error until a
-            # later issue gives it a run adapter. Keep the message: users and docs see it.
-            supported = ", ".join(sorted(k.value for k in EXPORTABLE))
-            raise BadInputError(
-                f"profile {kind.value} cannot be exported yet (supported: {supported})"
-            )
+            # The documented devportal bundle inside the shared bundle shape.
+            return DevportalAdapter()
         case _:
             assert_never(kind)

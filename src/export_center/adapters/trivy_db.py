@@ -1,6 +1,6 @@
 """trivy:db — Trivy's vulnerability database, built from the store's normalized advisories.
 
-Bundle content (the shared spec trivy-db.md gives the format):
+Bundle content (docs/trivy.md gives the format):
 
 - ``trivy/db.tar.gz``: Trivy's own archive, ``trivy.db`` and ``metadata.json`` at top level,
   what ``trivy --cache-dir`` expects under ``db/`` once unpacked;

@@ -1,6 +1,6 @@
 """The one safe archive reader: every bundle import and every ingestion goes through here.
 
-This module is a security boundary (bundles.md, "Known traps when reading archives in Python").
+This module is a security boundary (docs/bundle-format.md, "Reading archives safely").
 Archives come from outside, so it streams member by member under explicit :class:`Limits` and
 **refuses** (raises :class:`~export_center.errors.UnsafeArchiveError` naming the member and the
 reason) instead of repairing. All guards live here, once, for every format:
@@ -22,7 +22,8 @@ reason) instead of repairing. All guards live here, once, for every format:
   content sizes, zip entry sizes and ratios), and the decompressed stream is metered as it is
   read: past ``ratio_grace_bytes`` it may not expand more than ``max_compression_ratio`` times
   the compressed bytes consumed, nor past ``max_total_bytes`` in all. Nothing is allocated
-  beyond one chunk;
+  beyond a few chunks (decompression runs a few chunks ahead of the caller, in a thread of
+  its own, so that it overlaps with what the caller does with the data);
 - compression is detected by magic bytes, never by file name: zstd (read across frames; frame
   structure walked so a truncated frame or missing checksum is refused, which python-zstandard's
   reader does not do), gzip, xz and bzip2 (concatenated streams allowed, trailing zero padding
@@ -47,10 +48,12 @@ import itertools
 import logging
 import lzma
 import os
+import queue
 import shutil
 import stat
 import struct
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Collection, Iterator
@@ -83,6 +86,7 @@ log = logging.getLogger(__name__)
 _BLOCK = 512
 _ZERO_BLOCK = bytes(_BLOCK)
 _CHUNK = 1 << 20  # data chunk handed to callers
+_AHEAD_CHUNK = 4 << 20  # decompressed ahead of the caller at a time
 _IN_CHUNK = 1 << 17  # compressed bytes read from the archive at a time
 _XZ_MEMLIMIT = 1 << 28  # xz -9 needs ~65 MiB to decode; a header may ask for 1.5 GiB
 _ZSTD_MAX_WINDOW = 1 << 27  # libzstd's default limit (128 MiB), explicit so it cannot drift
@@ -452,6 +456,73 @@ class _Zstd:
         if not out:
             self._frames.finish()
         return out
+
+
+class _ReadAhead:
+    """Decompresses in a thread of its own, a few chunks ahead of the reader.
+
+    The decompressors release the GIL, so decompression overlaps with whatever the caller does
+    with the data (hashing it, writing it out). Errors raised while decompressing (a refusal,
+    corrupt data, an unreadable file) reach the caller at the read where the data would have
+    been, so nothing changes but the timing. At most ``depth`` chunks wait: memory is bounded,
+    and the compressed byte count the ratio check uses runs at most that far ahead.
+    """
+
+    def __init__(self, source: _Source, *, chunk: int = _AHEAD_CHUNK, depth: int = 4) -> None:
+        self._source = source
+        self._chunk = chunk
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
+        self._closed = threading.Event()
+        self._buf = b""
+        self._pos = 0
+        self._error: BaseException | None = None
+        self._eof = False
+        self._thread = threading.Thread(target=self._run, name="stella-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                data = self._source.read(self._chunk)
+                if not self._put(data) or not data:
+                    return
+        except BaseException as e:  # handed to the reader's thread
+            self._put(e)
+
+    def _put(self, item: bytes | BaseException) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read(self, n: int, /) -> bytes:
+        if self._pos >= len(self._buf):
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._error = item
+                raise item
+            if not item:
+                self._eof = True
+                return b""
+            self._buf, self._pos = item, 0
+        if self._pos == 0 and n >= len(self._buf):
+            self._pos = len(self._buf)
+            return self._buf
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def close(self) -> None:
+        """Stop the thread (the caller stopped reading, or reached the end)."""
+        self._closed.set()
+        self._thread.join()
 
 
 class _Metered:
@@ -1152,15 +1223,16 @@ def _iter_file(
         yield from _zip_members(f, limits, label)
         return
     raw = _Raw(f, head)
-    source: _Source
     if fmt == "tar":
-        source = raw
-    elif fmt == "zstd":
-        source = _Zstd(raw, limits)
-    else:
-        source = _Decompressing(raw, fmt)
-    stream = _Metered(source, raw, limits, compressed=fmt != "tar")
-    yield from _TarReader(stream, limits, label, pax_keys).members()
+        stream = _Metered(raw, raw, limits, compressed=False)
+        yield from _TarReader(stream, limits, label, pax_keys).members()
+        return
+    ahead = _ReadAhead(_Zstd(raw, limits) if fmt == "zstd" else _Decompressing(raw, fmt))
+    try:
+        stream = _Metered(ahead, raw, limits, compressed=True)
+        yield from _TarReader(stream, limits, label, pax_keys).members()
+    finally:
+        ahead.close()
 
 
 def safe_extract(

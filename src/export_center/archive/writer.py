@@ -1,9 +1,9 @@
 """The one deterministic archive writer: PAX tar, optionally gzip- or zstd-compressed, streamed.
 
-Same entries in, same bytes out, on any host (bundles.md, "Determinism"). To get there we encode
-the tar headers ourselves instead of going through :mod:`tarfile`: its output has changed
-between Python patch releases (3.11.x stopped writing ``devmajor``/``devminor`` digits for
-regular files), it fills ``uname``/``gname``/ids from the host when asked for ``gettarinfo``,
+Same entries in, same bytes out, on any host (docs/bundle-format.md, "Reproducible by design"). To
+get there we encode the tar headers ourselves instead of going through :mod:`tarfile`: its output
+has changed between Python patch releases (3.11.x stopped writing ``devmajor``/``devminor`` digits
+for regular files), it fills ``uname``/``gname``/ids from the host when asked for ``gettarinfo``,
 turns float mtimes into PAX ``mtime`` records and re-encodes names with the locale's file system
 encoding. Here every header field is a constant except the name, size and mode:
 
@@ -22,16 +22,27 @@ Compression:
 
 - gzip: header written by hand (mtime 0, no name, OS byte 255 "unknown", XFL from the level),
   raw deflate from :mod:`zlib`, CRC-32 and size trailer.
-- zstd: python-zstandard with checksum and content-size flags, always the multi-threaded
-  mode. Its output is identical for any worker count ≥ 1 and for any way the input is cut
-  into writes, but differs from the single-threaded mode (``threads=0``), which is refused.
-  The content size must sit in the frame header, before the data; libzstd writes it only
-  when the size is pledged up front. :func:`write_tree` knows every entry before writing,
-  computes the exact tar size and streams in one pass. :class:`DeterministicTarWriter`
-  used on its own does not know the size: unless ``tar_size`` is given, it spools the
-  uncompressed tar to an unnamed temporary file and compresses it at :meth:`close`
-  (memory stays flat; the disk holds the uncompressed tar meanwhile). Both routes give the
-  same bytes. The bytes depend on the zstandard release (it bundles libzstd), as gzip's
+- zstd: python-zstandard, always the multi-threaded mode, every frame with its content size
+  and a checksum. Multi-threaded output is identical for any worker count ≥ 1 and for any way
+  the input is cut into writes, but differs from the single-threaded mode (``threads=0``),
+  which is refused. The archive is a sequence of frames (RFC 8878 §3.1: a decoder joins them;
+  ``zstd -d``, ``tar --zstd`` and python-zstandard with ``read_across_frames`` all do):
+
+  - the data of every regular file of at least :data:`FRAME_THRESHOLD` bytes is a frame of
+    its own, exactly the file's bytes (its tar header and padding are not in it). It is
+    compressed as a stream whose size is not known in advance, and its content size is then
+    written into the frame header (:class:`ZstdFrameWriter`). That is what lets the bundle
+    writer compress a data file *while* it is produced, before its size (which its tar header
+    and every byte after it depend on) is known. libzstd writes the same blocks whether or
+    not a size was pledged, so for files larger than the zstd window this frame is
+    byte-identical to one compressed with the size pledged up front;
+  - everything else (tar headers, directories, smaller files, padding, the end-of-archive
+    blocks) between two such frames is one frame compressed with its size pledged. An
+    archive without large files is therefore one frame, as before this rule existed.
+
+  Where a frame starts depends only on the tar stream, so the same entries give the same
+  bytes, whichever route the data took (bytes, a file, or a frame compressed while the data
+  was produced). The bytes depend on the zstandard release (it bundles libzstd), as gzip's
   depend on the system zlib: pin them where byte-identity across machines matters.
 
 The output goes through a SHA-256 hashing wrapper, so the caller gets the archive digest
@@ -41,12 +52,14 @@ without reading the archive again.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import shutil
 import struct
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -62,12 +75,15 @@ __all__ = [
     "DEFAULT_GZIP_LEVEL",
     "DEFAULT_MTIME",
     "DEFAULT_ZSTD_LEVEL",
+    "FRAME_THRESHOLD",
     "Compression",
     "DeterministicTarWriter",
     "FileSource",
     "SourceChangedError",
     "TreeEntry",
     "WriteResult",
+    "ZstdFrame",
+    "ZstdFrameWriter",
     "source_date_epoch",
     "write_tree",
 ]
@@ -86,6 +102,12 @@ DIR_MODE = 0o755
 BLOCK = 512
 RECORD = 20 * BLOCK
 _CHUNK = 1 << 20
+#: In a zstd archive, the data of a regular file of at least this size is a frame of its own.
+FRAME_THRESHOLD = 1 << 20
+_GLUE_IN_MEMORY = 8 << 20
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# Frame header descriptor of a stream of unknown size: checksum flag only (RFC 8878 3.1.1.1.1).
+_FHD_UNKNOWN_SIZE = 0x04
 _USTAR_MAGIC = b"ustar\x0000"  # magic "ustar\0" + version "00": POSIX, not GNU's "ustar  \0"
 _PAX_HEADER_NAME = b"././@PaxHeader"
 _MAX_OCTAL_11 = 8**11 - 1  # largest value of a 12-byte numeric field (11 digits + NUL)
@@ -272,57 +294,202 @@ class _GzipStage:
         self._sink.finish()
 
 
-class _ZstdStage:
-    """Multi-threaded zstd with content size (pledged up front) and checksum."""
+class _Counted:
+    """Counts what a zstd stream writer hands to ``out``: the compressed size of a frame."""
 
-    def __init__(self, sink: _Hasher, *, level: int, threads: int, size: int) -> None:
-        self._sink = sink
-        cctx = zstandard.ZstdCompressor(
-            level=level, threads=threads, write_checksum=True, write_content_size=True
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        n = self._out.write(data)
+        self.size += len(data) if n is None else n
+        return len(data)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def _compressor(level: int, threads: int) -> zstandard.ZstdCompressor:
+    return zstandard.ZstdCompressor(
+        level=level, threads=threads, write_checksum=True, write_content_size=True
+    )
+
+
+def _check_threads(threads: int | None) -> int:
+    # Capped: each zstd worker needs ~50-70 MiB at level 10; the bytes do not depend on it.
+    workers = min(os.cpu_count() or 1, 8) if threads is None else threads
+    if workers < 1:
+        raise BadInputError(
+            f"zstd threads must be 1 or more, not {workers}",
+            hint="single-threaded zstd (0) writes different bytes than the multi-threaded"
+            " mode every bundle uses",
         )
-        self._writer = cctx.stream_writer(
-            cast(BinaryIO, sink), size=size, closefd=False, write_return_read=True
+    return workers
+
+
+@dataclass(frozen=True)
+class ZstdFrame:
+    """One file's data compressed into a zstd frame of its own (see the module docstring),
+    spooled in ``spool`` without its content size; :meth:`write_to` emits the finished frame.
+
+    ``size`` and ``sha256`` (hex) describe the uncompressed data, ``level`` the compression
+    level it was compressed at (a writer with another level decompresses and recompresses).
+    """
+
+    spool: Path
+    compressed_size: int
+    size: int
+    sha256: str
+    level: int
+
+    def header(self) -> bytes:
+        """The frame header with the content size in it (RFC 8878 §3.1.1.1).
+
+        libzstd writes a stream of unknown size with a 2-byte header after the magic: the
+        descriptor (no content size, no single segment, no dictionary, checksum on) and the
+        window descriptor. The content size field goes after them; its width follows the same
+        rule as libzstd's for a pledged size, so the frame is what a pledged compression of
+        these bytes writes.
+
+        Raises:
+            BadInputError: the spooled frame does not start as described (not ours).
+        """
+        with self.spool.open("rb") as fh:
+            head = fh.read(6)
+        if len(head) != 6 or head[:4] != _ZSTD_MAGIC or head[4] != _FHD_UNKNOWN_SIZE:
+            raise BadInputError(f"{self.spool}: not a zstd frame of unknown size")
+        size = self.size
+        if size < 256:
+            raise BadInputError(f"{self.spool}: a frame of its own needs at least 256 bytes")
+        if size < 65536 + 256:
+            code, field = 1, (size - 256).to_bytes(2, "little")
+        elif size <= 0xFFFFFFFF - 1:
+            code, field = 2, size.to_bytes(4, "little")
+        else:
+            code, field = 3, size.to_bytes(8, "little")
+        return _ZSTD_MAGIC + bytes((head[4] | code << 6, head[5])) + field
+
+    def write_to(self, out: _Hasher) -> None:
+        """Write the finished frame (header with content size, then the spooled blocks)."""
+        header = self.header()
+        out.write(header)
+        with self.spool.open("rb") as fh:
+            fh.seek(6)
+            while chunk := fh.read(_CHUNK):
+                out.write(chunk)
+
+    def open(self) -> BinaryIO:
+        """The uncompressed data, read back from the spool."""
+        fh = self.spool.open("rb")
+        return cast(
+            BinaryIO,
+            zstandard.ZstdDecompressor().stream_reader(fh, read_size=_CHUNK, closefd=True),
+        )
+
+
+class ZstdFrameWriter:
+    """Compresses one file's data into a :class:`ZstdFrame` as it is written, before its size
+    is known: the multi-threaded compressor runs while the caller produces the data.
+
+    The compressor's worker threads do the work; :meth:`write` only hands data over (and
+    waits when they are behind). ``threads`` never changes the bytes.
+    """
+
+    def __init__(self, spool: Path, *, level: int, threads: int | None = None) -> None:
+        self._level = _check_level("zstd", level)
+        self._spool = spool
+        self._fh = spool.open("xb")
+        self._out = _Counted(self._fh)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._writer = _compressor(self._level, _check_threads(threads)).stream_writer(
+            cast(BinaryIO, self._out), closefd=False, write_return_read=True
         )
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._hash.update(data)
         self._writer.write(data)
+        self.size += len(data)
         return len(data)
 
-    def finish(self) -> None:
-        # Ends the frame; closefd=False leaves ``sink`` open. (Untyped in zstandard's stub.)
+    @property
+    def hexdigest(self) -> str:
+        """SHA-256 (hex) of the data written so far."""
+        return self._hash.hexdigest()
+
+    def finish(self) -> ZstdFrame:
+        """End the frame.
+
+        Raises:
+            BadInputError: the compressor wrote a frame header this module does not know.
+        """
         self._writer.close()  # type: ignore[no-untyped-call]
-        self._sink.finish()
+        self._fh.close()
+        frame = ZstdFrame(
+            spool=self._spool,
+            compressed_size=self._out.size,
+            size=self.size,
+            sha256=self._hash.hexdigest(),
+            level=self._level,
+        )
+        if frame.size >= FRAME_THRESHOLD:
+            frame.header()  # check it now, not when the archive is half written
+        return frame
+
+    def abort(self) -> None:
+        self._fh.close()
+        self._spool.unlink(missing_ok=True)
 
 
-class _SpoolStage:
-    """Holds the uncompressed tar in an unnamed temporary file until its size is known."""
+class _ZstdStage:
+    """The frames of a zstd archive (module docstring): the tar bytes between two large files
+    are spooled and compressed as one frame with its size pledged; a large file's data is a
+    :class:`ZstdFrame` of its own."""
 
     def __init__(self, sink: _Hasher, *, level: int, threads: int, spool_dir: Path | None) -> None:
         self._sink = sink
         self._level = level
         self._threads = threads
-        self._spool = tempfile.TemporaryFile(dir=spool_dir)  # noqa: SIM115 - closed in finish/abort
-        self._size = 0
+        self._spool_dir = spool_dir
+        self._cctx = _compressor(level, threads)
+        # Tar headers and small files; rolls over to disk when small files add up.
+        spool = None if spool_dir is None else str(spool_dir)
+        self._glue = tempfile.SpooledTemporaryFile(_GLUE_IN_MEMORY, dir=spool)  # noqa: SIM115 - closed in finish/abort
+        self._glue_size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._spool.write(data)
-        self._size += len(data)
+        self._glue.write(data)
+        self._glue_size += len(data)
         return len(data)
+
+    def _flush_glue(self) -> None:
+        if not self._glue_size:
+            return
+        self._glue.seek(0)
+        writer = self._cctx.stream_writer(
+            cast(BinaryIO, self._sink), size=self._glue_size, closefd=False
+        )
+        while chunk := self._glue.read(_CHUNK):
+            writer.write(chunk)
+        writer.close()  # type: ignore[no-untyped-call]
+        self._glue.seek(0)
+        self._glue.truncate()
+        self._glue_size = 0
+
+    def write_frame(self, frame: ZstdFrame) -> None:
+        self._flush_glue()
+        frame.write_to(self._sink)
 
     def finish(self) -> None:
         try:
-            self._spool.seek(0)
-            stage = _ZstdStage(
-                self._sink, level=self._level, threads=self._threads, size=self._size
-            )
-            while chunk := self._spool.read(_CHUNK):
-                stage.write(chunk)
-            stage.finish()
+            self._flush_glue()
         finally:
-            self._spool.close()
+            self._glue.close()
+        self._sink.finish()
 
     def abort(self) -> None:
-        self._spool.close()
+        self._glue.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,10 +520,12 @@ class DeterministicTarWriter:
     reordered. :func:`write_tree` sorts and adds the directories for you.
 
     ``threads`` is the zstd worker count (default: the CPU count); it never changes the bytes.
-    ``tar_size``, when given, is the exact uncompressed tar size: zstd then streams straight
-    to ``out`` instead of spooling to a temporary file in ``spool_dir``. Use as a context
-    manager, or call :meth:`close`; an exception inside the ``with`` block abandons the archive
-    (``out`` then holds an incomplete archive: write to a temporary file and rename it).
+    ``tar_size``, when given, is the exact uncompressed tar size, checked as the archive is
+    written. zstd spools in ``spool_dir`` (default: the system's temporary directory): the tar
+    bytes between two large files until the next large file (or the end), and a large file's
+    compressed data until its frame is complete. Use as a context manager, or call
+    :meth:`close`; an exception inside the ``with`` block abandons the archive (``out`` then
+    holds an incomplete archive: write to a temporary file and rename it).
     """
 
     def __init__(
@@ -371,14 +540,7 @@ class DeterministicTarWriter:
         spool_dir: Path | None = None,
     ) -> None:
         self._level = _check_level(compression, level)
-        # Capped: each zstd worker needs ~50-70 MiB at level 10; the bytes do not depend on it.
-        workers = min(os.cpu_count() or 1, 8) if threads is None else threads
-        if workers < 1:
-            raise BadInputError(
-                f"zstd threads must be 1 or more, not {workers}",
-                hint="single-threaded zstd (0) writes different bytes than the multi-threaded"
-                " mode every bundle uses",
-            )
+        workers = _check_threads(threads)
         self._mtime = source_date_epoch() if mtime is None else mtime
         if not 0 <= self._mtime <= _MAX_OCTAL_11:
             raise BadInputError(f"mtime {self._mtime} is out of range for a tar header")
@@ -387,15 +549,13 @@ class DeterministicTarWriter:
         self._pledged = tar_size
         self._hasher = _Hasher(out)
         self._stage: _Stage
+        self._zstd: _ZstdStage | None = None
+        self._threads = workers
+        self._spool_dir = spool_dir
         if compression == "zstd":
-            if tar_size is None:
-                self._stage = _SpoolStage(
-                    self._hasher, level=self._level, threads=workers, spool_dir=spool_dir
-                )
-            else:
-                self._stage = _ZstdStage(
-                    self._hasher, level=self._level, threads=workers, size=tar_size
-                )
+            self._stage = self._zstd = _ZstdStage(
+                self._hasher, level=self._level, threads=workers, spool_dir=spool_dir
+            )
         elif compression == "gzip":
             self._stage = _GzipStage(self._hasher, self._level)
         else:
@@ -468,10 +628,37 @@ class DeterministicTarWriter:
             if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
                 self.abort()
                 raise SourceChangedError(f"{path!r}: the data does not hash to {sha256}")
-            self._emit(data)
+            data = io.BytesIO(data)
+        if self._zstd is not None and size >= FRAME_THRESHOLD:
+            self._frame_from_stream(path, data, size, sha256)
         else:
-            self._copy(path, data, size, sha256)
+            for chunk in self._read_exactly(path, data, size, sha256):
+                self._emit(chunk)
         self._emit(bytes(_padding(size)))
+
+    def add_frame(self, path: str, frame: ZstdFrame, *, mode: int = FILE_MODE) -> None:
+        """Add regular file ``path`` whose data is ``frame``, compressed while it was produced
+        (:class:`ZstdFrameWriter`). The frame goes into the archive as it is when it belongs
+        there by the rules of the module docstring (a zstd archive of the same level, data of
+        at least :data:`FRAME_THRESHOLD` bytes); otherwise its data is read back from it.
+        Either way the archive's bytes are those :meth:`add_file` gives for the same data.
+
+        Raises:
+            SourceChangedError: the frame's data does not match its size or SHA-256.
+            BadInputError: bad name or mode, out of order, duplicate, or parent missing.
+        """
+        if self._zstd is None or frame.level != self._level or frame.size < FRAME_THRESHOLD:
+            with frame.open() as stream:
+                self.add_file(path, stream, size=frame.size, mode=mode, sha256=frame.sha256)
+            return
+        if mode not in (FILE_MODE, EXEC_MODE):
+            raise BadInputError(f"{path!r}: mode must be 0o644 or 0o755, not {mode:#o}")
+        arcname = self._admit(path, is_dir=False)
+        self._emit(
+            _entry_header(arcname, is_dir=False, size=frame.size, mode=mode, mtime=self._mtime)
+        )
+        self._emit_frame(frame)
+        self._emit(bytes(_padding(frame.size)))
 
     def close(self) -> WriteResult:
         """Write the end-of-archive marker, finish compression and return the digest.
@@ -499,8 +686,8 @@ class DeterministicTarWriter:
     def abort(self) -> None:
         """Give up on the archive: drop the spool; later calls fail."""
         self._failed = True
-        if isinstance(self._stage, _SpoolStage):
-            self._stage.abort()
+        if self._zstd is not None:
+            self._zstd.abort()
 
     @property
     def result(self) -> WriteResult | None:
@@ -551,7 +738,42 @@ class DeterministicTarWriter:
         self._guard(lambda: self._stage.write(data))
         self._tar_bytes += len(data)
 
-    def _copy(self, path: str, stream: BinaryIO, size: int, sha256: str | None) -> None:
+    def _emit_frame(self, frame: ZstdFrame) -> None:
+        assert self._zstd is not None
+        zstd = self._zstd
+        if self._pledged is not None and self._tar_bytes + frame.size > self._pledged:
+            self.abort()
+            raise BadInputError(f"tar stream grows past the {self._pledged} bytes announced")
+        self._guard(lambda: zstd.write_frame(frame))
+        self._tar_bytes += frame.size
+
+    def _frame_from_stream(
+        self, path: str, stream: BinaryIO, size: int, sha256: str | None
+    ) -> None:
+        # The spool lives in its own directory so that no name can clash.
+        folder = Path(
+            self._guard(partial(tempfile.mkdtemp, prefix="zstd-frame-", dir=self._spool_dir))
+        )
+        try:
+            writer = self._guard(
+                partial(ZstdFrameWriter, folder / "frame", level=self._level, threads=self._threads)
+            )
+            try:
+                for chunk in self._read_exactly(path, stream, size, sha256):
+                    self._guard(partial(writer.write, chunk))
+                frame = self._guard(writer.finish)
+            except BaseException:
+                writer.abort()
+                raise
+            self._emit_frame(frame)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _read_exactly(
+        self, path: str, stream: BinaryIO, size: int, sha256: str | None
+    ) -> Iterator[bytes]:
+        """``stream``'s ``size`` bytes in chunks; refuses a stream of another length or digest
+        (after the data went out: abort() makes close() refuse the archive)."""
         digest = hashlib.sha256()
         remaining = size
         while remaining:
@@ -561,7 +783,7 @@ class DeterministicTarWriter:
                 raise SourceChangedError(
                     f"{path!r}: stream ended after {size - remaining} of {size} bytes"
                 )
-            self._emit(chunk)
+            yield chunk
             if sha256 is not None:
                 digest.update(chunk)
             remaining -= len(chunk)
@@ -569,7 +791,6 @@ class DeterministicTarWriter:
             self.abort()
             raise SourceChangedError(f"{path!r}: stream is longer than its declared {size} bytes")
         if sha256 is not None and digest.hexdigest() != sha256:
-            # The bytes are already in the output; abort() makes close() refuse the archive.
             self.abort()
             raise SourceChangedError(f"{path!r}: the data does not hash to {sha256}")
 
@@ -615,7 +836,7 @@ class TreeEntry:
     """
 
     path: str
-    data: bytes | FileSource | None
+    data: bytes | FileSource | ZstdFrame | None
     mode: int = FILE_MODE
 
     def __post_init__(self) -> None:
@@ -635,22 +856,28 @@ class TreeEntry:
     def size(self) -> int:
         if self.data is None:
             return 0
-        return self.data.size if isinstance(self.data, FileSource) else len(self.data)
+        if isinstance(self.data, FileSource | ZstdFrame):
+            return self.data.size
+        return len(self.data)
 
 
 def write_tree(
     out: BinaryIO,
-    entries: Iterable[TreeEntry | tuple[str, bytes | FileSource]],
+    entries: Iterable[TreeEntry | tuple[str, bytes | FileSource | ZstdFrame]],
     *,
     compression: Compression = "zstd",
     level: int | None = None,
     threads: int | None = None,
     mtime: int | None = None,
+    spool_dir: Path | None = None,
 ) -> WriteResult:
     """Write ``entries`` as one deterministic archive: sorted bytewise by archive name, parent
-    directories added, zstd content size computed up front (one pass, no spool).
+    directories added, the tar size computed up front and checked.
 
-    ``entries`` may come in any order; ``(path, data)`` tuples are files with mode 0o644.
+    ``entries`` may come in any order; ``(path, data)`` tuples are files with mode 0o644. A
+    :class:`ZstdFrame` (data compressed while it was produced) goes into a zstd archive as it
+    is; the bytes are the same as for the same data given as bytes or a file. zstd spools in
+    ``spool_dir`` (see :class:`DeterministicTarWriter`).
 
     Raises:
         SourceChangedError: a file's length or SHA-256 differs from the one declared.
@@ -681,10 +908,13 @@ def write_tree(
         threads=threads,
         mtime=mtime,
         tar_size=_archive_length(body),
+        spool_dir=spool_dir,
     ) as writer:
         for entry in ordered:
             if entry.data is None:
                 writer.add_dir(entry.path)
+            elif isinstance(entry.data, ZstdFrame):
+                writer.add_frame(entry.path, entry.data, mode=entry.mode)
             elif isinstance(entry.data, FileSource):
                 with entry.data.opener() as stream:
                     writer.add_file(

@@ -1,7 +1,7 @@
 """The JSON Lines codec of evidence records in bundles: raw lines and normalized lines.
 
 json:raw shards, mirror shards and the air-gap importer all go through this one module, so the
-writer and the reader cannot drift apart (bundles.md; docs/bundle-format.md):
+writer and the reader cannot drift apart (docs/bundle-format.md):
 
 - a **raw line** carries one stored record's exact bytes, as a UTF-8 string when they decode as
   UTF-8, else base64 (``contentEncoding`` says which), with its metadata; ``digest`` is the

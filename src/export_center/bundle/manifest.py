@@ -275,7 +275,7 @@ class ManifestSections(_Model):
 
 
 class ExportManifest(ManifestSections):
-    """``manifests/export.json`` (bundles.md, "The manifest")."""
+    """``manifests/export.json`` (docs/bundle-format.md, "The export manifest")."""
 
     schema_: Literal["https://stellaops.io/export-center/manifest/v1"] = Field(alias="schema")
     # (the literal is MANIFEST_SCHEMA: a type cannot name a constant)

@@ -1,4 +1,4 @@
-"""Offline bundle verification: every check of bundles.md "Verification, in order".
+"""Offline bundle verification: every check of docs/bundle-format.md, "Verification".
 
 Steps 1-7 are here; step 8 (a mirror bundle's TUF chain, with expiry) is an extra check the
 caller adds (:func:`export_center.mirror.tuf.tuf_check`: the mirror layer sits above this
@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ def _keep(name: str) -> bool:
     return name in _KEEP or (name.startswith("tuf/") and name.endswith(".json"))
 
 
+_MEMBER_CHUNK = 4 << 20  # hashed per call: hashing releases the GIL, decompression runs beside
+
 #: A profile-specific check run after the generic ones: (signed manifest, files read) -> detail.
 ExtraCheck = Callable[[ExportManifest, "CollectedFiles"], str | None]
 
@@ -94,7 +97,7 @@ def _collect_archive(path: Path, limits: Limits) -> CollectedFiles:
         h = hashlib.sha256()
         keep = _keep(member.name)
         buf = bytearray()
-        for chunk in member.chunks():
+        for chunk in member.chunks(_MEMBER_CHUNK):
             h.update(chunk)
             if keep:
                 buf += chunk
@@ -150,7 +153,9 @@ class _Run:
         try:
             detail = fn()
         except VerificationError as e:
-            self.report.checks.append(CheckResult(name, "fail", e.message))
+            # The line names the check already: "safe-read: safe-read: ..." said it twice.
+            detail = e.message.removeprefix(f"{name}: ")
+            self.report.checks.append(CheckResult(name, "fail", detail))
             self.stopped = True
             return
         except (ExportCenterError, ValueError, KeyError, TypeError, AttributeError) as e:
@@ -172,6 +177,19 @@ def _archive_sidecar(archive: Path) -> Path:
     return archive.with_name(archive.name + ".sha256")
 
 
+def _trusted_signer(archive: Path, sig: Path, trust_roots: Mapping[str, PublicKey]) -> str | None:
+    """The id of the trusted key whose signature ``sig`` is over ``archive`` (None: none)."""
+    sidecar = sig.read_bytes()
+    with mapped(archive) as data:
+        for keyid, key in sorted(trust_roots.items()):
+            try:
+                verify_detached_signature(key, data, sidecar, where=sig.name)
+            except VerificationError:
+                continue
+            return keyid
+    return None
+
+
 def verify_bundle(
     bundle: Path,
     trust_roots: Mapping[str, PublicKey],
@@ -179,6 +197,7 @@ def verify_bundle(
     limits: Limits | None = None,
     extra_checks: Sequence[tuple[str, ExtraCheck]] = (),
     tenant: str | None = None,
+    require_signature: bool = False,
 ) -> BundleReport:
     """Verify ``bundle`` (an archive file or an extracted directory) against ``trust_roots``.
 
@@ -186,7 +205,10 @@ def verify_bundle(
     signed manifest names another tenant: a key trusted for several tenants (or a key a
     tenant should never have had) cannot pass one tenant's bundle off as another's.
 
-    Never raises for a bad bundle: failures are in the report (``report.exit_code``).
+    Never raises for a bad bundle: failures are in the report (``report.exit_code``). A check
+    that cannot run (no ``.sha256`` or ``.sig`` next to the archive, a directory) is
+    ``skipped`` with the reason; with ``require_signature`` a missing archive signature (or a
+    directory, which has none) fails ``archive-signature`` instead.
 
     Raises:
         VerificationError: ``trust_roots`` is empty (fail closed, before reading anything).
@@ -200,11 +222,22 @@ def verify_bundle(
     collected = CollectedFiles()
     state: dict[str, Any] = {}
 
+    # The whole-archive checks read the archive on their own: they run in threads beside the
+    # safe read (hashing and signature checks release the GIL), and report in order.
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stella-verify")
+    digest_job: Future[tuple[str, int]] | None = None
+    signer_job: Future[str | None] | None = None
+    sig = bundle.with_name(bundle.name + ".sig")
+    if not is_dir:
+        digest_job = pool.submit(sha256_file, bundle)
+        if sig.is_file():
+            signer_job = pool.submit(_trusted_signer, bundle, sig, trust_roots)
+
     def archive_digest() -> str | None:
-        if is_dir:
+        if is_dir or digest_job is None:
             return "skipped: a directory has no archive digest"
         sidecar = _archive_sidecar(bundle)
-        actual = sha256_file(bundle)[0]
+        actual = digest_job.result()[0]
         state["archive_sha256"] = actual
         if not sidecar.is_file():
             return f"skipped: no {sidecar.name} next to the archive (sha256 {actual})"
@@ -216,18 +249,19 @@ def verify_bundle(
 
     def archive_signature() -> str | None:
         if is_dir:
+            if require_signature:
+                raise _fail("archive-signature", "a directory has no archive signature")
             return "skipped: a directory has no archive signature"
-        sig = bundle.with_name(bundle.name + ".sig")
-        if not sig.is_file():
+        if signer_job is None:
+            if require_signature:
+                raise _fail(
+                    "archive-signature",
+                    f"no {sig.name} next to the archive, and a signature is required",
+                )
             return f"skipped: no {sig.name} next to the archive"
-        sidecar = sig.read_bytes()
-        with mapped(bundle) as data:
-            for keyid, key in sorted(trust_roots.items()):
-                try:
-                    verify_detached_signature(key, data, sidecar, where=sig.name)
-                except VerificationError:
-                    continue
-                return f"signed by trusted key {keyid}"
+        keyid = signer_job.result()
+        if keyid is not None:
+            return f"signed by trusted key {keyid}"
         raise _fail("archive-signature", f"{sig.name} is not a valid signature by a trusted key")
 
     def safe_read() -> str | None:
@@ -344,8 +378,11 @@ def verify_bundle(
         ("rerun-hash", rerun),
         ("provenance", provenance),
     ]
-    for name, fn in steps:
-        run.check(name, fn)
+    try:
+        for name, fn in steps:
+            run.check(name, fn)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     for name, extra in extra_checks:
         run.check(name, functools.partial(_run_extra, extra, report, collected))
     return report

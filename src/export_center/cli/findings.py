@@ -25,7 +25,8 @@ def findings(
     ] = None,
     tenant: common.TenantOpt = None,
     as_of: Annotated[
-        int | None, typer.Option("--as-of", help="Evidence sequence (default: the newest).")
+        int | None,
+        typer.Option("--as-of", min=0, help="Evidence sequence (default: the newest)."),
     ] = None,
     output: common.FormatOpt = "table",
 ) -> None:
@@ -34,21 +35,23 @@ def findings(
     from export_center.policy.evaluate import render
     from export_center.policy.service import evaluate_store, parse_sbom_file
 
-    if output not in ("table", "json"):
-        raise BadInputError(f"unknown --format {output!r}: use table or json")
     if policy is not None:
-        try:
-            content = policy.read_bytes()
-        except OSError as e:
-            raise BadInputError(f"cannot read policy {policy}: {e.strerror or e}") from e
-        pol = load_policy(content, str(policy))
+        pol = load_policy(common.read_input(policy, "the policy"), str(policy))
     else:
         pol = default_policy()
     store = common.open_store()
     t = common.tenant_or_default(tenant)
     path = Path(target)
+    if path.is_dir():
+        raise BadInputError(
+            f"{target}: a directory, not an SBOM file",
+            hint="give a CycloneDX or SPDX JSON SBOM, or the subject of a stored SBOM",
+        )
     if path.is_file():
-        sboms = parse_sbom_file(path.read_bytes(), str(path))
+        content = common.read_input(
+            path, "the SBOM", max_bytes=common.settings().max_document_bytes
+        )
+        sboms = parse_sbom_file(content, str(path))
         ev = evaluate_store(store, t, pol, as_of_seq=as_of, sboms=sboms)
     else:
         ev = evaluate_store(store, t, pol, as_of_seq=as_of, subjects=[target])

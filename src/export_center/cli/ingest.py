@@ -34,7 +34,12 @@ _BAR_BYTES = 8 << 20
 
 @app.command("ingest")
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files, folders (recursive) or archives.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files, folders (recursive) or archives.", callback=common.existing_paths
+        ),
+    ],
     source: Annotated[str, typer.Option("--source", help="Source (feed/vendor) name.")],
     tenant: common.TenantOpt = None,
     output: common.FormatOpt = "table",

@@ -24,7 +24,11 @@ from export_center.signing.keystore import KeyInfo, KeyStore
 
 KeyDirOpt = Annotated[
     Path | None,
-    typer.Option("--key-dir", help="Key store directory (default: <data dir>/keys)."),
+    typer.Option(
+        "--key-dir",
+        callback=common.existing_dir,
+        help="Key store directory (default: <data dir>/keys).",
+    ),
 ]
 
 
@@ -66,10 +70,10 @@ def generate(
     tenant: TenantArg = None,
     output: common.FormatOpt = "table",
 ) -> None:
-    """Generate a key pair for a tenant (default: the default tenant); print its keyid and
-    file paths."""
-    _check_format(output)
+    """Generate a key pair for a tenant (default: the default one); print keyid and paths."""
     owner = _tenant(tenant)
+    if out is not None:  # before the key is made: a refused copy must not leave a new key
+        common.check_output_dir(out, "the key files")
     passphrase: str | None = None
     if passphrase_env is not None:
         passphrase = os.environ.get(passphrase_env)
@@ -82,7 +86,7 @@ def generate(
     info = store.generate(key_type, passphrase=passphrase, tenants=[owner])
     copies: list[Path] = []
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        common.output_dir(out, "the key files")
         for src in (info.private_path, info.public_path):
             dest = out / src.name
             shutil.copyfile(src, dest)
@@ -114,7 +118,6 @@ def list_keys(
     output: common.FormatOpt = "table",
 ) -> None:
     """List the keys of the store, oldest first, with the tenants that may use each."""
-    _check_format(output)
     store = KeyStore(key_dir or common.settings().key_dir)
     keys = store.tenant_keys(tenant) if tenant is not None else store.list()
     if output == "json":
@@ -184,13 +187,14 @@ def register_pkcs11(
     tenant: RequiredTenant,
     output: common.FormatOpt = "table",
 ) -> None:
-    """Register a key pair of the operator's HSM (module and PIN from STELLA_PKCS11_MODULE and
-    STELLA_PKCS11_PIN) for TENANT; profiles then name it by keyid."""
+    """Register a key pair of the operator's HSM for TENANT; profiles then name it by keyid.
+
+    The module and PIN come from STELLA_PKCS11_MODULE and STELLA_PKCS11_PIN.
+    """
     from export_center.errors import ConfigError
     from export_center.signing.registry import create_signer
     from export_center.store.repository import check_tenant
 
-    _check_format(output)
     check_tenant(tenant)
     settings = common.settings()
     if not settings.pkcs11_module:
@@ -242,7 +246,6 @@ def unassign_kms(
 @app.command("list-kms")
 def list_kms(output: common.FormatOpt = "table") -> None:
     """List the KMS key ids and the tenants that may encrypt to each."""
-    _check_format(output)
     kms = KeyStore(common.settings().key_dir).kms_keys()
     if output == "json":
         common.print_json(
@@ -271,11 +274,6 @@ def _tenant(tenant: str | None) -> str:
     from export_center.store.repository import check_tenant
 
     return check_tenant(common.tenant_or_default(tenant))
-
-
-def _check_format(output: str) -> None:
-    if output not in ("table", "json"):
-        raise BadInputError(f"--format {output!r}: choose table or json")
 
 
 def _as_json(info: KeyInfo) -> dict[str, object]:

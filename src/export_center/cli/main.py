@@ -10,14 +10,19 @@ imports the module of X alone. Errors become the spec's exit codes here (``run_a
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+import traceback
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from enum import Enum
+from pathlib import Path, PurePath
+from typing import Annotated, Any, get_args
 
 import typer
 from typer import _click
-from typer.core import TyperCommand, TyperGroup
+from typer._click.core import ParameterSource
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from export_center import TOOL_NAME, __version__
 from export_center.errors import ExitCode, ExportCenterError, missing_extra
@@ -68,6 +73,12 @@ COMMANDS: tuple[Entry, ...] = (
         "devportal:offline: the developer portal as a signed, offline-verifiable bundle.",
     ),
     Entry("tokens", "tokens", "app", "API tokens (stored hashed; the secret is shown once)."),
+    Entry(
+        "kit",
+        "kit",
+        "app",
+        "Offline Kits: several signed bundles across the air gap, in media-sized parts.",
+    ),
 )
 
 
@@ -81,7 +92,9 @@ def load_command(entry: Entry) -> _click.Command:
     sub_app = getattr(module, entry.attribute)
     if not isinstance(sub_app, typer.Typer):
         raise TypeError(f"export_center.cli.{entry.module}.{entry.attribute} is not a Typer app")
-    return typer.main.get_command(sub_app)
+    command = typer.main.get_command(sub_app)
+    _conform(command)
+    return command
 
 
 class _LazyCommands(MutableMapping[str, _click.Command]):
@@ -147,6 +160,7 @@ class StellaGroup(TyperGroup):
         # Typer's help asks for every command to print its name and first help line: give it
         # stand-ins made from the table, so that the listing imports nothing.
         self._listing = True
+        _readable_help(self)  # Typer adds the completion options after __init__
         try:
             super().format_help(ctx, formatter)
         finally:
@@ -168,6 +182,76 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+# ---- the global options ------------------------------------------------------------------
+#
+# `--format` and `--offline` are accepted before the command (`stella --format json ingest
+# ...`) and after it (`stella ingest ... --format json`): the top-level callback declares
+# them, and `_conform` gives every command that does not declare them a copy. Both store
+# their value on the root context, which lives as long as one command run; a command reads
+# the format with `common.output_format()` (or its own `--format` parameter, which
+# `_conform` defaults from the global one).
+
+
+def _format_callback(ctx: _click.Context, param: Any, value: str | None) -> str:
+    from export_center.cli.common import FORMAT_KEY, FORMATS
+
+    root = ctx.find_root()
+    given = ctx.get_parameter_source(param.name or "") not in (
+        None,
+        ParameterSource.DEFAULT,
+        ParameterSource.DEFAULT_MAP,
+    )
+    if given and value is not None:
+        if value not in FORMATS:
+            raise typer.BadParameter(f"{value!r}: choose table or json", ctx=ctx, param=param)
+        root.meta[FORMAT_KEY] = value
+        return value
+    current = root.meta.get(FORMAT_KEY)
+    return current if isinstance(current, str) else "table"
+
+
+def _offline_callback(ctx: _click.Context, _param: _click.Parameter, value: bool) -> bool:
+    if value and not ctx.resilient_parsing:
+        from export_center.netpolicy import go_offline
+
+        # Undone when the command's run ends (tests run many commands in one process).
+        ctx.find_root().call_on_close(go_offline())
+    return value
+
+
+FormatGlobalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        metavar="table|json",
+        callback=_format_callback,
+        help="Output format: table (default) or json.",
+    ),
+]
+# The environment defaults are settings.CLI_OPTION_ENV's (not imported: `stella --help`
+# must not pay for the settings model).
+OfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        envvar="STELLA_OFFLINE",
+        callback=_offline_callback,
+        help="Refuse any network access (registries, --server): exit code 5 instead.",
+    ),
+]
+
+
+# Whether an unexpected error prints its traceback (--debug); set while the options are
+# parsed, read by run_app after the command failed.
+_debug = False
+
+
+def _debug_callback(ctx: _click.Context, _param: _click.Parameter, value: bool) -> bool:
+    global _debug
+    _debug = value
+    return value
+
+
 @app.callback()
 def _stella(
     version: Annotated[
@@ -176,9 +260,120 @@ def _stella(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    output_format: FormatGlobalOpt = None,
+    offline: OfflineOpt = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="STELLA_DEBUG",
+            callback=_debug_callback,
+            help="On an unexpected error (exit code 1), print the traceback too.",
+        ),
+    ] = False,
 ) -> None:
-    # Eager: answered while the options are parsed, before any command is looked up.
-    del version
+    # --version is eager: answered while the options are parsed, before any command is
+    # looked up. The others act through their callbacks.
+    del version, output_format, offline, debug
+
+
+def _global_params() -> list[_click.Parameter]:
+    """Fresh copies of the global options, for a command that does not declare them."""
+    probe = typer.Typer(add_completion=False)
+
+    @probe.command()
+    def _probe(output_format: FormatGlobalOpt = None, offline: OfflineOpt = False) -> None:
+        del output_format, offline
+
+    params = typer.main.get_command(probe).params
+    for param in params:
+        param.expose_value = False  # the command's function does not take them
+    return [p for p in params if p.name != "help"]
+
+
+def _tenant_callback(ctx: _click.Context, param: Any, value: Any) -> Any:
+    from export_center.errors import BadInputError
+    from export_center.tenants import check_tenant
+
+    for tenant in value if isinstance(value, list | tuple) else [value]:
+        if tenant is not None:
+            try:
+                check_tenant(tenant)
+            except BadInputError as e:
+                raise typer.BadParameter(e.message, ctx=ctx, param=param) from e
+    return value
+
+
+def _chain(first: Any, then: Any) -> Any:
+    """A parameter callback that runs ``first``, then the parameter's own (if any)."""
+    if then is None:
+        return first
+
+    def both(ctx: _click.Context, param: _click.Parameter, value: Any) -> Any:
+        return then(ctx, param, first(ctx, param, value))
+
+    return both
+
+
+def _readable_type(param: _click.Parameter) -> str:
+    """A help label for a parameter's value: PATH, TEXT, INTEGER, NUMBER, or its choices."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    for arg in (annotation, *get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, Enum):
+            return "|".join(str(member.value) for member in arg)
+        if arg is Path or (isinstance(arg, type) and issubclass(arg, PurePath)):
+            return "PATH"
+        if arg is bool:
+            return ""
+        if arg is int:
+            return "INTEGER"
+        if arg is float:
+            return "NUMBER"
+    return "TEXT"
+
+
+class _ReadableArgument(TyperArgument):
+    """An argument whose help row shows a readable type (TEXT, PATH), not ``<list[Path]>``."""
+
+    def display_type_rich(self, ctx: _click.Context) -> str | None:
+        return _readable_type(self)
+
+
+def _readable_help(command: _click.Command) -> None:
+    """Help labels for every parameter of ``command`` that has none, ``--help`` included."""
+    help_option = command.get_help_option(_click.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if param.metavar is not None:
+            continue
+        if isinstance(param, TyperArgument):
+            param.metavar = (param.name or "value").upper()
+            param.__class__ = _ReadableArgument
+        else:
+            param.metavar = _readable_type(param)
+
+
+def _conform(command: _click.Command) -> None:
+    """Give ``command`` and its subcommands the CLI-wide conventions, in one place:
+
+    - the global ``--format`` and ``--offline``, when a command does not declare them, and a
+      command's own ``--format`` validated and defaulted from the global one;
+    - every ``--tenant`` checked against the tenant rule before the command runs;
+    - readable help: ``PATH``, ``TEXT``, ``INTEGER`` or the choices instead of Typer's
+      ``<str>``, ``<list[Path]>``, and nothing for flags.
+    """
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _conform(sub)
+        _readable_help(command)
+        return
+    options = {opt for p in command.params for opt in p.opts}
+    for param in command.params:
+        if "--format" in param.opts:
+            param.callback = _chain(_format_callback, param.callback)
+        if "--tenant" in param.opts:
+            param.callback = _chain(_tenant_callback, param.callback)
+    command.params += [p for p in _global_params() if not options & set(p.opts)]
+    _readable_help(command)
 
 
 #: Top-level packages that only an extra installs, and that extra (pyproject.toml).
@@ -207,34 +402,115 @@ def _run(stella: typer.Typer) -> object:
         raise missing_extra(extra, "this command", e) from e
 
 
+def print_error(message: str, hint: str | None = None) -> None:
+    """common.print_error, imported only when there is an error to print (`stella --help`
+    imports no command plumbing)."""
+    from export_center.cli import common
+
+    common.print_error(message, hint)
+
+
+def _usage_error(e: _click.ClickException) -> None:
+    """A usage error (unknown option, bad value, missing argument) in the one error shape."""
+    ctx = getattr(e, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    message = e.format_message()
+    help_hint = f"see '{ctx.command_path} --help'" if ctx is not None else None
+    print_error(f"{where}{message[:1].lower()}{message[1:]}", help_hint)
+
+
+def _os_error(e: OSError) -> ExportCenterError:
+    """An OSError no command turned into one of ours: said in one line, with the exit code
+    its kind stands for (a missing path is "not found", a refused one "bad input")."""
+    import errno
+
+    from export_center.errors import BadInputError, NotFoundError
+
+    where = f"{e.filename}: " if e.filename is not None else ""
+    message = f"{where}{e.strerror or e}"
+    if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFoundError(message)
+    if e.errno in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.EROFS,
+        errno.ELOOP,
+        errno.ENAMETOOLONG,
+        errno.EINVAL,
+    ):
+        return BadInputError(message)
+    return ExportCenterError(message)
+
+
 def run_app(stella: typer.Typer) -> int:
-    """Run a Typer app; turn our errors into one clear line and the spec's exit code."""
+    """Run a Typer app; turn every failure into the one error shape and the spec's exit code.
+
+    Never a traceback: our errors print their message (and hint); usage errors name the
+    command; an OSError nothing else caught names its path; anything else is a bug, said in
+    one line (``--debug`` or ``STELLA_DEBUG=1`` prints the traceback too).
+    """
+    handler = _warnings_to_stderr()
     try:
         result = _run(stella)
         if isinstance(result, int):
             return result
     except ExportCenterError as e:
-        from rich.markup import escape
-
-        from export_center.cli.common import err_console
-
-        # Messages carry user data and brackets ("[service]"): never read them as markup.
-        err_console.print(
-            f"[red]error:[/red] {escape(e.diagnostics())}", highlight=False, markup=True
-        )
+        print_error(e.message, e.hint)
         return int(e.exit_code)
     except typer.Exit as e:
         return int(e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        from export_center.cli.common import err_console
-
-        err_console.print("aborted")
+        print_error("interrupted")
         return int(ExitCode.UNEXPECTED)
-    except _click.ClickException as e:
-        # Usage errors (bad option, missing argument, unknown command).
-        e.show()
+    except _click.exceptions.NoArgsIsHelpError as e:
+        e.show()  # the help, as asked for by running a group without a command
         return int(ExitCode.BAD_INPUT)
+    except _click.ClickException as e:
+        _usage_error(e)
+        return int(ExitCode.BAD_INPUT)
+    except OSError as e:
+        if _debug:
+            traceback.print_exc()
+        error = _os_error(e)
+        print_error(error.message)
+        return int(error.exit_code)
+    except Exception as e:  # the last resort: a bug, but still no traceback by default
+        if _debug:
+            traceback.print_exc()
+        print_error(
+            f"unexpected {type(e).__name__}: {e}",
+            "this is a bug; `stella --debug ...` prints the traceback to report it",
+        )
+        return int(ExitCode.UNEXPECTED)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
     return 0
+
+
+def _warnings_to_stderr() -> logging.Handler | None:
+    """Library warnings as ``warning: ...`` lines on stderr, while a command runs.
+
+    Without a handler Python prints them bare; ``serve`` and ``worker`` replace this with
+    their JSON log lines (runtime/logs.py). Nothing is added where logging is configured
+    already (an embedding program, pytest's capture).
+    """
+    root = logging.getLogger()
+    if root.handlers:
+        return None
+    handler = logging.StreamHandler()  # sys.stderr as it is when a record is written
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.addFilter(_lowercase_level)
+    root.addHandler(handler)
+    return handler
+
+
+def _lowercase_level(record: logging.LogRecord) -> bool:
+    record.levelname = record.levelname.lower()
+    return True
 
 
 def main() -> None:

@@ -65,8 +65,7 @@ def upload(
     server: remote.ServerOpt = None,
     token: remote.TokenOpt = None,
 ) -> None:
-    """Store FILE as the next version of policy NAME (the same document again is no new
-    version)."""
+    """Store FILE as the next version of policy NAME (the same document again adds none)."""
     from export_center.policy.repository import MAX_POLICY_BYTES, check_policy_name, parse_upload
 
     _check_format(output)

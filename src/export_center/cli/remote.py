@@ -36,12 +36,25 @@ def client(server: str | None, token: str | None, tenant: str | None) -> ApiClie
     """The API client for ``--server`` (use it as a context manager).
 
     Raises:
-        BadInputError: no server or no token was given.
+        BadInputError: no server, a server that is not an http(s) URL, or no token.
+        OfflineViolationError: ``--offline`` is set.
     """
+    from urllib.parse import urlsplit
+
     from export_center.client import ApiClient
 
     if not server:
         raise BadInputError("this needs --server URL (or STELLA_SERVER)")
+    try:
+        parts = urlsplit(server)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as e:
+        raise BadInputError(f"--server {server!r}: not a URL: {e}") from e
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInputError(
+            f"--server {server!r}: not an http(s) URL",
+            hint="e.g. --server https://export.example.com or http://127.0.0.1:8080",
+        )
     if not token:
         raise BadInputError("--server needs --token (or STELLA_TOKEN)")
     return ApiClient(server, token=token, tenant=tenant)
@@ -50,7 +63,7 @@ def client(server: str | None, token: str | None, tenant: str | None) -> ApiClie
 def follow(api: ApiClient, run_id: str, *, quiet: bool) -> dict[str, Any]:
     """Show the run's progress from its event stream until it ends; returns the final run."""
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # the run id comes from the server
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -76,7 +89,20 @@ def follow(api: ApiClient, run_id: str, *, quiet: bool) -> dict[str, Any]:
 
 
 def download(api: ApiClient, run_id: str, out: Path, *, quiet: bool) -> Path:
-    """Download the run's bundle into ``out`` with a progress bar; returns the file."""
+    """Download the run's bundle into ``out`` with a progress bar, and its ``.sha256`` and
+    ``.sig`` sidecars next to it (a sidecar the server lacks is reported, not fatal: ``stella
+    export verify`` then says which check it could not run); returns the archive."""
+    archive = _download_archive(api, run_id, out, quiet=quiet)
+    digest = str((api.get_run(run_id).get("artifact") or {}).get("sha256", ""))
+    for side in api.download_sidecars(run_id, archive, digest):
+        if side.path is None:
+            common.err_console.print(f"warning: not saved: {side.reason}", highlight=False)
+        elif not quiet:
+            common.err_console.print(f"saved {side.path}", highlight=False)
+    return archive
+
+
+def _download_archive(api: ApiClient, run_id: str, out: Path, *, quiet: bool) -> Path:
     from rich.progress import DownloadColumn, TransferSpeedColumn
 
     with Progress(

@@ -1,25 +1,67 @@
-"""``stella serve``: the REST API and, by default, an in-process worker."""
+"""``stella serve``: the REST API and, by default, worker processes that run the exports."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import shlex
+import signal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from export_center.cli import common
 
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
 app = typer.Typer(add_completion=False)
+
+#: Threads that answer the API's synchronous routes (and their database connections).
+API_THREADS = 16
+#: CPU priority of the worker processes (nice value): the API answers first.
+WORKER_NICE = 10
+
+
+class _ThreadLimit:
+    """Sets the size of the thread pool the API's synchronous routes run in, when the server
+    starts (the pool belongs to the event loop; the database pool is sized to match)."""
+
+    def __init__(self, app: ASGIApp, threads: int) -> None:
+        self.app = app
+        self.threads = threads
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+        await self.app(scope, receive, send)
 
 
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8080,
     with_worker: Annotated[
-        bool, typer.Option("--worker/--no-worker", help="Run exports in this process too.")
+        bool,
+        typer.Option("--worker/--no-worker", help="Run exports too (default), or only the API."),
     ] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Worker processes to start for the exports; 0 runs them in threads of the "
+            "API process instead (requests then wait behind exports).",
+        ),
+    ] = 1,
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", help="Concurrent runs of the in-process worker.")
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            max=1024,
+            help="Concurrent runs per worker (process or in-process).",
+        ),
     ] = None,
     demo: Annotated[
         bool,
@@ -29,39 +71,87 @@ def serve(
     ] = False,
     log_level: common.LogLevelOpt = "info",
 ) -> None:
-    """Serve the REST API (and, by default, run exports in-process)."""
+    """Serve the REST API, with worker processes that run the exports (one command)."""
+    import os
+
+    from export_center.runtime.metrics_dir import metrics_process_group
+
+    # First: prometheus-client reads the directory when it is imported (below). The worker
+    # processes started from here inherit it, so /metrics includes their samples.
+    metrics_dir = metrics_process_group(os.environ, private=True)
+    from functools import partial
+
     import uvicorn
 
+    from export_center.exporter import run_export
     from export_center.runtime.container import Services
     from export_center.runtime.logs import configure_logging
-    from export_center.service.app import create_app
+    from export_center.runtime.metrics import Metrics
+    from export_center.service.app import create_app, openapi_document
+    from export_center.worker.processes import WorkerProcesses, worker_command
     from export_center.worker.runtime import WorkerRuntime
 
+    # Before the store is opened or anything starts: a busy port is the user's to fix, not
+    # a failure to find in the server's log.
+    common.check_listen(host, port, "--host/--port")
     configure_logging(log_level)
-    services = Services.open(common.settings())
+    settings = common.settings()
+    in_process = with_worker and workers == 0
+    runs = concurrency or settings.service.worker_concurrency or 1
+    # Connections: one per API thread, plus an in-process worker's (export, heartbeat,
+    # maintenance) and the queue-size gauge's.
+    pool = API_THREADS + (2 * runs + 2 if in_process else 2)
+    services = Services.open(
+        settings, pool_size=pool, metrics=Metrics(multiprocess_dir=metrics_dir)
+    )
     runtime = None
+    children = None
     try:
         # Before anything starts: a bad JWKS file stops the server here.
         api = create_app(services)
-        runtime = WorkerRuntime(services, concurrency=concurrency) if with_worker else None
+        if in_process:
+            # devportal:offline runs package this API's OpenAPI document (a worker process
+            # makes it itself: `stella worker` passes the same function).
+            export = partial(run_export, openapi=openapi_document)
+            runtime = WorkerRuntime(services, concurrency=concurrency, export=export)
         if demo:
             from export_center.service.demo import seed_demo
 
             setup = seed_demo(services)
             url = f"http://{host}:{port}"
+            # Lines to paste into a shell: the token exported once, then used in double
+            # quotes (single quotes would send the text "$TOKEN" and get a 401).
             common.err_console.print(
-                f"[bold]demo ready[/bold]: tenant {setup.tenant}, profile {setup.profile}, "
-                f"{setup.ingested} records ingested\n"
-                f"  token: {setup.token}\n"
-                f"  try:   stella export run {setup.profile} --server {url} --token $TOKEN --wait"
-                f" --out ./bundles\n"
-                f"  or:    curl -H 'Authorization: Bearer $TOKEN' {url}/api/export/profiles",
-                highlight=False,
+                common.marked(
+                    "bold",
+                    "demo ready",
+                    f": tenant {setup.tenant}, profile {setup.profile}, "
+                    f"{setup.ingested} records ingested; in another shell:\n"
+                    f"  export TOKEN={shlex.quote(setup.token)}\n"
+                    f'  stella export run {setup.profile} --server {url} --token "$TOKEN" '
+                    "--wait --out ./bundles\n"
+                    f'  curl -H "Authorization: Bearer $TOKEN" {url}/api/export/profiles',
+                )
             )
         if runtime is not None:
             runtime.start()
+        if with_worker and workers > 0:
+            # Started after the store is migrated: the workers find the schema ready.
+            # At a lower CPU priority: requests are answered before exports get the CPU.
+            # They drain for 60 s when the server stops (as the in-process worker does), and
+            # are killed 30 s after that.
+            command = worker_command(
+                concurrency=concurrency, log_level=log_level, nice=WORKER_NICE, drain_seconds=60
+            )
+            children = WorkerProcesses(workers, command, kill_after=90)
+            children.start()
+        # uvicorn stops on SIGTERM, then raises it again: with the default handler that ends
+        # the process before the finally block stops the workers (and before the exit
+        # handler removes the metrics directory). A handler that returns lets both run.
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+        # uvicorn's fast HTTP stack (httptools, uvloop: the [service] extra) when installed.
         uvicorn.run(
-            api,
+            _ThreadLimit(api, API_THREADS),
             host=host,
             port=port,
             log_config=None,
@@ -69,6 +159,8 @@ def serve(
             timeout_graceful_shutdown=10,
         )
     finally:
+        if children is not None:
+            children.stop()
         if runtime is not None:
             runtime.stop()
         services.close()

@@ -1,7 +1,7 @@
 """The devportal:offline builder: input tree → checks → manifest → DSSE → deterministic ``.tgz``.
 
 The generic bundle writer serves the shared layout (``manifests/``, ``data/``); this profile
-keeps the upstream layout of bundles.md, "devportal:offline", so it has its own small builder:
+keeps the layout of docs/devportal.md ("The bundle"), so it has its own small builder:
 
 1. :func:`~export_center.devportal.inputs.scan_input` walks and hashes the input tree;
 2. the portal must load nothing from the network (:mod:`.assets`) and every OpenAPI document
@@ -75,8 +75,8 @@ logger = logging.getLogger(__name__)
 
 # Files the checks read whole; anything larger is refused rather than scanned in part.
 _MAX_CHECKED_BYTES = 64 << 20
-# bundles.md, "Determinism": gzip with header mtime 0 and no name; level 9 as this profile
-# has always used (the archive writer's default is 6).
+# docs/bundle-format.md, "Reproducible by design": gzip with header mtime 0 and no name;
+# level 9 as this profile has always used (the archive writer's default is 6).
 _GZIP_LEVEL = 9
 
 

@@ -15,14 +15,16 @@ import logging
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from export_center.devportal.errors import DevportalInputError
-from export_center.devportal.manifest import CATEGORY_DIRS, Category
-from export_center.digests import sha256_file
+from export_center.devportal.manifest import CATEGORY_DIRS, Category, category_of
+from export_center.digests import sha256_file, sha256_hex
+from export_center.errors import NotFoundError
 
-__all__ = ["InputFile", "InputTree", "Skipped", "scan_input"]
+__all__ = ["InputFile", "InputTree", "Skipped", "scan_input", "with_generated"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +114,14 @@ def scan_input(root: Path) -> InputTree:
     """Walk ``root`` and hash every file that will be bundled.
 
     Raises:
+        NotFoundError: no ``root``.
         DevportalInputError: ``root`` is not a directory, nothing to bundle, a link, device or
             unreadable file, a bad file name, or a file directly under ``sdks/``.
     """
+    if not root.exists():
+        raise NotFoundError(f"{root}: no such input directory")
     if not root.is_dir():
-        raise DevportalInputError(f"{root}: not a directory")
+        raise DevportalInputError(f"{root}: not a directory (the input tree is a directory)")
     files: list[InputFile] = []
     skipped: list[Skipped] = []
     for entry in sorted(os.scandir(root), key=lambda e: os.fsencode(e.name)):
@@ -138,3 +143,38 @@ def scan_input(root: Path) -> InputTree:
         logger.info("skipped %s: %s", s.path, s.reason)
     files.sort(key=lambda f: f.path.encode("utf-8"))
     return InputTree(root=root, files=tuple(files), skipped=tuple(skipped))
+
+
+def with_generated(
+    base: InputTree | None, generated: Mapping[str, bytes], scratch: Path
+) -> InputTree:
+    """``base`` (or nothing) plus files made by the program (``generated``: bundle path ->
+    bytes), written under ``scratch`` so that the builder streams and re-checks them like any
+    other input file.
+
+    Raises:
+        DevportalInputError: a generated path is not in the layout, or ``base`` has it too.
+    """
+    files = list(base.files) if base is not None else []
+    taken = {f.path for f in files}
+    for path, data in sorted(generated.items()):
+        category = category_of(path)
+        if category is None:
+            raise DevportalInputError(f"{path}: not part of the devportal layout")
+        if path in taken:
+            raise DevportalInputError(
+                f"{path}: the input tree has this file and the run generates it too",
+                hint="rename the file in the input tree, or set options.serviceSpec to false",
+            )
+        target = scratch / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        files.append(InputFile(path, category, target, len(data), sha256_hex(data)))
+    if not files:
+        raise DevportalInputError("nothing to bundle")
+    files.sort(key=lambda f: f.path.encode("utf-8"))
+    return InputTree(
+        root=base.root if base is not None else scratch,
+        files=tuple(files),
+        skipped=base.skipped if base is not None else (),
+    )

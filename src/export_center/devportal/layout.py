@@ -1,4 +1,4 @@
-"""File names at the root of a devportal:offline bundle (bundles.md, "devportal:offline")."""
+"""File names at the root of a devportal:offline bundle (docs/devportal.md, "The bundle")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``manifest.json`` of a devportal:offline bundle (bundles.md, "devportal:offline").
+"""``manifest.json`` of a devportal:offline bundle (docs/devportal.md, "The bundle").
 
 The model is the schema: field names are exactly the spec's, unknown fields are refused when a
 manifest is read back, and the bytes are RFC 8785 canonical JSON, so the same input always gives

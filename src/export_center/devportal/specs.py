@@ -18,14 +18,12 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from io import StringIO
 from pathlib import Path, PurePosixPath
-from typing import Any, cast
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import yaml
-
 from export_center.devportal.errors import InvalidSpecError
+from export_center.safe_yaml import YamlRefused, load_yaml
 
 __all__ = ["SPEC_SUFFIXES", "SpecFile", "validate_specs"]
 
@@ -48,10 +46,10 @@ class _RemoteRefRefused(Exception):
 
 
 def _parse(spec: SpecFile) -> Any:
-    """JSON or YAML (YAML 1.1 safe subset) into Python values.
+    """JSON or YAML (YAML 1.1 safe subset, no anchors or aliases) into Python values.
 
     Raises:
-        InvalidSpecError: not UTF-8, or not parseable (naming the line).
+        InvalidSpecError: not UTF-8, or not parseable (naming the line), or YAML anchors.
     """
     try:
         text = spec.data.decode("utf-8")
@@ -62,17 +60,12 @@ def _parse(spec: SpecFile) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise InvalidSpecError(spec.path, f"line {e.lineno}: invalid JSON: {e.msg}") from e
-    from jsonschema_path.loaders import JsonschemaSafeLoader
-
     try:
-        # The validator's own loader: timestamps stay strings, as OpenAPI tools read them.
-        loader = cast(type[yaml.SafeLoader], JsonschemaSafeLoader)  # a SafeLoader subclass
-        doc = yaml.load(StringIO(text), Loader=loader)  # noqa: S506
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark is not None else "?"
-        raise InvalidSpecError(spec.path, f"line {line}: invalid YAML: {e.problem}") from e
-    except yaml.YAMLError as e:
-        raise InvalidSpecError(spec.path, f"invalid YAML: {e}") from e
+        # The builder bounded the file's size already; timestamps stay strings, as OpenAPI
+        # tools read them; anchors and aliases are refused (export_center.safe_yaml).
+        doc = load_yaml(spec.data, spec.path, max_bytes=len(spec.data))
+    except YamlRefused as e:
+        raise InvalidSpecError(spec.path, e.reason) from e
     try:
         # JSON data model, as the resolver sees referenced files: `200:` keys become "200".
         return json.loads(json.dumps(doc))

@@ -13,7 +13,7 @@ The helper script and the instructions are not signed (the manifest lists conten
 last check, ``helpers``, requires them to be byte for byte the ones this version writes.
 
 Each check is reported by name; the first failure raises. Exit code in the CLI: 2 for every
-failure (export-center.md §7); the shell script separates checksum (2) from signature (3).
+failure (docs/cli.md); the shell script separates checksum (2) from signature (3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Publishing a bundle to a registry as one OCI artifact (bundles.md, "Mirror bundles", OCI).
+"""Publishing a bundle to a registry as one OCI artifact (docs/mirror.md, "OCI").
 
 Shared by ``stella export push`` and the worker's automatic push after a successful run. The
 bundle is written as an OCI image layout (:func:`~export_center.oci.layout.write_oci_layout`:

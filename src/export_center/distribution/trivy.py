@@ -3,7 +3,7 @@ own artifact to a registry (``trivy --db-repository`` / ``--java-db-repository``
 
 :func:`open_trivy_bundle` is the one way a Trivy bundle is opened, for a push here and for
 ``stella airgap trivy-install`` (:mod:`export_center.importer.trivy_install`): every bundle check
-(bundles.md, "Verification, in order", :func:`~export_center.bundle.verify.verify_bundle`), then
+(docs/bundle-format.md, "Verification", :func:`~export_center.bundle.verify.verify_bundle`), then
 two of its own, each reported by name:
 
 ``trivy``    the signed manifest describes a trivy:db or trivy:java-db export whose Trivy files

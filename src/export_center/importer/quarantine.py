@@ -179,7 +179,8 @@ def quarantine(
         (dest / "report.json").write_bytes(
             orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2)
         )
-    log.warning("bundle %s quarantined in %s: %s", opened.label, dest, reason)
+    # Info, not a warning: the refusal itself says where the bundle went (ImportRefused's hint).
+    log.info("bundle %s quarantined in %s: %s", opened.label, dest, reason)
     return Quarantined(dest, kept, note)
 
 

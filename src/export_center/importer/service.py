@@ -1,7 +1,7 @@
 """``stella airgap import`` / ``verify-bundle``: verify a mirror bundle, then apply it in one
 transaction as the tenant's next generation.
 
-Rules (bundles.md, "Import"):
+Rules (docs/mirror.md, "Import"):
 - everything is verified first (:mod:`.verify`); nothing touches the store before that passed;
 - one database transaction applies the records and records the generation: any failure rolls
   all of it back, so the store is untouched;
@@ -27,7 +27,7 @@ import logging
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -163,6 +163,11 @@ def verify_source(
         require_plaintext=require_plaintext,
         tenant=options.tenant,
     )
+    # The checks name the private copy; the user knows the bundle by the name they gave.
+    private = str(opened.path)
+    mv.report.checks[:] = [
+        replace(c, detail=c.detail.replace(private, opened.label)) for c in mv.report.checks
+    ]
     return opened, mv
 
 

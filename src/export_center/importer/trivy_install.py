@@ -27,7 +27,12 @@ import orjson
 from export_center.archive.reader import Limits, iter_members
 from export_center.bundle.verify import BundleReport
 from export_center.distribution.trivy import open_trivy_bundle
-from export_center.errors import ConflictError, UnsafeArchiveError, VerificationError
+from export_center.errors import (
+    ConflictError,
+    UnsafeArchiveError,
+    VerificationError,
+    output_error,
+)
 from export_center.signing.interface import PublicKey
 from export_center.trivy.artifact import TrivyDbKind
 
@@ -191,6 +196,7 @@ def install_trivy_bundle(
         VerificationError: the archive inside does not hold a valid database; untouched.
         ConflictError: the bundle's database is older than the installed one; untouched.
         NotFoundError: no such bundle.
+        BadInputError: the cache directory cannot be created (a file in the way, ...).
         OSError: the cache directory cannot be written.
     """
     work = Path(tempfile.mkdtemp(prefix="stella-trivy-install-"))
@@ -207,7 +213,10 @@ def install_trivy_bundle(
         kind = opened.kind
         archive = opened.root / kind.archive_path
         target = cache_dir / kind.cache_subdir
-        created = _make_dirs(target)
+        try:
+            created = _make_dirs(target)
+        except OSError as e:
+            raise output_error(cache_dir, "the Trivy cache", e) from e
         staging = Path(tempfile.mkdtemp(prefix=".stella-install-", dir=target))
         committed = False
         try:

@@ -1,4 +1,4 @@
-"""Verifying a mirror bundle on the disconnected side: the bundle checks of bundles.md
+"""Verifying a mirror bundle on the disconnected side: the bundle checks of docs/bundle-format.md
 ("Verification, in order", 1-7, :func:`~export_center.bundle.verify.verify_bundle`), then the
 mirror checks, each reported by name:
 

@@ -1,9 +1,9 @@
 """Parse a document's bytes and find the reader for its format.
 
-JSON is parsed with orjson; YAML (``.yaml``/``.yml``, the pypa advisory database) with libyaml's
-``CSafeLoader``. YAML aliases are refused outright: no evidence format we read uses them, and
-they are how "billion laughs" expansion bombs work. YAML timestamps stay strings, so an OSV
-``modified`` reads the same from YAML as from JSON.
+JSON is parsed with orjson; YAML (``.yaml``/``.yml``, the pypa advisory database) with the
+package's one YAML loader (:mod:`export_center.safe_yaml`): anchors and aliases refused (no
+evidence format uses them, and they are how "billion laughs" expansion bombs work), timestamps
+kept as strings, so an OSV ``modified`` reads the same from YAML as from JSON.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import yaml
 
 from export_center.errors import DocumentRefused
 from export_center.ingest.interface import FormatReader
 from export_center.ingest.registry import READERS
+from export_center.safe_yaml import YamlRefused, load_yaml
 
 __all__ = ["detect", "not_evidence", "parse_document", "unread_format"]
 
@@ -26,45 +26,14 @@ TAG_VALUE = "SPDX tag-value is not supported: provide the SPDX document as JSON 
 # took 21 s for a 1 MB document, none of the 6 it read carried a purl, and it would bring
 # rdflib, ply and beartype along. docs/formats.md has the details.
 _UTF8_BOM = b"\xef\xbb\xbf"
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-
-
-class _EvidenceYamlLoader(yaml.CSafeLoader):
-    """libyaml's safe loader without the implicit timestamp resolver (timestamps stay text)."""
-
-
-_EvidenceYamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP_TAG]
-    for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _refuse_yaml_aliases(content: bytes, where: str) -> None:
-    # An alias needs a '*'; most documents have none, so only those with one pay for the
-    # event scan (libyaml composes aliases in C, where no hook can stop them).
-    if b"*" not in content:
-        return
-    for event in yaml.parse(content, Loader=yaml.CSafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            mark = event.start_mark
-            pos = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-            raise DocumentRefused(
-                where,
-                f"YAML alias *{event.anchor}{pos}: aliases are not accepted in evidence documents",
-            )
 
 
 def _parse_yaml(content: bytes, where: str) -> Any:
+    # The pipeline has bounded the document's size already (STELLA_MAX_DOCUMENT_BYTES).
     try:
-        _refuse_yaml_aliases(content, where)
-        return yaml.load(content, Loader=_EvidenceYamlLoader)  # noqa: S506 (a safe loader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        problem = e.problem or e.context or "invalid YAML"
-        pos = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        raise DocumentRefused(where, f"malformed YAML{pos}: {problem}") from e
-    except yaml.YAMLError as e:
-        raise DocumentRefused(where, f"malformed YAML: {e}") from e
+        return load_yaml(content, where, max_bytes=len(content))
+    except YamlRefused as e:
+        raise DocumentRefused(where, e.reason) from e
 
 
 def _parse_json(content: bytes, where: str) -> Any:
@@ -88,7 +57,7 @@ def parse_document(content: bytes, filename: str) -> Any:
 
     Raises:
         DocumentRefused: the bytes are not well-formed JSON/YAML (the message gives the line
-            and column), the YAML uses aliases, or the file is SPDX tag-value.
+            and column), the YAML uses anchors or aliases, or the file is SPDX tag-value.
     """
     body = content[len(_UTF8_BOM) :] if content.startswith(_UTF8_BOM) else content
     lower = filename.lower()

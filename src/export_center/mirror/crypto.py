@@ -1,4 +1,4 @@
-"""Optional bundle encryption (bundles.md, "Encryption").
+"""Optional bundle encryption (docs/mirror.md, "Encryption").
 
 A fresh 32-byte data key per export. Each file under ``data/`` is encrypted with AES-256-GCM
 under a fresh random 12-byte nonce, with associated data ``{exportId}:{path}`` (``path`` the

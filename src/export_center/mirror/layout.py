@@ -1,6 +1,6 @@
 """Where things live inside a mirror bundle, and the line formats of its shards.
 
-Layout (bundles.md, "Mirror bundles"; decisions in docs/mirror.md)::
+Layout (docs/mirror.md, "Layout")::
 
     data/raw/advisories/<source>.jsonl.zst        raw lines (json:raw's raw line format)
     data/raw/vex/<source>.jsonl.zst               idem, for VEX documents
@@ -42,8 +42,8 @@ INDEX_SCHEMA = "https://stellaops.io/export-center/mirror-index/v1"
 #: importer keeps the newest set next to the store.
 POLICY_PREFIXES = ("data/policy/", "data/consensus/")
 
-#: Import-side guards for one decompressed shard (bundles.md, "Known traps": a small frame can
-#: declare or produce gigabytes). Real advisory JSON compresses 5-20x.
+#: Import-side guards for one decompressed shard (docs/bundle-format.md, "Reading archives
+#: safely": a small frame can declare or produce gigabytes). Real advisory JSON compresses 5-20x.
 MAX_SHARD_RATIO = 1000
 MAX_SHARD_BYTES = 16 * 1024**3
 MAX_LINE_BYTES = 256 * 1024**2

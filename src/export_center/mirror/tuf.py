@@ -366,13 +366,14 @@ def tuf_check(
     """Step 8 of bundles.md for ``stella export verify``: a mirror bundle's TUF chain, with
     every role's expiry as of ``now``, from ``tuf_root`` (received out of band) or else the
     bundle's own root when all its keys are among ``trust_roots`` (the importer's first-import
-    rule). Other bundles: skipped. A delta's base is checked by the importer, against what is
-    installed; offline there is nothing to check it against.
+    rule). Other bundles carry no TUF metadata: the check passes saying so (it does not apply,
+    which is not a check left undone, so it is not "skipped"). A delta's base is checked by the
+    importer, against what is installed; offline there is nothing to check it against.
     """
 
     def check(manifest: ExportManifest, collected: CollectedFiles) -> str | None:
         if manifest.profile.kind != "mirror":
-            return "skipped: not a mirror bundle"
+            return f"does not apply: a {manifest.profile.kind} bundle carries no TUF metadata"
         files = {p: d for p, d in collected.kept.items() if p.startswith("tuf/")}
         trusted, how = tuf_root, "given root"
         if trusted is None:

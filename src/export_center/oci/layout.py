@@ -1,4 +1,4 @@
-"""Any bundle as an OCI image layout, and back (bundles.md, "Mirror bundles", OCI).
+"""Any bundle as an OCI image layout, and back (docs/mirror.md, "OCI").
 
 One artifact manifest whose layers are the bundle's files, byte for byte, each titled with
 ``org.opencontainers.image.title`` (its path in the bundle), sorted by path; no timestamps, so
@@ -30,7 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from export_center.archive._names import collision_key, name_problem
 from export_center.digests import prefixed, sha256_hex
-from export_center.errors import BadInputError, NotFoundError, UnsafeArchiveError, VerificationError
+from export_center.errors import (
+    BadInputError,
+    NotFoundError,
+    UnsafeArchiveError,
+    VerificationError,
+    output_error,
+)
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -146,13 +152,17 @@ def write_oci_layout(bundle: Path, out_dir: Path, *, tag: str | None = None) -> 
 
     Raises:
         NotFoundError: no such bundle.
-        BadInputError: ``out_dir`` exists and is not empty, or the bundle has no manifest.
+        BadInputError: ``out_dir`` exists and is not empty, cannot be created (a file in the
+            way), or the bundle has no manifest.
         UnsafeArchiveError: the archive is hostile.
     """
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BadInputError(f"{out_dir}: exists and is not an empty directory")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as e:
+        raise output_error(out_dir, "the OCI layout", e) from e
     try:
         blobs = tmp / "blobs" / "sha256"
         blobs.mkdir(parents=True)

@@ -32,7 +32,7 @@ import orjson
 
 from export_center.digests import prefixed, sha256_hex
 from export_center.errors import BadInputError, ExportCenterError, NotFoundError, VerificationError
-from export_center.netpolicy import check_url, guard, is_loopback
+from export_center.netpolicy import check_url, guard, http_client, is_loopback
 from export_center.oci.layout import (
     MANIFEST_TYPE,
     MAX_MANIFEST_BYTES,
@@ -133,7 +133,7 @@ class RegistryClient:
         """``credentials``: (username, password) for Basic or the token flow; anonymous if None.
         ``actions``: the token scope asked for (``pull`` unless the client pushes)."""
         self.ref = ref
-        self._client = guard(client or httpx.Client(timeout=timeout, follow_redirects=True))
+        self._client = guard(client or http_client(timeout=timeout, follow_redirects=True))
         self._origin = httpx.URL(ref.base)
         self._basic = credentials
         self._use_basic = False

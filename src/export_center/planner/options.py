@@ -12,7 +12,7 @@ mirror:full            :class:`MirrorFullOptions` (``includeWithdrawn``, ``tuf``
                        ``encryption``)
 mirror:delta           :class:`MirrorDeltaOptions` (the same plus ``base``,
                        ``resetBaseline``)
-devportal:offline      :class:`DevportalOptions` (``inputDir``, ``metadata``)
+devportal:offline      :class:`DevportalOptions` (``inputDir``, ``serviceSpec``, ``metadata``)
 =====================  ===========================================================
 
 Nothing here names a server resource (tenants are not the operator): a delta's base is an
@@ -306,15 +306,21 @@ _MAX_METADATA = 64 * 1024
 
 
 class DevportalOptions(ProfileOptions):
-    """devportal:offline: ``inputDir`` (relative: to the profile file, or to the operator's
-    input root) and free-form ``metadata`` copied into manifest.json."""
+    """devportal:offline: ``inputDir`` (relative to the profile file; only ``stella devportal
+    build --profile`` reads it, runs refuse it: they package the operator's tree), whether runs
+    package the service's own OpenAPI document (``serviceSpec``), and free-form ``metadata``
+    copied into manifest.json."""
 
-    input_dir: Annotated[str, Field(min_length=1, max_length=1024)]
+    input_dir: Annotated[str | None, Field(min_length=1, max_length=1024)] = None
+    # Runs: package the export API's own OpenAPI document (GET /.well-known/openapi).
+    service_spec: bool = True
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("input_dir")
     @classmethod
-    def _relative(cls, v: str) -> str:
+    def _relative(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         path = PurePosixPath(v)
         if path.is_absolute() or ".." in path.parts or "\\" in v or "\x00" in v:
             raise ValueError(f"{v!r} must be a relative path without '..'")

@@ -338,7 +338,7 @@ class DevportalOfflineProfile(ProfileSpec):
     profile_kind_of: ClassVar[str] = "devportal:offline"
     kind: Literal["devportal"]
     variant: Literal["offline"]
-    options: DevportalOptions
+    options: DevportalOptions = DevportalOptions()
 
 
 def _tag(value: Any) -> str | None:

@@ -35,7 +35,6 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import rfc8785
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -43,6 +42,7 @@ from export_center.errors import BadInputError
 from export_center.policy.consensus import DEFAULT_STATUS_PRECEDENCE, ProviderTrust
 from export_center.policy.purls import parse_purl
 from export_center.policy.severity import LEVEL_RANK
+from export_center.safe_yaml import DEFAULT_MAX_BYTES, YamlRefused, load_yaml
 
 API_VERSION = "stella.policy/v1"
 
@@ -204,17 +204,30 @@ def load_policy(content: bytes, where: str) -> Policy:
         BadInputError: the bytes are not YAML/JSON, or the document is invalid; the message
             names each bad field.
     """
+    hint = "policies are YAML or JSON objects with apiVersion: stella.policy/v1"
+    if len(content) > DEFAULT_MAX_BYTES:
+        raise BadInputError(
+            f"{where}: {len(content):,} bytes is over the {DEFAULT_MAX_BYTES:,}-byte limit "
+            "for policy documents"
+        )
     try:
         text = content.decode("utf-8")
-        data = (
-            json.loads(text)
-            if where.lower().endswith(".json") or text.lstrip().startswith("{")
-            else yaml.safe_load(text)
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        if where.lower().endswith(".json") or text.lstrip().startswith("{"):
+            data = json.loads(text)
+        else:
+            data = load_yaml(content, where)
+    except UnicodeDecodeError as e:
         raise BadInputError(
-            f"{where}: not a YAML or JSON policy document: {e}",
-            hint="policies are YAML or JSON objects with apiVersion: stella.policy/v1",
+            f"{where}: not a YAML or JSON policy document: not UTF-8 (byte {e.start})", hint=hint
+        ) from e
+    except json.JSONDecodeError as e:
+        raise BadInputError(
+            f"{where}: not a JSON policy document: line {e.lineno} column {e.colno}: {e.msg}",
+            hint=hint,
+        ) from e
+    except YamlRefused as e:
+        raise BadInputError(
+            f"{where}: not a YAML or JSON policy document: {e.reason}", hint=hint
         ) from e
     if not isinstance(data, dict):
         raise BadInputError(

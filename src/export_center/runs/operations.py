@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from export_center.adapters.registry import adapter_for
-from export_center.errors import ConflictError
+from export_center.exporter import runnable_profile
 from export_center.planner.plan import ExportPlan, make_plan
 from export_center.planner.registry import ProfileRegistry, ProfileRevisionView
 from export_center.runs.queue import JobQueue
@@ -51,12 +50,7 @@ class RunService:
         self.service = service
 
     def _profile(self, tenant: str, name: str, revision: int | None) -> ProfileRevisionView:
-        profile = self.registry.get(tenant, name, revision)
-        if profile.archived:
-            raise ConflictError(f"profile {name!r} is archived: it runs no more")
-        # Refuse a profile this build cannot export now, rather than fail the run later.
-        adapter_for(profile.spec.profile_kind)
-        return profile
+        return runnable_profile(self.registry, tenant, name, revision)
 
     def preview(
         self, tenant: str, name: str, *, revision: int | None = None, as_of: int | None = None

@@ -1,4 +1,4 @@
-"""Per-tenant quotas (export-center.md §6): concurrent runs, runs per hour, bytes per day.
+"""Per-tenant quotas (docs/api.md): concurrent runs, runs per hour, bytes per day.
 
 Checked when a run is created, inside the transaction that inserts it, with the tenant's row
 locked: two requests racing for the last slot cannot both get it.

@@ -209,11 +209,11 @@ class RunRepository:
 
     def ensure_tenant(self, tenant: str) -> None:
         """Create the tenant's row if missing, so that :meth:`lock_tenant` has a row to lock."""
-        with self.store.session() as s:
-            if s.get(Tenant, tenant) is not None:
-                return
-            # A concurrent creator may win the race: then the row exists, which is all we need.
-            with contextlib.suppress(IntegrityError), s.begin():
+        # One explicit transaction: a lookup first would autobegin one, and begin() would then
+        # refuse (a tenant with profiles but no evidence yet has no row).
+        # A concurrent creator may win the race: then the row exists, which is all we need.
+        with self.store.session() as s, contextlib.suppress(IntegrityError), s.begin():
+            if s.get(Tenant, tenant) is None:
                 s.add(Tenant(name=tenant, last_seq=0))
 
     @staticmethod
@@ -686,7 +686,9 @@ class RunRepository:
         return out
 
     def queue_stats(self) -> dict[str, float]:
+        """The queue gauges of :mod:`export_center.runtime.metrics` (whole cluster)."""
         now = self.clock()
+        due = or_(ExportRun.next_attempt_at.is_(None), ExportRun.next_attempt_at <= now)
         with self.store.session() as s:
             counts = dict(
                 s.execute(
@@ -700,18 +702,31 @@ class RunRepository:
                     ExportRun.status == _RUNNING, ExportRun.lease_expires_at < now
                 )
             ).scalar_one()
-            oldest = s.execute(
-                select(func.min(ExportRun.created_at)).where(
-                    ExportRun.status == _PENDING,
-                    or_(ExportRun.next_attempt_at.is_(None), ExportRun.next_attempt_at <= now),
+            oldest, due_count = s.execute(
+                select(func.min(ExportRun.created_at), func.count()).where(
+                    ExportRun.status == _PENDING, due
                 )
-            ).scalar_one()
-        oldest_at = aware(oldest)
+            ).one()
+            # A running run writes an event when claimed and on progress; the stalest of
+            # those is how long the most stuck export has been silent.
+            last_events = (
+                select(func.max(ExportRunEvent.at).label("last"))
+                .join(ExportRun, ExportRun.id == ExportRunEvent.run_id)
+                .where(ExportRun.status == _RUNNING)
+                .group_by(ExportRunEvent.run_id)
+                .subquery()
+            )
+            stalest = s.execute(select(func.min(last_events.c.last))).scalar_one()
+        oldest_at, stalest_at = aware(oldest), aware(stalest)
+        running = float(counts.get("running", 0))
         return {
             "pending": float(counts.get("pending", 0)),
-            "running": float(counts.get("running", 0)),
+            "running": running,
+            "due": float(due_count),
+            "leases_active": running - float(lapsed),
             "lease_expired": float(lapsed),
             "oldest_pending_age": (now - oldest_at).total_seconds() if oldest_at else 0.0,
+            "running_idle": max(0.0, (now - stalest_at).total_seconds()) if stalest_at else 0.0,
         }
 
     def succeeded_runs(self, tenant: str, profile: str) -> list[RunView]:

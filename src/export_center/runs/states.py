@@ -1,4 +1,4 @@
-"""The run state machine of export-center.md §5, as a pure transition table.
+"""The run state machine of docs/api.md, "Runs", as a pure transition table.
 
 States: ``pending`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``; a ``succeeded``
 run becomes ``expired`` when retention removes its artifact. A transition is named after the

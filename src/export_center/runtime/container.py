@@ -47,9 +47,15 @@ def _migration_lock(store: EvidenceStore) -> Iterator[None]:
             conn.commit()
 
 
-def open_store(settings: Settings, *, run_migrations: bool = True) -> EvidenceStore:
-    """The store, migrated (one process at a time on PostgreSQL: workers start together)."""
-    store = EvidenceStore(make_engine(settings.database_url))
+def open_store(
+    settings: Settings, *, run_migrations: bool = True, pool_size: int | None = None
+) -> EvidenceStore:
+    """The store, migrated (one process at a time on PostgreSQL: workers start together).
+
+    ``pool_size``: database connections kept open; a server passes the number of its threads
+    that use the database at once (see :func:`export_center.store.db.make_engine`).
+    """
+    store = EvidenceStore(make_engine(settings.database_url, pool_size=pool_size))
     if run_migrations:
         with _migration_lock(store):
             migrate(store.engine)
@@ -77,14 +83,16 @@ class Services:
         metrics: Metrics | None = None,
         queue: JobQueue | None = None,
         run_migrations: bool = True,
+        pool_size: int | None = None,
     ) -> Services:
-        """Open the store (migrating it) and wire everything.
+        """Open the store (migrating it) and wire everything. ``pool_size``: database
+        connections to keep open (the process's threads that use the database at once).
 
         Raises:
             ConfigError: an unsupported database.
         """
         service = settings.service
-        store = open_store(settings, run_migrations=run_migrations)
+        store = open_store(settings, run_migrations=run_migrations, pool_size=pool_size)
         repo = RunRepository(store)
         # Revisions are checked against the tenant's keys, policies and published exports, and
         # only kinds a run can export are accepted (issue: never accepted, then failing).

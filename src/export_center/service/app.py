@@ -2,7 +2,7 @@
 
 Routes only translate HTTP into calls on :class:`~export_center.runtime.container.Services`;
 this module answers every error with the body ``{"code", "message", "details", "traceId",
-"timestamp"}`` of export-center.md §6, and the status the error tree gives its class
+"timestamp"}`` of docs/api.md, and the status the error tree gives its class
 (:mod:`export_center.errors`).
 """
 
@@ -221,15 +221,31 @@ def create_app(services: Services) -> FastAPI:
     Raises:
         ConfigError: the JWKS file of the service settings is unreadable.
     """
-    from export_center.service import (
-        console,
-        routes_ops,
-        routes_policies,
-        routes_profiles,
-        routes_runs,
-    )
+    from export_center.service import console
 
     api = ApiContext.open(services)
+    app = _routed_app()
+    app.state.services = services
+    app.state.api = api
+    console.install(app)  # the web console: reads services and api from app.state
+    services.metrics.watch_queue(services.repo.queue_stats)
+    app.add_exception_handler(ExportCenterError, _on_export_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+    # Outermost last: the trace id first, then the body limit (before routing, parsing and
+    # authentication), then the error envelope over whatever the framework answers itself.
+    # FastAPI's own max_body_size is not used: when a route does not read the body it answers
+    # an over-limit Content-Length with Starlette's text/plain 413, outside our handlers.
+    app.add_middleware(ErrorEnvelope)
+    app.add_middleware(BodyLimit, max_bytes=services.service.max_request_bytes)
+    app.add_middleware(RequestContext, services=services)
+    return app
+
+
+def _routed_app() -> FastAPI:
+    """The application's routes and OpenAPI document, without the services behind them."""
+    from export_center.service import routes_ops, routes_policies, routes_profiles, routes_runs
 
     app = FastAPI(
         title="Stella Export Center API",
@@ -240,24 +256,18 @@ def create_app(services: Services) -> FastAPI:
         docs_url=f"{BASE}/docs",
         redoc_url=None,
     )
-    app.state.services = services
-    app.state.api = api
-    services.metrics.watch_queue(services.repo.queue_stats)
-    app.add_exception_handler(ExportCenterError, _on_export_error)
-    app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
     app.include_router(routes_profiles.router, prefix=BASE)
     app.include_router(routes_policies.router, prefix=BASE)
     app.include_router(routes_runs.router, prefix=BASE)
     app.include_router(routes_ops.router)
-    console.install(app)
-    # Outermost last: the trace id first, then the body limit (before routing, parsing and
-    # authentication), then the error envelope over whatever the framework answers itself.
-    # FastAPI's own max_body_size is not used: when a route does not read the body it answers
-    # an over-limit Content-Length with Starlette's text/plain 413, outside our handlers.
-    app.add_middleware(ErrorEnvelope)
-    app.add_middleware(BodyLimit, max_bytes=services.service.max_request_bytes)
-    app.add_middleware(RequestContext, services=services)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def openapi_document() -> bytes:
+    """The API's OpenAPI document (what ``GET /.well-known/openapi`` serves) as RFC 8785
+    bytes: what devportal:offline runs package as the portal's spec. Needs no services, so a
+    worker process's composition root can pass it to the exporter."""
+    import rfc8785
+
+    return bytes(rfc8785.dumps(_routed_app().openapi()))

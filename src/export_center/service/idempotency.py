@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on POST (export-center.md §6).
+"""``Idempotency-Key`` on POST (docs/api.md).
 
 The first request with a key stores its response; the same key with the same request (method,
 path and body, JSON compared canonically) returns that stored response again; the same key with

@@ -46,5 +46,5 @@ async def metrics(services: ServicesDep) -> Response:
 
     It names every tenant and profile, so it needs a token with the ``export:metrics`` scope
     (``Authorization: Bearer``), unless ``service.metrics_public`` is set."""
-    body = await run_in_threadpool(generate_latest, services.metrics.registry)
+    body = await run_in_threadpool(generate_latest, services.metrics.exposition)
     return Response(content=body, media_type=CONTENT_TYPE_LATEST)

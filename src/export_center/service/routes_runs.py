@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from export_center.errors import (
     ArtifactExpiredError,
     BadInputError,
+    NotFoundError,
     RangeNotSatisfiableError,
     RunNotReadyError,
 )
@@ -361,6 +362,53 @@ def download_run(
         filename=path.name,
         headers=headers,
     )
+
+
+_SIDECARS = {"sha256": ".sha256", "sig": ".sig"}
+
+
+def _sidecar(services: Services, tenant: str, run_id: str, kind: str) -> Response:
+    run = _published(services, tenant, run_id)
+    assert run.archive_path
+    archive = services.artifacts.resolve(run.archive_path)
+    if not archive.is_file():
+        raise ArtifactExpiredError(f"run {run_id}'s bundle is no longer in the artifact store")
+    side = archive.with_name(archive.name + _SIDECARS[kind])
+    try:
+        data = side.read_bytes()
+    except FileNotFoundError as e:
+        raise NotFoundError(f"run {run_id}'s bundle has no {side.name} sidecar") from e
+    return Response(
+        content=data,
+        media_type="text/plain; charset=us-ascii",
+        headers={
+            "Content-Disposition": f'attachment; filename="{side.name}"',
+            "Cache-Control": "private, max-age=0, must-revalidate",
+        },
+    )
+
+
+_SIDECAR_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+
+
+@router.get(
+    "/runs/{run_id}/download.sha256", responses=errors(*AUTHED, 404, 409, 410, also=_SIDECAR_DOC)
+)
+def download_sha256(run_id: RunIdPath, principal: Downloader, services: ServicesDep) -> Response:
+    """The archive's ``.sha256`` sidecar: ``<hex>  <archive name>``, what ``sha256sum -c``
+    reads."""
+    return _sidecar(services, principal.tenant, run_id, "sha256")
+
+
+@router.get(
+    "/runs/{run_id}/download.sig", responses=errors(*AUTHED, 404, 409, 410, also=_SIDECAR_DOC)
+)
+def download_signature(run_id: RunIdPath, principal: Downloader, services: ServicesDep) -> Response:
+    """The archive's ``.sig`` sidecar: base64 of the detached signature over the archive bytes
+    (Ed25519: raw signature; ECDSA P-256: DER, as ``cosign sign-blob`` writes)."""
+    return _sidecar(services, principal.tenant, run_id, "sig")
 
 
 # ---- plan ------------------------------------------------------------------------------------

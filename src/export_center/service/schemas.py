@@ -142,6 +142,8 @@ class RunLinks(_Api):
     download: str
     manifest: str
     provenance: str
+    sha256: str = Field(description="The archive's .sha256 sidecar (sha256sum format).")
+    signature: str = Field(description="The archive's .sig sidecar (detached signature).")
 
     @classmethod
     def of(cls, base: str, run_id: str) -> RunLinks:
@@ -153,6 +155,8 @@ class RunLinks(_Api):
             download=f"{r}/download",
             manifest=f"{r}/manifest",
             provenance=f"{r}/provenance",
+            sha256=f"{r}/download.sha256",
+            signature=f"{r}/download.sig",
         )
 
 

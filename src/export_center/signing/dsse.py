@@ -4,7 +4,7 @@ DSSE (https://github.com/secure-systems-lab/dsse/blob/master/protocol.md) signs 
 Pre-Authentication Encoding of the payload type and the payload bytes, never the JSON of the
 envelope, so the envelope itself may be re-serialized without breaking signatures. We still write
 it as RFC 8785 canonical JSON with signatures sorted by keyid, so that an Ed25519-signed envelope
-is byte-identical between runs (bundles.md, "Determinism").
+is byte-identical between runs (docs/bundle-format.md, "Reproducible by design").
 """
 
 from __future__ import annotations

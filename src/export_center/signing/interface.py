@@ -8,7 +8,7 @@ only signs bytes; envelopes and sidecars are built on top of it in :mod:`.dsse`.
 never needs a backend: it works on public keys alone (:func:`load_trust_roots`,
 :func:`verify_signature`), so a disconnected verifier needs nothing but a PEM file.
 
-Signature encodings (bundles.md, "DSSE and signatures"):
+Signature encodings (docs/bundle-format.md, "Signatures"):
 
 - Ed25519: the raw 64-byte signature over the data (deterministic).
 - ECDSA P-256: the DER ``ECDSA-Sig-Value`` over SHA-256 of the data (what cosign and
@@ -97,7 +97,8 @@ def key_type_of(public_key: object) -> KeyType:
 
 
 def keyid_of(public_key: PublicKey) -> str:
-    """Lowercase hex SHA-256 of the key's SubjectPublicKeyInfo DER (bundles.md)."""
+    """Lowercase hex SHA-256 of the key's SubjectPublicKeyInfo DER (docs/bundle-format.md,
+    "Signatures")."""
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -22,11 +22,12 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from export_center.errors import BadInputError, NotFoundError
 from export_center.model import ParsedRecord, to_json_dict
-from export_center.store.db import make_engine, migrate
+from export_center.store.db import make_engine, migrate, unreachable
 from export_center.store.models import (
     Base,
     ChangeLogEntry,
@@ -45,6 +46,7 @@ from export_center.store.writer import (
     record_key,
     write_batch,
 )
+from export_center.tenants import check_tenant as check_tenant  # re-exported: its old home
 
 __all__ = [
     "ChangeView",
@@ -61,21 +63,12 @@ __all__ = [
 ]
 
 Outcome = Literal["inserted", "revision", "withdrawal", "unchanged"]
-_TENANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _STREAM_BATCH = 500
 _Sel = TypeVar("_Sel", bound=Select)  # type: ignore[type-arg]
 
 
 def observation_id(tenant: str, source: str, upstream_id: str, revision: int) -> str:
     return f"{tenant}:{source}:{upstream_id}:{revision}"
-
-
-def check_tenant(tenant: str) -> str:
-    if not tenant or len(tenant) > 64 or not set(tenant) <= _TENANT_CHARS:
-        raise BadInputError(
-            f"invalid tenant {tenant!r}: use 1-64 characters of a-z, 0-9, '-' and '_'"
-        )
-    return tenant
 
 
 def check_source(source: str) -> str:
@@ -114,9 +107,9 @@ _RAW_VIEW_COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class RawView:
-    """A raw record as exports see it (content included)."""
+class RawView(NamedTuple):
+    """A raw record as exports see it (content included). A named tuple, not a dataclass:
+    exports make one per record, and a tuple is the cheapest immutable object to build."""
 
     id: int
     tenant: str
@@ -176,9 +169,18 @@ class EvidenceStore:
 
     @classmethod
     def open(cls, url: str, *, run_migrations: bool = True) -> EvidenceStore:
+        """The store at ``url``, its schema brought up to date.
+
+        Raises:
+            ConfigError, BadInputError: a bad URL, or a SQLite directory that cannot be made.
+            ServiceUnavailableError: the database cannot be opened.
+        """
         engine = make_engine(url)
         if run_migrations:
-            migrate(engine)
+            try:
+                migrate(engine)
+            except OperationalError as e:
+                raise unreachable(engine, e) from e
         return cls(engine)
 
     def session(self) -> Session:
@@ -495,6 +497,11 @@ class EvidenceStore:
 
 def _row_view(row: Any) -> RawView:
     values = list(row[: len(_RAW_VIEW_COLUMNS)])
-    values[11] = bytes(values[11])  # content: memoryview on some drivers
-    values[12] = bool(values[12])  # withdrawn: 0/1 on SQLite
-    return RawView(*values)
+    if type(values[11]) is not bytes:
+        values[11] = bytes(values[11])  # content: memoryview on some drivers
+    if type(values[12]) is not bool:
+        values[12] = bool(values[12])  # withdrawn: 0/1 on SQLite
+    return _new_view(RawView, values)
+
+
+_new_view = tuple.__new__  # RawView from a sequence of its values, without a Python call

@@ -8,5 +8,5 @@
 - :mod:`export_center.trivy.artifact`: the two databases as Trivy's OCI artifacts (media types,
   tags, the image layout a bundle carries).
 
-The format facts are in the spec ``trivy-db.md``.
+The format facts are in docs/trivy.md, "What Trivy reads".
 """

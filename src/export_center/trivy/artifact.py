@@ -4,7 +4,7 @@ Trivy downloads its databases with ``--db-repository HOST/REPO:2`` and
 ``--java-db-repository HOST/REPO:1``: one image manifest, a config typed
 ``application/vnd.aquasec.trivy.config.v1+json`` (content not checked; ``{}`` here), and
 exactly one layer, the ``db.tar.gz`` / ``javadb.tar.gz`` archive, titled with its file name
-(the shared spec trivy-db.md, "OCI artifact form"). Trivy's bundles carry this artifact as an
+(docs/trivy.md, "What Trivy reads"). Trivy's bundles carry this artifact as an
 OCI image layout under ``trivy/oci/db/`` (or ``trivy/oci/java-db/``) next to the archive, built
 here from the layer's digest alone: no timestamps, RFC 8785 JSON, so the same archive always
 gives the same manifest digest.

@@ -7,7 +7,7 @@ written only after all of its children. No page is ever rewritten; the two meta 
 point at the root, are filled in last. Memory stays bounded by the page being filled on each
 level of each open bucket, whatever the number of keys.
 
-Layout of the file (see the shared spec trivy-db.md, "bbolt on-disk format"):
+Layout of the file (see docs/trivy.md, "What Trivy reads"):
 
 * page 0 and 1: meta pages (identical but for the page id and txid 0/1, so the second wins);
 * page 2: an empty freelist page;

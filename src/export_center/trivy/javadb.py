@@ -2,7 +2,7 @@
 
 Trivy identifies a JAR without ``pom.properties`` by its SHA-1 (or by ``artifactId-version.jar``)
 in this index, then matches the resulting GAV against the ``maven::`` buckets of trivy.db. The
-schema is upstream trivy-java-db's, statement for statement (the shared spec trivy-db.md).
+schema is upstream trivy-java-db's, statement for statement (docs/trivy.md, "What Trivy reads").
 
 Determinism: rows are staged in a temporary table, then inserted in sorted order (artifacts by
 group and artifact id, so ids are assigned in that order; indices by artifact, version and

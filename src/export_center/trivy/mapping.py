@@ -1,7 +1,7 @@
 """Normalized advisories → Trivy DB entries (pure functions, no I/O).
 
-Facts about what Trivy reads are in the shared spec trivy-db.md; where upstream trivy-db (its OSV
-source, ``pkg/vulnsrc/osv``) made a choice, we follow it unless noted:
+Facts about what Trivy reads are in docs/trivy.md ("What Trivy reads"); where upstream
+trivy-db (its OSV source, ``pkg/vulnsrc/osv``) made a choice, we follow it unless noted:
 
 - one advisory bucket per feed and ecosystem, ``<ecosystem>::<feed name>``; OS advisories go to
   the distribution's bucket (``debian 12``, ``alpine 3.22``), shared by every feed;

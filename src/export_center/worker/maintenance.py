@@ -24,8 +24,9 @@ from export_center.runs.artifacts import ArtifactStore
 from export_center.runs.clock import aware
 from export_center.runs.operations import RunService
 from export_center.runs.queue import JobQueue
-from export_center.runs.repository import RunRepository
+from export_center.runs.repository import WORKER_LOST, RunRepository
 from export_center.runs.schedules import owed_slot
+from export_center.runtime.metrics import Metrics
 from export_center.settings import ServiceSettings
 from export_center.store.models import IdempotencyRecord, Profile, ProfileRevision
 from export_center.store.repository import EvidenceStore
@@ -68,8 +69,10 @@ class Maintenance:
         artifacts: ArtifactStore,
         queue: Callable[[], JobQueue],
         service: ServiceSettings,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.repo = repo
         self.runs = runs
         self.artifacts = artifacts
@@ -118,6 +121,7 @@ class Maintenance:
             run = self.repo.find(run_id)
             if run is not None:
                 self.artifacts.delete_run(run.tenant, run.id)
+                self._count_settled(run.profile, run.tenant, status)
             log.warning("run %s of a lost worker settled as %s", run_id, status)
         report.stalled_jobs = queue.recover_stalled(self.service.lease_seconds)
         due = self.repo.due(limit=500)
@@ -131,6 +135,16 @@ class Maintenance:
                     report.enqueued.append(run_id)
         if report.enqueued:
             log.info("re-enqueued %d due runs without a job", len(report.enqueued))
+
+    def _count_settled(self, profile: str, tenant: str, status: str) -> None:
+        # The worker that would have counted this outcome is gone; without this, runs that
+        # ran out of attempts on dying workers would never show in export_runs_total.
+        if self.metrics is None:
+            return
+        self.metrics.profile_seen(profile, tenant)
+        self.metrics.runs_total.labels(profile, tenant, status).inc()
+        if status == "failed":
+            self.metrics.failures_total.labels(WORKER_LOST).inc()
 
     # ---- profiles: retention and schedules ------------------------------------------------
 

@@ -212,8 +212,11 @@ class RunExecutor:
         )
         if claim.takeover:
             self.metrics.takeovers.inc()
+            self.metrics.retries_total.labels("worker_lost").inc()
+        self.metrics.profile_seen(run.profile, run.tenant)
         attempt = _Attempt(self, claim)
         started = time.monotonic()
+        self.metrics.worker_active.inc()
         try:
             with _Heartbeat(attempt):
                 profile = ProfileRegistry(self.store).get(run.tenant, run.profile, run.revision)
@@ -240,7 +243,10 @@ class RunExecutor:
                 log.warning("attempt ended after the lease was lost: %s", e)
                 return "lost"
             return self._failed(attempt, e, started)
-        return self._published(attempt, outcome, started)
+        else:
+            return self._published(attempt, outcome, started)
+        finally:
+            self.metrics.worker_active.dec()
 
     def _stopped(self, attempt: _Attempt, started: float) -> Outcome:
         run = attempt.claim.run
@@ -248,7 +254,8 @@ class RunExecutor:
             log.warning("stopped: the lease was lost; nothing written")
             return "lost"
         if self.aborting.is_set() and not self.repo.should_stop(run.id, self.owner):
-            self.repo.release(run.id, self.owner)
+            if self.repo.release(run.id, self.owner):
+                self.metrics.retries_total.labels("released").inc()
             log.warning("worker shutting down: run released for another worker")
             return "released"
         if not self.repo.finish(run.id, self.owner, "cancelled"):
@@ -272,6 +279,7 @@ class RunExecutor:
             )
             at = self.repo.clock() + timedelta(seconds=delay)
             if self.repo.retry_later(run.id, self.owner, at=at, code=code, message=message):
+                self.metrics.retries_total.labels(code).inc()
                 log.warning("transient failure (%s: %s); retry in %.1f s", code, message, delay)
                 if self.enqueue is not None:
                     self.enqueue(run.id, not_before=at)
@@ -314,7 +322,7 @@ class RunExecutor:
             log.info("cancel arrived during publication; the bundle was removed")
             return "cancelled"
         record_outcome(self.store, outcome)
-        self.metrics.bytes_total.inc(b.archive_bytes)
+        self.metrics.bytes_total.labels(run.profile, run.tenant).inc(b.archive_bytes)
         self._count(run.profile, run.tenant, "succeeded", started)
         log.info(
             "run succeeded: %s (%d bytes, sha256 %s)",
@@ -344,8 +352,10 @@ class RunExecutor:
         except (ExportCenterError, OSError, httpx.HTTPError) as e:  # RegistryError included
             log.error("pushing %s to %s failed: %s", archive.name, ref, e)
             self.metrics.failures_total.labels("ERR_EXPORT_OCI_PUSH").inc()
+            self.metrics.pushes_total.labels("failed").inc()
             self.repo.add_event(run_id, "artifact_push_failed", {"ref": ref, "error": str(e)})
             return
+        self.metrics.pushes_total.labels("pushed").inc()
         log.info("pushed %s to %s (%s)", archive.name, ref, pushed.manifest_digest)
         self.repo.add_event(
             run_id, "artifact_pushed", {"ref": ref, "digest": pushed.manifest_digest}
@@ -353,4 +363,6 @@ class RunExecutor:
 
     def _count(self, profile: str, tenant: str, status: str, started: float) -> None:
         self.metrics.runs_total.labels(profile, tenant, status).inc()
-        self.metrics.run_duration.observe(time.monotonic() - started)
+        self.metrics.run_duration.labels(profile, tenant, status).observe(
+            time.monotonic() - started
+        )

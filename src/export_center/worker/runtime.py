@@ -49,6 +49,7 @@ class WorkerRuntime:
                 artifacts=services.artifacts,
                 queue=lambda: services.queue,
                 service=services.service,
+                metrics=services.metrics,
             )
             if maintenance
             else None
@@ -83,6 +84,7 @@ class WorkerRuntime:
             self.concurrency,
             type(self.services.queue).__name__,
         )
+        self.services.metrics.worker_slots.set(self.concurrency)
         targets = [("export-worker", self._work)]
         if self.maintenance is not None:
             targets.append(("maintenance", self._maintain))
@@ -104,6 +106,7 @@ class WorkerRuntime:
                 worker.join(60)
         for t in self._threads[1:]:
             t.join(30)
+        self.services.metrics.worker_slots.set(0)
         log.info("worker %s stopped", self.executor.owner)
 
     @property

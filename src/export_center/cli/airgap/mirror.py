@@ -17,7 +17,7 @@ import typer
 from rich.table import Table
 
 from export_center.cli import common
-from export_center.errors import BadInputError, NotFoundError
+from export_center.errors import BadInputError, ExitCode, NotFoundError
 
 BundleArg = Annotated[
     str,
@@ -73,16 +73,13 @@ def _options(
     root_bytes = None
     root_path = tuf_root or (_airgap_dir() / "root.json")
     if tuf_root is not None or root_path.is_file():
-        try:
-            root_bytes = root_path.read_bytes()
-        except OSError as e:
-            raise BadInputError(f"{root_path}: cannot read the TUF root: {e.strerror}") from e
+        root_bytes = common.read_input(root_path, "the TUF root")
     identities: tuple[str, ...] = ()
     for ident in identity or ():
         try:
-            text = ident.read_text(encoding="utf-8")
-        except OSError as e:
-            raise BadInputError(f"{ident}: cannot read the identity: {e.strerror}") from e
+            text = common.read_input(ident, "the identity").decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadInputError(f"{ident}: cannot read the identity: not UTF-8 text") from e
         identities += load_age_identities(text, str(ident))
     settings = common.settings()
     kms_access = Pkcs11Access.from_settings(settings)
@@ -170,16 +167,16 @@ def verify_bundle_cmd(
         _print_report(report)
         if report.ok:
             common.console.print(
-                f"[green]verified[/green] {report.export_id}; root hash {report.root_hash}",
-                highlight=False,
-            )
-        else:
-            failed = report.failed
-            common.console.print(
-                f"[red]verification failed[/red] at {failed.name if failed else '?'}"
+                common.marked(
+                    "green", "verified", f" {report.export_id}; root hash {report.root_hash}"
+                )
             )
         if state:
             common.console.print(f"state: {state}", highlight=False)
+    if not report.ok:
+        common.print_verification_failure(bundle, report.checks)
+    elif code == ExitCode.QUOTA_OR_CONFLICT:
+        common.print_error(f"{bundle}: verified, but {state}")
     raise typer.Exit(int(code))
 
 
@@ -210,6 +207,7 @@ def import_cmd(
     output: common.FormatOpt = "table",
 ) -> None:
     """Verify a mirror bundle and apply it to the local store as its stream's next generation."""
+    from export_center.cli.airgap._telemetry import record
     from export_center.importer.service import ImportRefused, import_bundle
 
     opts = _options(
@@ -228,8 +226,10 @@ def import_cmd(
     try:
         out = import_bundle(store, bundle, cfg.data_dir, opts)
     except ImportRefused as e:
+        record("mirror", "refused", exit_code=e.exit_code)
+        # The checks that ran on stdout, the refusal once on stderr (run_app prints it).
         if e.report is not None and output != "json":
-            _print_report(e.report)
+            common.print_checks(c for c in e.report.checks if c.status != "not run")
         if output == "json":
             common.print_json(
                 {
@@ -241,6 +241,7 @@ def import_cmd(
                 }
             )
         raise
+    record("mirror", out.status)
     g = out.generation
     if output == "json":
         common.print_json(
@@ -272,11 +273,14 @@ def import_cmd(
     s = out.stats
     assert s is not None
     common.console.print(
-        f"[green]imported[/green] {g.export_id} ({g.kind}) as generation {g.generation} of "
-        f"stream {g.stream} of {g.tenant}: +{s.added} ~{s.updated} -{s.removed} (unchanged "
-        f"{s.unchanged}); store sequence {g.store_seq}"
-        + (f"; stream {g.replaced_stream} replaced" if g.replaced_stream else ""),
-        highlight=False,
+        common.marked(
+            "green",
+            "imported",
+            f" {g.export_id} ({g.kind}) as generation {g.generation} of stream {g.stream} of "
+            f"{g.tenant}: +{s.added} ~{s.updated} -{s.removed} (unchanged {s.unchanged}); "
+            f"store sequence {g.store_seq}"
+            + (f"; stream {g.replaced_stream} replaced" if g.replaced_stream else ""),
+        )
     )
 
 

@@ -43,9 +43,12 @@ def trivy_install(
     (exit 2) and the cache is left as it was. Scan with
     `trivy ... --cache-dir DIR --skip-db-update --skip-java-db-update --offline-scan`.
     """
+    from export_center.cli.airgap._telemetry import record
     from export_center.distribution.trivy import TrivyBundleRefused
+    from export_center.errors import ConflictError, VerificationError
     from export_center.importer.trivy_install import install_trivy_bundle
 
+    common.check_output_dir(cache_dir, "the Trivy cache")
     roots = common.read_trust_roots(trust_roots)
     try:
         result = install_trivy_bundle(
@@ -56,13 +59,18 @@ def trivy_install(
             registry_credentials=common.settings().registry_credentials,
             tenant=tenant,
         )
-    except TrivyBundleRefused as e:
+    except (VerificationError, ConflictError) as e:
+        # A bundle that fails a check, or an older database than the installed one.
+        record("trivy", "refused", exit_code=e.exit_code)
+        if not isinstance(e, TrivyBundleRefused):
+            raise
         if output == "json":
             common.print_json({"status": "refused", "reason": e.message, **e.report.as_json()})
         else:
             for c in e.report.checks:
                 common.print_checks([c])
         raise
+    record("trivy", "imported")
     inst = result.installed
     files = [str(inst.directory / inst.kind.db_name), str(inst.directory / "metadata.json")]
     if output == "json":
@@ -82,7 +90,10 @@ def trivy_install(
     for c in result.report.checks:
         common.print_checks([c])
     common.console.print(
-        f"[green]installed[/green] {files[0]} from {result.export_id} "
-        f"(UpdatedAt {inst.metadata['UpdatedAt']}, NextUpdate {inst.metadata['NextUpdate']})",
-        highlight=False,
+        common.marked(
+            "green",
+            "installed",
+            f" {files[0]} from {result.export_id} (UpdatedAt {inst.metadata['UpdatedAt']}, "
+            f"NextUpdate {inst.metadata['NextUpdate']})",
+        )
     )

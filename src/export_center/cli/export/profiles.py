@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
-import yaml
 from rich.table import Table
 
 from export_center.cli import common, remote
-from export_center.errors import BadInputError, NotFoundError
+from export_center.errors import BadInputError
+from export_center.safe_yaml import load_yaml
 
 if TYPE_CHECKING:
     from export_center.planner.profiles import ProfileSpec
@@ -55,16 +55,16 @@ def _profile_json(p: ProfileRevisionView) -> dict[str, Any]:
 
 
 def _read_body(file: Path) -> dict[str, Any]:
-    try:
-        text = file.read_bytes()
-    except FileNotFoundError as e:
-        raise NotFoundError(f"{file}: no such profile file") from e
-    except OSError as e:
-        raise BadInputError(f"{file}: cannot read profile: {e.strerror}") from e
-    try:
-        loaded = yaml.safe_load(text) if file.suffix in {".yaml", ".yml"} else orjson.loads(text)
-    except (yaml.YAMLError, orjson.JSONDecodeError) as e:
-        raise BadInputError(f"{file}: malformed profile: {e}") from e
+    text = common.read_input(file, "the profile")
+    if file.suffix in {".yaml", ".yml"}:
+        loaded = load_yaml(text, str(file))
+    else:
+        try:
+            loaded = orjson.loads(text)
+        except orjson.JSONDecodeError as e:
+            raise BadInputError(
+                f"{file}: malformed JSON profile at line {e.lineno} column {e.colno}: {e.msg}"
+            ) from e
     if not isinstance(loaded, dict):
         raise BadInputError(f"{file}: a profile must be an object")
     return loaded
@@ -205,8 +205,10 @@ def profile_revise(
     server: remote.ServerOpt = None,
     token: remote.TokenOpt = None,
 ) -> None:
-    """Add a revision (options not given keep the current revision's values; --policy NAME
-    pins the newest version of NAME again)."""
+    """Add a revision; options not given keep the current revision's values.
+
+    --policy NAME pins the newest version of NAME again.
+    """
     t = common.tenant_or_default(tenant)
     api = remote.client(server, token, tenant) if server else None
     reg = _registry() if api is None else None

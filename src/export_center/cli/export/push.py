@@ -63,7 +63,8 @@ def push(
         path, sep, tag = rest.rpartition(":")
         if not (sep and path and "/" not in tag):
             path, tag = rest, ""
-        art = write_oci_layout(bundle, Path(path), tag=tag or None)
+        layout = common.check_output_dir(Path(path), "the OCI layout")
+        art = write_oci_layout(bundle, layout, tag=tag or None)
     else:
         raise BadInputError(f"{target!r}: expected oci://HOST/REPO:TAG or oci:DIR[:TAG]")
     result = {

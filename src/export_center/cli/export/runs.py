@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ def plan(
     token: remote.TokenOpt = None,
 ) -> None:
     """Dry run: what a run would export now (as-of cursor, export id, counts)."""
+    from export_center.exporter import runnable_profile
     from export_center.planner.plan import make_plan
     from export_center.planner.registry import ProfileRegistry
 
@@ -28,7 +30,9 @@ def plan(
             common.print_json(api.plan(profile, revision=revision))
         return
     store = common.open_store()
-    p = ProfileRegistry(store).get(common.tenant_or_default(tenant), profile, revision)
+    p = runnable_profile(
+        ProfileRegistry(store), common.tenant_or_default(tenant), profile, revision
+    )
     pl = make_plan(store, p)
     common.print_json(
         {
@@ -52,7 +56,9 @@ def run(
         typer.Option("--out", help="Output directory (with --server: download the bundle here)."),
     ] = None,
     revision: Annotated[int | None, typer.Option("--revision")] = None,
-    as_of: Annotated[int | None, typer.Option("--as-of", help="Pin an earlier sequence.")] = None,
+    as_of: Annotated[
+        int | None, typer.Option("--as-of", min=0, help="Pin an earlier sequence.")
+    ] = None,
     tenant: common.TenantOpt = None,
     output: common.FormatOpt = "table",
     server: remote.ServerOpt = None,
@@ -62,9 +68,11 @@ def run(
     ] = False,
 ) -> None:
     """Run an export in-process and publish the bundle into --out (or queue it on --server)."""
-    from export_center.exporter import run_export
+    from export_center.exporter import run_export, runnable_profile
     from export_center.planner.registry import ProfileRegistry
 
+    if out is not None:
+        common.check_output_dir(out, "the bundle")
     if server:
         _run_on_server(server, token, tenant, profile, revision, as_of, out, wait, output)
         return
@@ -73,7 +81,9 @@ def run(
 
     cfg = common.settings()
     store = common.open_store()
-    p = ProfileRegistry(store).get(common.tenant_or_default(tenant), profile, revision)
+    p = runnable_profile(
+        ProfileRegistry(store), common.tenant_or_default(tenant), profile, revision
+    )
     with Progress(
         TextColumn("exporting"),
         BarColumn(),
@@ -96,6 +106,7 @@ def run(
             as_of_seq=as_of,
             progress=lambda n: bar.advance(task, n),
             on_plan=on_plan,
+            openapi=_openapi_document(),
         )
     b = outcome.bundle
     result = {
@@ -116,6 +127,16 @@ def run(
     common.console.print(f"  root hash {b.root_hash}", highlight=False)
     common.console.print(f"  rerunHash {b.rerun_hash}", highlight=False)
     common.console.print(f"  counts    {b.counts}", highlight=False)
+
+
+def _openapi_document() -> Callable[[], bytes] | None:
+    """What makes the API's OpenAPI document (devportal:offline runs), when the 'service'
+    extra is installed; without it such a run says what to install."""
+    try:
+        from export_center.service.app import openapi_document
+    except ModuleNotFoundError:
+        return None
+    return openapi_document
 
 
 def _run_on_server(
@@ -193,6 +214,7 @@ def download(
     token: remote.TokenOpt = None,
 ) -> None:
     """Download a run's bundle: resumes an interrupted download, checks the SHA-256."""
+    common.check_output_dir(out, "the bundle")
     with remote.client(server, token, tenant) as api:
         path = remote.download(api, run_id, out, quiet=output == "json")
         record = api.get_run(run_id)

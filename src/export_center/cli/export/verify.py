@@ -29,6 +29,14 @@ def verify(
         typer.Option("--tenant", help="Refuse (exit 2) a bundle of any other tenant."),
     ] = None,
     output: common.FormatOpt = "table",
+    require_signature: Annotated[
+        bool,
+        typer.Option(
+            "--require-signature",
+            help="Fail when the archive's .sig sidecar is missing (default: say it was not "
+            "checked).",
+        ),
+    ] = False,
 ) -> None:
     """Verify a bundle offline: every check, in order, each reported by name."""
     from datetime import UTC, datetime
@@ -49,19 +57,33 @@ def verify(
     # Step 8 of the verification order: a mirror bundle's TUF chain, expiry as of now.
     now = datetime.now(UTC).replace(microsecond=0)
     report = verify_bundle(
-        bundle, roots, extra_checks=[("tuf", tuf_check(roots, root_bytes, now))], tenant=tenant
+        bundle,
+        roots,
+        extra_checks=[("tuf", tuf_check(roots, root_bytes, now))],
+        tenant=tenant,
+        require_signature=require_signature,
     )
     if output == "json":
         common.print_json(report.as_json())
     else:
         common.print_checks(report.checks)
+        # Say plainly what was not checked, and why: a pass must not hide a skipped check.
+        for check in report.checks:
+            if check.status == "skipped":
+                reason = check.detail.removeprefix("skipped: ")
+                common.console.print(f"NOT CHECKED {check.name}: {reason}", highlight=False)
+                if check.name == "archive-signature":
+                    common.console.print(
+                        "  the archive's own signature was not verified; "
+                        "--require-signature makes this a failure",
+                        highlight=False,
+                    )
         if report.ok:
             common.console.print(
-                f"[green]verified[/green] {report.export_id}; root hash {report.root_hash}"
+                common.marked(
+                    "green", "verified", f" {report.export_id}; root hash {report.root_hash}"
+                )
             )
-        else:
-            failed = report.failed
-            common.console.print(
-                f"[red]verification failed[/red] at {failed.name if failed else '?'}"
-            )
+    if not report.ok:
+        common.print_verification_failure(bundle, report.checks)
     raise typer.Exit(int(report.exit_code))
