@@ -137,8 +137,19 @@ def test_sign_in_create_profile_run_live_and_download(
     assert data == from_api.content
     assert hashlib.sha256(data).hexdigest() == artifact["sha256"]
 
-    # The page's verify command, typed as shown next to the download with the tenant's public
-    # key: the real CLI, offline, verifies the downloaded bundle.
+    # The sidecars the page lists (checksum, signature...) download next to it, byte for byte.
+    sidecars = browser.find_all("ul.downloads li a:not(#download-archive)")
+    assert sidecars, "the run lists no sidecar"
+    for sidecar in sidecars:
+        name = str(sidecar.get_attribute("download"))
+        sidecar.click()
+        relayed = str(sidecar.get_attribute("href"))
+        from_api = api.get(relayed.replace(f"{browser.base_url}/console/api", "/api/export"))
+        assert from_api.status_code == 200, name
+        assert browser.downloaded(name) == from_api.content, name
+
+    # The page's verify command, typed as shown next to the downloads with the tenant's public
+    # key: the real tools, offline, verify the downloaded bundle.
     keys = KeyStore(settings.key_dir)
     (browser.downloads / "trusted-keys.pem").write_bytes(
         keys.export_public(keys.tenant_key("acme").keyid)
