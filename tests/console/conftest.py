@@ -97,10 +97,16 @@ def api(server: LiveServer, tokens: Tokens) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def browser(server: LiveServer) -> Iterator[Browser]:
-    with chromium(server.url) as b:
+@pytest.fixture(scope="module")
+def chromium_window() -> Iterator[Browser]:
+    """One headless Chromium for a module's tests (each gets it fresh: ``browser``)."""
+    with chromium("about:blank") as b:
         yield b
+
+
+@pytest.fixture
+def browser(chromium_window: Browser, server: LiveServer, tmp_path: Path) -> Browser:
+    return chromium_window.fresh(server.url, tmp_path / "downloads")
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ from export_center.service.auth import TokenStore
 from export_center.settings import Settings
 from export_center.signing.interface import KeyType
 from export_center.signing.keystore import KeyStore
-from support.browser import Browser, chromium
+from support.browser import Browser
 from support.console import ACME_RECORDS, Gate, Tokens
 from support.service import LiveServer, free_port, wait_for
 
@@ -472,7 +472,9 @@ def test_keyboard_only_sign_in_and_navigation(browser: Browser, tokens: Tokens) 
 
 
 @pytest.mark.slow  # several seconds of waiting on the server (polls, caches, start-up)
-def test_stella_serve_serves_the_console(settings: Settings, tmp_path: Path) -> None:
+def test_stella_serve_serves_the_console(
+    chromium_window: Browser, settings: Settings, tmp_path: Path
+) -> None:
     """The console is part of ``stella serve`` (not only of the test app)."""
     services = Services.open(settings)
     try:
@@ -502,10 +504,10 @@ def test_stella_serve_serves_the_console(settings: Settings, tmp_path: Path) -> 
                 return False
 
         wait_for(up, timeout=60, step=0.2)
-        with chromium(url) as browser:
-            browser.sign_in(token)
-            assert browser.text("#tenant") == "acme"
-            assert "No runs yet" in browser.text(".empty")
+        browser = chromium_window.fresh(url, tmp_path / "downloads")
+        browser.sign_in(token)
+        assert browser.text("#tenant") == "acme"
+        assert "No runs yet" in browser.text(".empty")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
