@@ -28,6 +28,9 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
         "/\\evil.example",
         "javascript:alert(1)",
         "/console/api/runs",  # the relay answers JSON, not a page
+        "/console/../api/export/runs",
+        "/console/%2E%2E/metrics",
+        "/console/\n../api/export/runs",
         "/elsewhere",
     ],
 )

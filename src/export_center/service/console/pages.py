@@ -320,11 +320,14 @@ def _idempotency(form: Form) -> dict[str, str]:
 
 def _safe_next(value: str) -> str:
     # Only a path of this console: never another site (an open redirect), never the relay.
+    path = value.split("?", 1)[0]
     if (
         value.startswith(f"{PREFIX}/")
-        and not value.startswith("//")
         and "\\" not in value
+        and value.isprintable()  # browsers drop tabs and newlines inside a URL
         and not value.startswith(f"{PREFIX}/api/")
+        # No dot segments, typed or encoded: the browser would resolve them out of /console.
+        and not any(s in (".", "..") for s in path.lower().replace("%2e", ".").split("/"))
     ):
         return value
     return f"{PREFIX}/runs"
