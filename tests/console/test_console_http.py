@@ -82,6 +82,11 @@ def test_the_relay_forwards_reads_only_and_plain_paths_only(
         refused = client.get(path)
         assert refused.status_code == 404, path
         assert "ERR_EXPORT_NOT_FOUND" in refused.text
+    # Only runs and what hangs off them: not the API's other resources, nor its docs page.
+    for path in ("/console/api/docs", "/console/api/profiles", "/console/api/openapi.json"):
+        assert client.get(path).status_code == 404, path
+    assert listed.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert listed.headers["x-content-type-options"] == "nosniff"
     # Signed out, the relay answers 401 (a script's fetch), not a redirect to a page.
     client.cookies.clear()
     assert client.get("/console/api/runs").status_code == 401

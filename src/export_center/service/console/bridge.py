@@ -69,10 +69,19 @@ class ApiAnswer:
             )
 
 
+#: The API resources the relay forwards: runs and what hangs off them (events, downloads,
+#: manifest, provenance). Nothing else of the API (its interactive docs, for one, load
+#: scripts from a CDN) is served from the console's paths.
+_RELAYED: Final = frozenset({"runs"})
+
+
 def _clean_path(path: str) -> str | None:
-    """``BASE/path`` when ``path`` is a plain relative path (no dot segments, no empty ones)."""
+    """``BASE/path`` when ``path`` is a plain relative path (no dot segments, no empty ones)
+    below one of the relayed resources."""
     parts = path.split("/")
     if not path or any(p in ("", ".", "..") or "\\" in p for p in parts):
+        return None
+    if parts[0] not in _RELAYED:
         return None
     return f"{BASE}/{path}"
 
@@ -202,7 +211,9 @@ class _Forwarded(Response):
         async def send_through(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # The console's origin must never run what it relays (a manifest is data).
-                MutableHeaders(scope=message)["X-Content-Type-Options"] = "nosniff"
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
             await send(message)
 
         await self._app(self._scope, receive, send_through)
