@@ -6,21 +6,33 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, update
 
 from export_center.runs.clock import utcnow
 from export_center.runtime.container import Services
+from export_center.runtime.metrics import Metrics
+from export_center.service.app import create_app
 from export_center.service.console.sessions import SessionStore
 from export_center.settings import Settings
 from export_center.store.models import ConsoleSession
 from support.console import Tokens, form_csrf, sign_in_http
-from support.service import LiveServer, generate_key, make_settings
+from support.service import (
+    LiveServer,
+    fast_service,
+    generate_key,
+    make_settings,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -141,3 +153,58 @@ def test_a_form_with_another_sessions_csrf_token_is_refused(
     accepted = client.post("/console/profiles", data={**form, "csrf": mine})
     assert accepted.status_code == 303
     assert api.get("/api/export/profiles/sneaky").status_code == 200
+
+
+def _jwks(tmp: Path) -> tuple[Path, Ed25519PrivateKey]:
+    key = Ed25519PrivateKey.generate()
+    jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(key.public_key()))
+    jwk["kid"] = "k1"
+    path = tmp / "jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}))
+    return path, key
+
+
+@pytest.mark.slow  # waits for a JWT to expire (a few seconds)
+def test_sign_in_with_a_jwt_until_it_expires(tmp_path: Path, settings: Settings) -> None:
+    path, key = _jwks(tmp_path)
+    jwks = {"jwks_file": str(path), "jwt_issuer": "https://idp.example", "jwt_audience": "stella"}
+    services = Services.open(fast_service(settings, **jwks), metrics=Metrics())
+    live = LiveServer.start(create_app(services))
+    claims = {
+        "sub": "auditor@example",
+        "iss": "https://idp.example",
+        "aud": "stella",
+        "stella_tenants": ["acme"],
+        "scope": "export:read",
+    }
+    try:
+        with httpx.Client(base_url=live.url, timeout=30) as client:
+            forged = jwt.encode(
+                claims | {"exp": int(time.time()) + 300},
+                Ed25519PrivateKey.generate(),
+                algorithm="EdDSA",
+                headers={"kid": "k1"},
+            )
+            refused = sign_in_http(client, forged)
+            assert refused.status_code == 401
+            assert "ERR_EXPORT_UNAUTHENTICATED" in refused.text
+            assert "stella_console" not in client.cookies
+
+            expires = int(time.time()) + 3
+            token = jwt.encode(
+                claims | {"exp": expires}, key, algorithm="EdDSA", headers={"kid": "k1"}
+            )
+            assert sign_in_http(client, token).status_code == 303
+            page = client.get("/console/runs", follow_redirects=False)
+            assert page.status_code == 200
+            assert "auditor@example" in page.text  # who the JWT says, not a console account
+            assert "export:read" in page.text
+            # Past its exp the JWT no longer works, and neither does the session built on it.
+            wait_for(lambda: time.time() > expires + 1, timeout=10)
+            ended = client.get("/console/runs", follow_redirects=False)
+            assert ended.status_code == 303
+            assert "notice=session-ended" in ended.headers["location"]
+            assert _rows(services) == []
+    finally:
+        live.stop()
+        services.close()
