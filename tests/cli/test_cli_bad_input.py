@@ -9,8 +9,9 @@ fresh copy of a seeded data directory, and checks what docs/cli.md promises for 
 - the exit code is the documented one (3 missing input, 4 bad input or usage, 2 verification
   failed, 5 network under ``--offline``, 6 conflict);
 - nothing was stored or published: the store's content (a dump of the SQLite database), every
-  file under the data directory (the quarantine of a refused import excepted: keeping the
-  refused bundle is what import promises) and the output paths the command was given.
+  file under the data directory (the quarantine and import metrics of a refused import
+  excepted: keeping the refused bundle and counting the refusal is what import promises) and
+  the output paths the command was given.
 
 Besides the hand-written cases (paths, numbers, names, URLs), every command is walked for its
 options: each gets ``--format xml`` and an unknown option, and each ``--tenant`` a bad name.
@@ -70,7 +71,7 @@ class Case:
     code: ExitCode
     says: str
     creates_nothing_at: tuple[str, ...] = ()
-    quarantines: bool = False  # a refused import keeps the bundle in quarantine/
+    quarantines: bool = False  # a refused import: quarantine/ and airgap/metrics/ may change
     prefix: str = "error: "
     env: tuple[tuple[str, str], ...] = ()  # settings from the environment
 
@@ -301,6 +302,32 @@ CASES: dict[str, Case] = {
     "airgap/import-missing": case(
         "airgap import {missing} --trust-roots {trust}", NOT_FOUND, "{missing}"
     ),
+    # keys of tenants, HSM keys, KMS ids (operator commands)
+    "keys/assign-unknown": case("keys assign 0000 --tenant default", NOT_FOUND, "no key '0000'"),
+    "keys/unassign-unknown": case(
+        "keys unassign 0000 --tenant default", NOT_FOUND, "no key '0000'"
+    ),
+    "keys/register-pkcs11-no-module": case(
+        "keys register-pkcs11 --token t --object o --tenant default", BAD, "no PKCS#11 module"
+    ),
+    "keys/assign-kms-not-kms": case(
+        "keys assign-kms not-a-kms --tenant default", BAD, "not a KMS key id"
+    ),
+    "keys/unassign-kms-unknown": case(
+        "keys unassign-kms kms://pkcs11/t/k --tenant default", NOT_FOUND, "no KMS key"
+    ),
+    # stored policies
+    "policy/upload-missing": case("policy upload gate {missing}", NOT_FOUND, "{missing}"),
+    "policy/upload-bomb": case("policy upload gate {bomb}", BAD, "anchors and aliases"),
+    "policy/upload-garbage": case("policy upload gate {garbage_json}", BAD, "gate"),
+    "policy/show-unknown": case("policy show nope", NOT_FOUND, "no policy 'nope'"),
+    # quarantine, kits
+    "airgap/quarantine-purge-unknown": case(
+        "airgap quarantine purge no-such-entry", NOT_FOUND, "no quarantine entry"
+    ),
+    "kit/build-missing": case("kit build {missing}", NOT_FOUND, "{missing}"),
+    "kit/verify-not-a-kit": case("kit verify {dir}", BAD, "neither a kit part"),
+    "kit/import-not-a-kit": case("kit import {dir}", BAD, "neither a kit part"),
     "airgap/import-garbage": case(
         "airgap import {garbage} --trust-roots {trust}", FAILED, "{garbage}", quarantines=True
     ),
@@ -337,6 +364,7 @@ CASES: dict[str, Case] = {
         FAILED,
         "trivy",
         creates_nothing_at=("{out}",),
+        quarantines=True,  # the refusal is counted in the import metrics
     ),
     "airgap/trivy-offline": case(
         "airgap trivy-install oci://registry.example.com/t/db:2 --cache-dir {out} "
@@ -651,7 +679,8 @@ def _snapshot(data: Path, *, quarantine_ok: bool) -> dict[str, str]:
         rel = str(path.relative_to(data))
         if path.is_dir() or rel.endswith(("-wal", "-shm", "-journal")):
             continue
-        if quarantine_ok and rel.startswith("quarantine/"):
+        # A refused import is kept in quarantine/ and counted in the import metrics.
+        if quarantine_ok and rel.startswith(("quarantine/", "airgap/metrics/")):
             continue
         if path.name == "stella.db":
             out[rel] = _store_digest(path)
@@ -709,7 +738,13 @@ def test_refused(name: str, world: World, tmp_path: Path) -> None:
 
 
 # Commands whose only inputs are the options every command gets generated cases for.
-ONLY_GENERATED = {"export profile list", "airgap list"}
+ONLY_GENERATED = {
+    "export profile list",
+    "airgap list",
+    "airgap quarantine list",
+    "keys list-kms",
+    "policy list",
+}
 
 
 def test_every_command_is_in_the_table() -> None:

@@ -79,7 +79,7 @@ def test_airgap_commands_and_exit_codes(
     tampered = stella("airgap", "verify-bundle", str(bundle), env=b.env())
     assert tampered.returncode == 2 and "FAIL" in tampered.stdout
     refused = stella("airgap", "import", str(bundle), env=b.env())
-    assert refused.returncode == 2 and "quarantined in" in refused.stderr
+    assert refused.returncode == 2 and "refusal recorded in" in refused.stderr
 
     identity, recipient = age_identity()
     body = tmp_path / "enc.yaml"
