@@ -104,7 +104,7 @@ def prepare(work: Path, corpora: Path, database_url: str | None) -> Setup:
             tenant=TENANT,
             max_bytes=64 << 20,
         )
-        KeyStore(settings.key_dir).generate(KeyType.ED25519)
+        KeyStore(settings.key_dir).generate(KeyType.ED25519, tenants=[TENANT])
         services.registry.create(
             TENANT, PROFILE, parse_profile_spec({"kind": "json", "variant": "raw"})
         )

@@ -98,7 +98,7 @@ def run_task_keys(data_dir: Path) -> None:
     from export_center.signing.keystore import KeyStore
 
     ks = KeyStore.from_settings(load_settings(env={"STELLA_DATA_DIR": str(data_dir)}))
-    info = ks.generate(KeyType.ED25519)
+    info = ks.generate(KeyType.ED25519, tenants=["default"])  # the bench exports as default
     (data_dir / "trusted.pem").write_bytes(ks.export_public(info.keyid))
 
 

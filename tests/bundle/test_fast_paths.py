@@ -52,7 +52,7 @@ def real(corpora: Path, tmp_path_factory: pytest.TempPathFactory) -> Env:
     for source, folder in REAL:
         ingest_paths(store, [corpora / folder], source=source, tenant="default", max_bytes=64 << 20)
     keys = KeyStore.from_settings(settings)
-    info = keys.generate(KeyType.ED25519)
+    info = keys.generate(KeyType.ED25519, tenants=["default"])
     roots = root / "trusted.pem"
     roots.write_bytes(keys.export_public(info.keyid))
     return Env(settings, store, keys, info.keyid, roots, root / "out")

@@ -52,7 +52,12 @@ COMMANDS: tuple[Entry, ...] = (
         "app",
         "Match an SBOM against the stored advisories, apply VEX and the policy, print findings.",
     ),
-    Entry("serve", "serve", "app", "Serve the REST API (and, by default, run exports in-process)."),
+    Entry(
+        "serve",
+        "serve",
+        "app",
+        "Serve the REST API, with worker processes that run the exports (one command).",
+    ),
     Entry(
         "worker",
         "worker",
