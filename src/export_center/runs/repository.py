@@ -75,6 +75,7 @@ class RunView:
     lease_expires_at: datetime | None
     next_attempt_at: datetime | None
     last_event_seq: int
+    error_hint: str | None = None  # what the user can do about the error, when it said
 
     @property
     def percent(self) -> float:
@@ -147,6 +148,7 @@ def _view(r: ExportRun) -> RunView:
         lease_expires_at=aware(r.lease_expires_at),
         next_attempt_at=aware(r.next_attempt_at),
         last_event_seq=r.last_event_seq,
+        error_hint=r.error_hint,
     )
 
 
@@ -492,6 +494,7 @@ class RunRepository:
                     items_total=artifact.items_total,
                     error_code=None,
                     error_message=None,
+                    error_hint=None,
                 )
             )
             if _rowcount(ok) == 0:
@@ -520,6 +523,7 @@ class RunRepository:
         *,
         code: str | None = None,
         message: str | None = None,
+        hint: str | None = None,
     ) -> bool:
         now = self.clock()
         transition = Transition(status)
@@ -534,6 +538,7 @@ class RunRepository:
                     lease_expires_at=None,
                     error_code=code,
                     error_message=message,
+                    error_hint=hint,
                 )
             )
             if _rowcount(ok) == 0:
@@ -541,6 +546,8 @@ class RunRepository:
             data: dict[str, Any] = {"status": target(transition)}
             if code:
                 data["error"] = {"code": code, "message": message}
+                if hint:
+                    data["error"]["hint"] = hint
             self._event(s, run_id, transition, data, now)
             return True
 

@@ -221,10 +221,13 @@ def create_app(services: Services) -> FastAPI:
     Raises:
         ConfigError: the JWKS file of the service settings is unreadable.
     """
+    from export_center.service import console
+
     api = ApiContext.open(services)
     app = _routed_app()
     app.state.services = services
     app.state.api = api
+    console.install(app)  # the web console: reads services and api from app.state
     services.metrics.watch_queue(services.repo.queue_stats)
     app.add_exception_handler(ExportCenterError, _on_export_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

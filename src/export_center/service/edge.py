@@ -142,7 +142,8 @@ class ErrorEnvelope:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 ctype = Headers(raw=message.get("headers", [])).get("content-type", "")
-                if status >= 400 and not ctype.startswith("application/json"):
+                # An HTML answer is a page for a person (the web console's error pages): kept.
+                if status >= 400 and not ctype.startswith(("application/json", "text/html")):
                     held["start"] = message
                     return
                 await send(message)

@@ -124,6 +124,7 @@ class Progress(_Api):
 class RunErrorPublic(_Api):
     code: str
     message: str | None
+    hint: str | None = Field(default=None, description="What to do about it, when known.")
 
 
 class ArtifactPublic(_Api):
@@ -204,7 +205,7 @@ class RunPublic(_Api):
             progress=Progress(
                 percent=r.percent, items_completed=r.items_done, items_total=r.items_total
             ),
-            error=RunErrorPublic(code=r.error_code, message=r.error_message)
+            error=RunErrorPublic(code=r.error_code, message=r.error_message, hint=r.error_hint)
             if r.error_code
             else None,
             artifact=artifact,

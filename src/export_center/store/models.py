@@ -211,6 +211,8 @@ class ExportRun(Base):
     archive_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the user can do about the error (ExportCenterError.hint), when the error said (0011).
+    error_hint: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     items_done: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
@@ -279,6 +281,28 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ConsoleSession(Base):
+    """A browser signed in to the web console (service/console/sessions.py, revision 0011).
+
+    The browser holds a random secret in a cookie; the row is found by the secret's SHA-256,
+    and the bearer credential it signed in with is stored encrypted under a key derived from
+    that secret: the database alone never yields a usable credential, and a signed-out cookie
+    finds no row.
+    """
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), nullable=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)
+    credential: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    csrf: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, index=True
+    )
 
 
 class IdempotencyRecord(Base):

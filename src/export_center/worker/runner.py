@@ -289,7 +289,11 @@ class RunExecutor:
             log.error("run failed unexpectedly", exc_info=exc)
         else:
             log.warning("run failed: %s: %s", code, message)
-        if not self.repo.finish(run.id, self.owner, "failed", code=code, message=message):
+        # The hint (what to do about it) is kept apart from the message, for the API and console.
+        hint = exc.hint if isinstance(exc, ExportCenterError) else None
+        if not self.repo.finish(
+            run.id, self.owner, "failed", code=code, message=message, hint=hint
+        ):
             return "lost"
         self.artifacts.delete_run(run.tenant, run.id)
         self._count(run.profile, run.tenant, "failed", started)
