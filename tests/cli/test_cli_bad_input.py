@@ -71,7 +71,7 @@ class Case:
     code: ExitCode
     says: str
     creates_nothing_at: tuple[str, ...] = ()
-    quarantines: bool = False  # a refused import: quarantine/ and airgap/metrics/ may change
+    records_refusal: bool = False  # a refused import: quarantine/ and airgap/metrics/ may change
     prefix: str = "error: "
     env: tuple[tuple[str, str], ...] = ()  # settings from the environment
 
@@ -329,7 +329,7 @@ CASES: dict[str, Case] = {
     "kit/verify-not-a-kit": case("kit verify {dir}", BAD, "neither a kit part"),
     "kit/import-not-a-kit": case("kit import {dir}", BAD, "neither a kit part"),
     "airgap/import-garbage": case(
-        "airgap import {garbage} --trust-roots {trust}", FAILED, "{garbage}", quarantines=True
+        "airgap import {garbage} --trust-roots {trust}", FAILED, "{garbage}", records_refusal=True
     ),
     "airgap/import-identity-dir": case(
         "airgap import {bundle} --trust-roots {trust} --identity {dir}", BAD, "directory"
@@ -364,7 +364,7 @@ CASES: dict[str, Case] = {
         FAILED,
         "trivy",
         creates_nothing_at=("{out}",),
-        quarantines=True,  # the refusal is counted in the import metrics
+        records_refusal=True,  # the refusal is counted in the import metrics
     ),
     "airgap/trivy-offline": case(
         "airgap trivy-install oci://registry.example.com/t/db:2 --cache-dir {out} "
@@ -693,7 +693,7 @@ def _run_case(world: World, name: str, c: Case, root: Path) -> Outcome:
     where = root / name.replace("/", "--")
     shutil.copytree(world.template, where, symlinks=True)
     data = where / "data"
-    before = _snapshot(data, quarantine_ok=c.quarantines)
+    before = _snapshot(data, quarantine_ok=c.records_refusal)
     argv = [_fill(a, world.names) for a in c.argv]
     env = {
         k: v
@@ -711,7 +711,7 @@ def _run_case(world: World, name: str, c: Case, root: Path) -> Outcome:
         timeout=120,
         check=False,
     )
-    after = _snapshot(data, quarantine_ok=c.quarantines)
+    after = _snapshot(data, quarantine_ok=c.records_refusal)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     outputs = [_fill(p, world.names) for p in c.creates_nothing_at]
     created = [p for p in outputs if (where / p).exists()]

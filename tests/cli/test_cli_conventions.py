@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from export_center import netpolicy
 from export_center.cli import common, main
 from export_center.errors import ExitCode, OfflineViolationError
+from support.cli import run_cli
 
 STELLA = str(Path(sys.executable).with_name("stella"))
 SRC = Path(__file__).resolve().parents[2] / "src" / "export_center"
@@ -40,9 +41,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data
 
 
-def run(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["stella", *args])
-    return main.run_app(main.app)
+run = run_cli
 
 
 # ---- --format -------------------------------------------------------------------------------

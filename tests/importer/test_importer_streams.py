@@ -8,7 +8,6 @@ The importing instance runs on SQLite and on the CI PostgreSQL.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,12 +16,12 @@ import orjson
 import pytest
 
 from export_center.bundle.writer import BundleResult
-from export_center.cli import main
 from export_center.errors import BadInputError, ExitCode
 from export_center.importer import generations
 from export_center.importer.quarantine import QuarantineLimits, list_entries
 from export_center.importer.service import ImportRefused, policy_dir
 from export_center.signing.keyfile import FileSigner
+from support.cli import run_cli_captured
 from support.mirror import (
     TENANT,
     Instance,
@@ -212,10 +211,7 @@ def _cli(
     monkeypatch.setenv("STELLA_DATA_DIR", str(inst.data_dir))
     monkeypatch.setenv("STELLA_DATABASE_URL", inst.settings.database_url)
     monkeypatch.setenv("STELLA_CONFIG", "")
-    monkeypatch.setattr(sys, "argv", ["stella", *args])
-    code = main.run_app(main.app)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli_captured(args, monkeypatch, capsys)
 
 
 def test_quarantine_caps_list_and_purge(

@@ -6,7 +6,6 @@ the wrong shape (tracebacks before). Each: the documented exit code, one clear l
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from export_center.cli import main
 from export_center.errors import ExitCode, UnsafeArchiveError
 from export_center.oci.layout import read_oci_layout, write_oci_layout
 from export_center.oci.registry import pull_bundle
 from export_center.signing.keyfile import FileSigner
+from support.cli import run_cli_captured
 from support.fakehttp import Answer, Seen, serve
 from support.mirror import TENANT, Instance, advisory, extract, new_signer, options, snapshot
 
@@ -31,10 +30,7 @@ def _cli(
 ) -> tuple[int, str, str]:
     monkeypatch.setenv("STELLA_DATA_DIR", str(inst.data_dir))
     monkeypatch.setenv("STELLA_CONFIG", "")
-    monkeypatch.setattr(sys, "argv", ["stella", *args])
-    code = main.run_app(main.app)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli_captured(args, monkeypatch, capsys)
 
 
 def _trust(signer: FileSigner, tmp_path: Path) -> Path:

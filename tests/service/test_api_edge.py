@@ -5,7 +5,6 @@ a route; /metrics behind an operator's scope; token lifetimes."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from export_center.cli import main
 from export_center.errors import BadInputError, ExitCode
 from export_center.runtime.container import Services
 from export_center.runtime.metrics import Metrics
@@ -26,6 +24,7 @@ from export_center.service.auth import SCOPE_METRICS, SCOPE_READ, TokenStore
 from export_center.settings import Settings
 from export_center.store.models import ApiToken
 from export_center.worker.runtime import WorkerRuntime
+from support.cli import run_cli_captured
 from support.service import LiveServer, World, auth, fast_service, tenant_token, wait_for
 
 PROFILES = "/api/export/profiles"
@@ -228,13 +227,7 @@ def test_token_lifetimes(services: Services) -> None:
     assert tokens.list_tokens() == []
 
 
-def _cli(
-    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["stella", *args])
-    code = main.run_app(main.app)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+_cli = run_cli_captured
 
 
 def test_tokens_cli_expiry(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +15,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from export_center.cli import main
 from export_center.errors import ExitCode
 from export_center.settings import Settings
 from export_center.signing.keystore import KeyStore
 from export_center.worker.runtime import WorkerRuntime
+from support.cli import run_cli
 from support.service import LiveServer, World, auth, wait_for
 from support.tools import need_tool
 
@@ -32,9 +31,7 @@ def live(app: FastAPI, worker: WorkerRuntime) -> Iterator[LiveServer]:
     server.stop()
 
 
-def _cli(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", ["stella", *args])
-    return main.run_app(main.app)
+_cli = run_cli
 
 
 def _succeeded(http: httpx.Client) -> dict[str, object]:
