@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 CORPORA = Path(os.environ.get("STELLA_CORPORA", REPO.parent / "shared" / "corpora")).resolve()
 
 
+# settings/services of the service, worker and console tests (one definition).
+pytest_plugins = ["support.service_fixtures"]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Loopback only, for the whole run (subprocesses are separate: they run offline by design).
     config.add_cleanup(network.install())

@@ -18,35 +18,16 @@ from fastapi import FastAPI
 
 from export_center.planner.profiles import parse_profile_spec
 from export_center.runtime.container import Services
-from export_center.runtime.metrics import Metrics
 from export_center.service.app import create_app
 from export_center.service.auth import SCOPE_READ
-from export_center.settings import Settings
 from export_center.worker.runtime import WorkerRuntime
 from support.browser import Browser, chromium
 from support.console import ACME_RECORDS, Gate, Tokens
 from support.service import (
     LiveServer,
-    fast_service,
-    generate_key,
-    make_settings,
     put_advisories,
     tenant_token,
 )
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    s = make_settings(tmp_path / "data")
-    generate_key(s)
-    return s
-
-
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    svc = Services.open(fast_service(settings), metrics=Metrics())
-    yield svc
-    svc.close()
 
 
 @pytest.fixture

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 
 from export_center.planner.profiles import parse_profile_spec
 from export_center.runtime.container import Services
-from export_center.runtime.metrics import Metrics
 from export_center.service.app import create_app
 from export_center.service.auth import SCOPE_READ
-from export_center.settings import Settings
 from export_center.worker.runtime import WorkerRuntime
 from support.service import (
     ALL_SCOPES,
     World,
-    fast_service,
-    generate_key,
-    make_settings,
     put_advisories,
     tenant_token,
 )
@@ -36,20 +30,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "filterwarnings", "ignore:Using `httpx` with `starlette.testclient`:UserWarning"
     )
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    s = make_settings(tmp_path / "data")
-    generate_key(s)
-    return s
-
-
-@pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    svc = Services.open(fast_service(settings), metrics=Metrics())
-    yield svc
-    svc.close()
 
 
 @pytest.fixture

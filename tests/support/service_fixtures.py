@@ -1,4 +1,7 @@
-"""Fixtures of the worker tests (shared helpers live in tests/support/service.py)."""
+"""The ``settings`` and ``services`` fixtures of the service, worker and console tests: a
+SQLite data directory with a key of the test tenants, and the services over it with fast
+timings. Registered for the whole suite by tests/conftest.py (``pytest_plugins``); a folder
+that needs other ones defines its own, which wins."""
 
 from __future__ import annotations
 
