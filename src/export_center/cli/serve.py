@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shlex
 import signal
 from typing import TYPE_CHECKING, Annotated
@@ -149,6 +150,11 @@ def serve(
         # the process before the finally block stops the workers (and before the exit
         # handler removes the metrics directory). A handler that returns lets both run.
         signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+        # What the server built at start (modules, routes, models: ~10^5 objects) lives as
+        # long as it does: out of the collector's way, a full collection no longer walks
+        # it, which paused the event loop for tens of milliseconds (docs/benchmarks.md).
+        gc.collect()
+        gc.freeze()
         # uvicorn's fast HTTP stack (httptools, uvloop: the [service] extra) when installed.
         uvicorn.run(
             _ThreadLimit(api, API_THREADS),

@@ -17,13 +17,14 @@ read, which keeps concurrent writers serialized instead of failing on a stale sn
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import orjson
-from sqlalchemy import CursorResult, and_, func, or_, select, update
+from sqlalchemy import CursorResult, Row, Select, and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -116,6 +117,45 @@ class Artifact:
     size: int
     root_hash: str
     items_total: int
+
+
+# The API's frequent reads, built once (building a statement costs more than running it), of
+# the table's rows rather than ORM objects (a page of runs loads twice as fast).
+_RUNS = ExportRun.__table__
+#: The columns of a RunView, in the order of its fields.
+_VIEW_COLUMNS = [_RUNS.c[f.name] for f in fields(RunView)]
+_VIEW_DATETIMES = [i for i, f in enumerate(fields(RunView)) if f.name.endswith("_at")]
+_GET_RUN = select(*_VIEW_COLUMNS).where(
+    _RUNS.c.id == bindparam("id"), _RUNS.c.tenant == bindparam("tenant")
+)
+
+
+@functools.cache
+def _list_runs_statements(
+    by_status: bool, by_profile: bool
+) -> tuple[Select[int], Select[Unpack[tuple[Any, ...]]]]:
+    where = [ExportRun.tenant == bindparam("tenant")]
+    if by_status:
+        where.append(ExportRun.status.in_(bindparam("statuses", expanding=True)))
+    if by_profile:
+        where.append(ExportRun.profile == bindparam("profile"))
+    count = select(func.count()).select_from(ExportRun).where(*where)
+    page = (
+        select(*_VIEW_COLUMNS)
+        .where(*where)
+        .order_by(ExportRun.created_at.desc(), ExportRun.id.desc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+    return count, page
+
+
+def _row_view(row: Row[Any]) -> RunView:
+    """A RunView from a row of ``_VIEW_COLUMNS``."""
+    values = list(row)
+    for i in _VIEW_DATETIMES:
+        values[i] = aware(values[i])
+    return RunView(*values)
 
 
 def _view(r: ExportRun) -> RunView:
@@ -279,12 +319,10 @@ class RunRepository:
             NotFoundError: no such run for this tenant (another tenant's run included).
         """
         with self.store.session() as s:
-            row = s.execute(
-                select(ExportRun).where(ExportRun.id == run_id, ExportRun.tenant == tenant)
-            ).scalar_one_or_none()
+            row = s.execute(_GET_RUN, {"id": run_id, "tenant": tenant}).one_or_none()
             if row is None:
                 raise NotFoundError(f"no run {run_id!r}")
-            return _view(row)
+            return _row_view(row)
 
     def find(self, run_id: str) -> RunView | None:
         with self.store.session() as s:
@@ -300,19 +338,12 @@ class RunRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[RunView], int]:
-        stmt = select(ExportRun).where(ExportRun.tenant == tenant)
-        if statuses:
-            stmt = stmt.where(ExportRun.status.in_(list(statuses)))
-        if profile:
-            stmt = stmt.where(ExportRun.profile == profile)
+        count, page = _list_runs_statements(bool(statuses), profile is not None)
+        params = {"tenant": tenant, "statuses": list(statuses), "profile": profile}
         with self.store.session() as s:
-            total = s.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-            rows = s.execute(
-                stmt.order_by(ExportRun.created_at.desc(), ExportRun.id.desc())
-                .offset(offset)
-                .limit(limit)
-            ).scalars()
-            return [_view(r) for r in rows], int(total)
+            total = s.execute(count, params).scalar_one()
+            rows = s.execute(page, params | {"offset": offset, "limit": limit})
+            return [_row_view(r) for r in rows], int(total)
 
     def request_cancel(self, tenant: str, run_id: str) -> RunView:
         """Cancel a pending run now, or flag a running one for its worker.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Header, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,6 +22,9 @@ from export_center.service.auth import (
 )
 from export_center.service.context import ApiContext
 from export_center.service.idempotency import StoredResponse, fingerprint
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _bearer = HTTPBearer(auto_error=False, description="An API token (stl_…) or a JWT.")
 
@@ -42,6 +45,20 @@ async def get_api(request: Request) -> ApiContext:
 ApiDep = Annotated[ApiContext, Depends(get_api)]
 
 
+async def db_read(services: Services, read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a short read of the store for a route.
+
+    On the embedded SQLite store, on the event loop itself: such a read costs a fraction of
+    a millisecond and never waits for a writer, while a hop to the thread pool and back
+    costs about as much CPU again and, while exports keep both cores busy, waits for two
+    threads to be scheduled (the API's tail latency under load; docs/benchmarks.md). On
+    PostgreSQL a read waits for the network, so it runs in the thread pool.
+    """
+    if services.store.embedded:
+        return read(*args, **kwargs)
+    return await run_in_threadpool(read, *args, **kwargs)
+
+
 async def get_principal(
     request: Request,
     api: ApiDep,
@@ -59,7 +76,8 @@ async def get_principal(
     # dependency; only a token not verified recently needs the database.
     principal = api.auth.authenticate_cached(header, x_stella_tenant)
     if principal is None:
-        principal = await run_in_threadpool(api.auth.authenticate, header, x_stella_tenant)
+        services: Services = request.app.state.services
+        principal = await db_read(services, api.auth.authenticate, header, x_stella_tenant)
     request.state.principal = principal
     return principal
 

@@ -8,8 +8,14 @@ from fastapi import APIRouter, Path, Query, Response
 
 from export_center.errors import RequestValidationFailed
 from export_center.planner.profiles import with_prefix
-from export_center.service._http import AUTHED, BASE, errors, next_link, stored
-from export_center.service.deps import IdempotentDep, ProfileManager, Reader, ServicesDep
+from export_center.service._http import AUTHED, BASE, errors, json_response, next_link, stored
+from export_center.service.deps import (
+    IdempotentDep,
+    ProfileManager,
+    Reader,
+    ServicesDep,
+    db_read,
+)
 from export_center.service.idempotency import StoredResponse
 from export_center.service.schemas import (
     ProfileCreate,
@@ -27,25 +33,32 @@ NamePath = Annotated[
 
 
 @router.get("", response_model=ProfilePage, responses=errors(*AUTHED))
-def list_profiles(
+async def list_profiles(
     principal: Reader,
     services: ServicesDep,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     include_archived: Annotated[bool, Query(alias="includeArchived")] = False,
-) -> ProfilePage:
+) -> Response:
     """The tenant's profiles (newest revision of each), by name."""
-    items, total = services.registry.list(
-        principal.tenant, offset=offset, limit=limit, include_archived=include_archived
-    )
-    return ProfilePage(
-        items=[ProfilePublic.of(p) for p in items],
-        total=total,
+    items, total = await db_read(
+        services,
+        services.registry.list,
+        principal.tenant,
         offset=offset,
         limit=limit,
-        next=next_link(
-            f"{BASE}/profiles", {"includeArchived": include_archived}, offset, limit, total
-        ),
+        include_archived=include_archived,
+    )
+    return json_response(
+        ProfilePage(
+            items=[ProfilePublic.of(p) for p in items],
+            total=total,
+            offset=offset,
+            limit=limit,
+            next=next_link(
+                f"{BASE}/profiles", {"includeArchived": include_archived}, offset, limit, total
+            ),
+        )
     )
 
 
@@ -77,14 +90,15 @@ def create_profile(
 
 
 @router.get("/{name}", response_model=ProfilePublic, responses=errors(*AUTHED, 404))
-def get_profile(
+async def get_profile(
     name: NamePath,
     principal: Reader,
     services: ServicesDep,
     revision: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-) -> ProfilePublic:
+) -> Response:
     """A revision of a profile (the newest by default)."""
-    return ProfilePublic.of(services.registry.get(principal.tenant, name, revision))
+    profile = await db_read(services, services.registry.get, principal.tenant, name, revision)
+    return json_response(ProfilePublic.of(profile))
 
 
 @router.post(

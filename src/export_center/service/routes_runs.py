@@ -27,8 +27,15 @@ from export_center.runs.quotas import QuotaStatus
 from export_center.runs.repository import RunView
 from export_center.runs.states import FINAL_EVENTS
 from export_center.runtime.container import Services
-from export_center.service._http import AUTHED, BASE, errors, next_link, stored
-from export_center.service.deps import Downloader, IdempotentDep, Reader, Runner, ServicesDep
+from export_center.service._http import AUTHED, BASE, errors, json_response, next_link, stored
+from export_center.service.deps import (
+    Downloader,
+    IdempotentDep,
+    Reader,
+    Runner,
+    ServicesDep,
+    db_read,
+)
 from export_center.service.idempotency import StoredResponse
 from export_center.service.schemas import (
     EventPublic,
@@ -94,34 +101,43 @@ def create_run(
 
 
 @router.get("/runs", response_model=RunPage, responses=errors(*AUTHED))
-def list_runs(
+async def list_runs(
     principal: Reader,
     services: ServicesDep,
     status: Annotated[list[RunStatus] | None, Query(max_length=6)] = None,
     profile: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> RunPage:
+) -> Response:
     """The tenant's runs, newest first, optionally by status and profile."""
     statuses = [s.value for s in status or ()]
-    items, total = services.repo.list_runs(
-        principal.tenant, statuses=statuses, profile=profile, offset=offset, limit=limit
-    )
-    return RunPage(
-        items=[RunPublic.of(BASE, r) for r in items],
-        total=total,
+    items, total = await db_read(
+        services,
+        services.repo.list_runs,
+        principal.tenant,
+        statuses=statuses,
+        profile=profile,
         offset=offset,
         limit=limit,
-        next=next_link(
-            f"{BASE}/runs", {"status": statuses, "profile": profile}, offset, limit, total
-        ),
+    )
+    return json_response(
+        RunPage(
+            items=[RunPublic.of(BASE, r) for r in items],
+            total=total,
+            offset=offset,
+            limit=limit,
+            next=next_link(
+                f"{BASE}/runs", {"status": statuses, "profile": profile}, offset, limit, total
+            ),
+        )
     )
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic, responses=errors(*AUTHED, 404))
-def get_run(run_id: RunIdPath, principal: Reader, services: ServicesDep) -> RunPublic:
+async def get_run(run_id: RunIdPath, principal: Reader, services: ServicesDep) -> Response:
     """A run with its progress ``{percent, itemsCompleted, itemsTotal}``."""
-    return RunPublic.of(BASE, services.repo.get(principal.tenant, run_id))
+    run = await db_read(services, services.repo.get, principal.tenant, run_id)
+    return json_response(RunPublic.of(BASE, run))
 
 
 @router.post(
