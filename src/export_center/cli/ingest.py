@@ -21,7 +21,7 @@ from rich.progress import (
 
 from export_center.cli import common
 from export_center.errors import ExitCode
-from export_center.ingest.pipeline import IngestReport, ingest_paths, survey
+from export_center.ingest.pipeline import IngestReport, ingest_paths, reading_processes, survey
 
 app = typer.Typer(add_completion=False)
 
@@ -43,6 +43,17 @@ def ingest(
     source: Annotated[str, typer.Option("--source", help="Source (feed/vendor) name.")],
     tenant: common.TenantOpt = None,
     output: common.FormatOpt = "table",
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            max=64,
+            help="Processes that read and parse the files (default: the machine's cores, at "
+            "most 4); the records are written in input order whatever the number.",
+        ),
+    ] = None,
 ) -> None:
     """Ingest evidence: OSV, GHSA, CSAF, OpenVEX, CycloneDX and SPDX documents."""
     cfg = common.settings()
@@ -75,6 +86,7 @@ def ingest(
                 max_bytes=cfg.max_document_bytes,
                 progress=lambda n, where: bar.update(task, advance=n, where=_short(where)),
                 cancelled=stop.is_set,
+                processes=jobs or reading_processes(),
             )
         except KeyboardInterrupt:
             # A second Ctrl-C: the batch in flight is rolled back (its transaction never

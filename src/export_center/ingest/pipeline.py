@@ -16,11 +16,14 @@ completes the rest (stored records are unchanged no-ops).
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import logging
 import os
+import signal
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +33,13 @@ from export_center.ingest.detect import detect, not_evidence, parse_document, un
 from export_center.ingest.interface import RecordRefused, Skipped
 from export_center.model import ParsedRecord
 from export_center.store.repository import EvidenceStore, check_source, check_tenant
-from export_center.store.writer import IngestOutcome, IngestWriter, StoreRefusal
+from export_center.store.writer import (
+    IngestOutcome,
+    IngestWriter,
+    PreparedRecord,
+    StoreRefusal,
+    prepare,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,17 +160,23 @@ def iter_documents(
     member through the safe reader (each member a file). A :class:`FileDone` follows each
     file on disk (after all members of an archive)."""
     for path, named in walk(paths):
-        where = str(path)
-        if not named and not _is_evidence(path.name) and not _is_archive(path.name):
-            yield Skipped(where, unread_format(path.name))
-            yield FileDone(where, _size(path))
-        elif _is_archive(path.name):
-            yield from _archive_members(path, max_bytes)
-            yield FileDone(where, _size(path))
-        else:
-            doc = _read_file(path, max_bytes)
-            yield doc
-            yield FileDone(where, len(doc.content) if isinstance(doc, InputDocument) else 0)
+        yield from _documents_of(path, named, max_bytes)
+
+
+def _documents_of(
+    path: Path, named: bool, max_bytes: int
+) -> Iterator[InputDocument | RecordRefused | Skipped | FileDone]:
+    where = str(path)
+    if not named and not _is_evidence(path.name) and not _is_archive(path.name):
+        yield Skipped(where, unread_format(path.name))
+        yield FileDone(where, _size(path))
+    elif _is_archive(path.name):
+        yield from _archive_members(path, max_bytes)
+        yield FileDone(where, _size(path))
+    else:
+        doc = _read_file(path, max_bytes)
+        yield doc
+        yield FileDone(where, len(doc.content) if isinstance(doc, InputDocument) else 0)
 
 
 def _size(path: Path) -> int:
@@ -232,6 +247,114 @@ def parse_records(doc: InputDocument) -> Iterator[ParsedRecord | RecordRefused |
         yield RecordRefused(e.where, e.reason)
 
 
+@dataclass(frozen=True)
+class ReadDocument:
+    """One document read and parsed: its records, refusals and skips, in document order."""
+
+    where: str
+    size: int  # bytes of the document
+    records: Iterable[ParsedRecord | PreparedRecord | RecordRefused | Skipped]
+
+
+_Item = ReadDocument | RecordRefused | Skipped | FileDone
+
+#: Files handed to a reading process at a time, and chunks in flight per process: enough to
+#: keep the processes busy, few enough that memory stays bounded whatever the input's size.
+READ_CHUNK_FILES = 64
+READ_CHUNKS_IN_FLIGHT = 4
+#: Below this many files, reading processes cost more to start than they save.
+PARALLEL_MIN_FILES = 2 * READ_CHUNK_FILES
+
+
+def reading_processes() -> int:
+    """How many processes read and parse the input by default: the machine's cores (at most
+    4; the single writer is the limit beyond), where processes can be forked (Linux)."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _read_chunk(files: list[tuple[Path, bool]], max_bytes: int) -> list[_Item]:
+    """Read and parse some files (in a reading process): everything the writer needs,
+    records prepared for it (digest, normalized JSON)."""
+    out: list[_Item] = []
+    for path, named in files:
+        for item in _documents_of(path, named, max_bytes):
+            if isinstance(item, InputDocument):
+                records = [_prepared(r) for r in parse_records(item)]
+                out.append(ReadDocument(item.where, len(item.content), records))
+            else:
+                out.append(item)
+    return out
+
+
+def _prepared(
+    rec: ParsedRecord | RecordRefused | Skipped,
+) -> ParsedRecord | PreparedRecord | RecordRefused | Skipped:
+    if not isinstance(rec, ParsedRecord):
+        return rec
+    try:
+        return prepare(rec)
+    except (TypeError, ValueError):
+        return rec  # the writer refuses it, with the reason
+
+
+def _read_in_processes(
+    paths: Iterable[Path], max_bytes: int, processes: int
+) -> Generator[_Item, None, None]:
+    """Every input file's documents read and parsed (or why one was refused or skipped), by
+    ``processes`` forked processes, in input order (sequence numbers follow it), with a
+    bounded number of chunks in flight.
+
+    Small inputs are read here: forking costs more than it saves. Reading processes only read
+    files and parse them; every database call stays in this process.
+    """
+    files = walk(paths)
+    first = list(itertools.islice(files, PARALLEL_MIN_FILES))
+    if len(first) < PARALLEL_MIN_FILES or processes <= 1:
+        for path, named in itertools.chain(first, files):
+            for item in _documents_of(path, named, max_bytes):
+                if isinstance(item, InputDocument):
+                    yield ReadDocument(item.where, len(item.content), parse_records(item))
+                else:
+                    yield item
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = _chunked(itertools.chain(first, files), READ_CHUNK_FILES)
+    # fork: the reading processes start at once, with this process's modules imported (a
+    # spawned one would import the readers again: ~0.3 s of each run).
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_reading_process)
+    try:
+        pending: collections.deque[Future[list[_Item]]] = collections.deque()
+        for chunk in itertools.islice(chunks, processes * READ_CHUNKS_IN_FLIGHT):
+            pending.append(pool.submit(_read_chunk, chunk, max_bytes))
+        while pending:
+            done = pending.popleft().result()
+            chunk = next(chunks, [])
+            if chunk:
+                pending.append(pool.submit(_read_chunk, chunk, max_bytes))
+            yield from done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _reading_process() -> None:
+    # Ctrl-C reaches the whole process group: the CLI's first one asks this process to stop
+    # between records (the reading processes then finish their chunk and are shut down);
+    # a reading process that died of it would break the pool instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _chunked(items: Iterator[tuple[Path, bool]], size: int) -> Iterator[list[tuple[Path, bool]]]:
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
+
+
 class _Batcher:
     """Pending records and the bytes of progress they complete, written in batches.
 
@@ -242,23 +365,37 @@ class _Batcher:
     """
 
     def __init__(
-        self, writer: IngestWriter, report: IngestReport, progress: ProgressFn | None
+        self,
+        writer: IngestWriter,
+        report: IngestReport,
+        progress: ProgressFn | None,
+        *,
+        background: bool = True,
     ) -> None:
         self.writer = writer
         self.report = report
         self.progress = progress
-        self.records: list[ParsedRecord] = []
+        self.records: list[ParsedRecord | PreparedRecord] = []
         self.wheres: list[str] = []
         self.size = 0
         self.credit = 0  # bytes of input that are done once the pending records are written
         self.last_where = ""
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+            if background
+            else None
+        )
         self._inflight: (
-            tuple[Future[list[IngestOutcome | StoreRefusal]], list[ParsedRecord], list[str], int]
+            tuple[
+                Future[list[IngestOutcome | StoreRefusal]],
+                list[ParsedRecord | PreparedRecord],
+                list[str],
+                int,
+            ]
             | None
         ) = None
 
-    def add(self, rec: ParsedRecord, where: str, credit: int) -> None:
+    def add(self, rec: ParsedRecord | PreparedRecord, where: str, credit: int) -> None:
         self.records.append(rec)
         self.wheres.append(where)
         self.size += len(rec.content)
@@ -285,7 +422,14 @@ class _Batcher:
         if not self.records:
             return
         self._collect()
-        future = self._pool.submit(self.writer.write, self.records)
+        if self._pool is not None:
+            future = self._pool.submit(self.writer.write, self.records)
+        else:
+            future = Future()
+            try:
+                future.set_result(self.writer.write(self.records))
+            except BaseException as e:
+                future.set_exception(e)
         self._inflight = (future, self.records, self.wheres, self.credit)
         self.records, self.wheres, self.size, self.credit = [], [], 0, 0
 
@@ -303,7 +447,8 @@ class _Batcher:
         if inflight is not None:
             with contextlib.suppress(Exception):
                 inflight[0].result()
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def _collect(self) -> None:
         if self._inflight is None:
@@ -316,7 +461,9 @@ class _Batcher:
             self._count(rec, where, result)
         self._advance(credit)
 
-    def _count(self, rec: ParsedRecord, where: str, result: IngestOutcome | StoreRefusal) -> None:
+    def _count(
+        self, rec: ParsedRecord | PreparedRecord, where: str, result: IngestOutcome | StoreRefusal
+    ) -> None:
         report = self.report
         if isinstance(result, StoreRefusal):
             report.refused.append(RecordRefused(where, result.reason))
@@ -346,14 +493,13 @@ class _Batcher:
 
 
 def _read_all(
-    paths: Iterable[Path],
-    max_bytes: int,
+    items: Iterable[_Item],
     report: IngestReport,
     batch: _Batcher,
     cancelled: Callable[[], bool] | None,
 ) -> None:
     credited = 0  # bytes of the current file already credited to its records
-    for item in iter_documents(paths, max_bytes=max_bytes):
+    for item in items:
         if isinstance(item, FileDone):
             report.bytes += item.size
             batch.done(item.where, max(item.size - credited, 0))
@@ -372,7 +518,7 @@ def _read_all(
             continue
         file_records = file_refusals = 0
         skipped = False
-        for rec in parse_records(item):
+        for rec in item.records:
             if isinstance(rec, Skipped):
                 report.skipped.append(rec)
                 skipped = True
@@ -383,7 +529,7 @@ def _read_all(
                 file_records += 1
                 # A record completes its share of the file: its own bytes, at most what is
                 # left of the file (bundle entries are re-encoded, and may be longer).
-                share = min(len(rec.content), max(len(item.content) - credited, 0))
+                share = min(len(rec.content), max(item.size - credited, 0))
                 credited += share
                 batch.add(rec, item.where, share)
             if cancelled is not None and cancelled():
@@ -409,8 +555,13 @@ def ingest_paths(
     max_bytes: int,
     progress: ProgressFn | None = None,
     cancelled: Callable[[], bool] | None = None,
+    processes: int = 1,
 ) -> IngestReport:
     """Ingest every document under ``paths`` into ``tenant`` as ``source``.
+
+    ``processes``: how many processes read and parse the files (:func:`reading_processes`
+    gives the machine's default); the records are written by this one, in input order, so
+    the result is the same whatever the number.
 
     ``progress`` is told the input bytes done as batches commit; ``cancelled`` is asked
     between records: when it answers true, what was read is written and the ingest stops with
@@ -425,9 +576,13 @@ def ingest_paths(
     check_source(source)
     report = IngestReport()
     with store.writer(tenant, source) as writer:
-        batch = _Batcher(writer, report, progress)
+        batch = _Batcher(writer, report, progress, background=True)
         try:
-            _read_all(paths, max_bytes, report, batch, cancelled)
+            items = _read_in_processes(paths, max_bytes, processes)
+            try:
+                _read_all(items, report, batch, cancelled)
+            finally:
+                items.close()  # stops the reading processes when the ingest stops early
             batch.finish()
         finally:
             batch.close()

@@ -21,7 +21,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, Literal, Unpack
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy import CursorResult, Row, Select, and_, bindparam, func, or_, select, update
@@ -133,7 +133,7 @@ _GET_RUN = select(*_VIEW_COLUMNS).where(
 @functools.cache
 def _list_runs_statements(
     by_status: bool, by_profile: bool
-) -> tuple[Select[int], Select[Unpack[tuple[Any, ...]]]]:
+) -> tuple[Select[int], Select[*tuple[Any, ...]]]:
     where = [ExportRun.tenant == bindparam("tenant")]
     if by_status:
         where.append(ExportRun.status.in_(bindparam("statuses", expanding=True)))

@@ -40,6 +40,7 @@ from export_center.store.writer import (
     IngestWriter,
     TenantCursor,
     canonical_json,
+    index_of,
     index_rows,
     lock_tenant,
     prepare,
@@ -253,7 +254,7 @@ class EvidenceStore:
                 "data": data if data is not None else canonical_json(to_json_dict(norm)),
             },
         ).scalar_one()
-        advpkg, vex, comp = index_rows(norm, tenant, norm_id)
+        advpkg, vex, comp = index_rows(index_of(norm), tenant, norm_id)
         for stmt, rows in ((_INSERT_ADVPKG, advpkg), (_INSERT_VEX, vex), (_INSERT_COMP, comp)):
             if rows:
                 conn.execute(stmt, rows)
