@@ -92,6 +92,7 @@ CASES: dict[str, Case] = {
     "ingest/alias-bomb": case("ingest {bomb} --source s", BAD, "anchor", prefix="refused: "),
     "ingest/garbage": case("ingest {garbage} --source s", BAD, "malformed", prefix="refused: "),
     "ingest/bad-source": case("ingest {advisories} --source a/b", BAD, "source name"),
+    "ingest/no-jobs": case("ingest {advisories} --source s --jobs 0", BAD, "--jobs"),
     # findings
     "findings/policy-missing": case("findings {sbom} --policy {missing}", NOT_FOUND, "{missing}"),
     "findings/policy-dir": case("findings {sbom} --policy {dir}", BAD, "directory"),

@@ -51,20 +51,27 @@ def _committed(url: str) -> int:
         engine.dispose()
 
 
+@pytest.mark.parametrize("to", ["process", "process group"])
 def test_sigint_mid_ingest_leaves_a_consistent_store_and_a_rerun_completes(
-    corpora: Path, tmp_path: Path, db_url: str
+    corpora: Path, tmp_path: Path, db_url: str, to: str
 ) -> None:
+    """``process group``: as Ctrl-C in a terminal, the reading processes get it too."""
     env = {**os.environ, "STELLA_DATA_DIR": str(tmp_path / "data"), "STELLA_DATABASE_URL": db_url}
     args = [STELLA, "ingest", *(str(corpora / f) for f in FEEDS), "--source", "osv"]
     # Migrations first, so that the poll below can read the tables while ingest runs.
     subprocess.run([STELLA, "evidence", "stats"], env=env, check=True, capture_output=True)
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while _committed(db_url) == 0:
         assert proc.poll() is None, "ingest ended before the first batch was seen"
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    if to == "process group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
 
     assert proc.returncode == 130, (out, err)

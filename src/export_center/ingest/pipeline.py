@@ -344,9 +344,10 @@ def _read_in_processes(
 
 
 def _reading_process() -> None:
-    # Ctrl-C reaches the whole process group: the CLI's first one asks this process to stop
-    # between records (the reading processes then finish their chunk and are shut down);
-    # a reading process that died of it would break the pool instead.
+    # Ctrl-C reaches the whole process group: stopping is the ingesting process's to decide
+    # (the CLI's first one stops it between records, and the reading processes are shut
+    # down after their chunk). A reading process must not die of it and break the pool,
+    # whatever handler it inherited.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
