@@ -139,7 +139,7 @@ def test_progress_refusals_and_skips_are_the_same_with_reading_processes(
             tenant="t",
             max_bytes=1 << 20,
             processes=processes,
-            progress=lambda n, _where: calls.append(n),
+            progress=lambda n, _where, calls=calls: calls.append(n),
         )
         assert sum(calls) == survey([src])[1] == report.bytes
         assert len(calls) >= 6  # the bar moves with the batches
