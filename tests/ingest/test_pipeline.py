@@ -121,13 +121,15 @@ def test_two_inputs_with_one_id_and_different_bytes_are_reported(tmp_path: Path)
     assert collision.stored_as == "t:s:GHSA-x:2"
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_cancel_writes_what_was_read_and_a_rerun_completes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int
 ) -> None:
+    """Also with reading processes (``processes=2``: 200 files are enough to fork them)."""
     monkeypatch.setattr(pipeline, "BATCH_RECORDS", 10)
     src = tmp_path / "in"
     src.mkdir()
-    for i in range(100):
+    for i in range(200):
         (src / f"{i:03d}.json").write_bytes(_osv(f"A-{i:03d}"))
     store = _store(tmp_path)
     asked = 0
@@ -138,15 +140,23 @@ def test_cancel_writes_what_was_read_and_a_rerun_completes(
         return asked > 25
 
     first = ingest_paths(
-        store, [src], source="s", tenant="t", max_bytes=1 << 20, cancelled=cancelled
+        store,
+        [src],
+        source="s",
+        tenant="t",
+        max_bytes=1 << 20,
+        cancelled=cancelled,
+        processes=processes,
     )
     assert first.interrupted
-    assert 0 < first.inserted < 100
+    assert 0 < first.inserted < 200
     seq = store.current_sequence("t")
     assert seq == first.inserted
     assert [c.seq for c in store.changes("t", 0, seq)] == list(range(1, seq + 1))
 
-    second = ingest_paths(store, [src], source="s", tenant="t", max_bytes=1 << 20)
+    second = ingest_paths(
+        store, [src], source="s", tenant="t", max_bytes=1 << 20, processes=processes
+    )
     assert not second.interrupted
-    assert (second.unchanged, second.inserted) == (first.inserted, 100 - first.inserted)
-    assert store.current_sequence("t") == 100
+    assert (second.unchanged, second.inserted) == (first.inserted, 200 - first.inserted)
+    assert store.current_sequence("t") == 200

@@ -1,7 +1,7 @@
 """Ingest with reading processes (``stella ingest --jobs N``): the files are read and parsed in
 forked processes, the records written by the ingesting process in input order. The store must
-hold exactly what an ingest read in one process stores, on the real corpora; progress,
-cancellation and refusals must behave the same."""
+hold exactly what an ingest read in one process stores, on the real corpora; progress and
+refusals must behave the same (cancellation: tests/ingest/test_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -146,26 +146,3 @@ def test_progress_refusals_and_skips_are_the_same_with_reading_processes(
         results.append(_summary(report))
     assert results[0] == results[1]
     assert (results[1][4], len(results[1][8]), len(results[1][9])) == (150, 1, 1)
-
-
-def test_cancel_with_reading_processes_writes_what_was_read_and_a_rerun_completes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(pipeline, "BATCH_RECORDS", 10)
-    src = _files(tmp_path / "in", 200)
-    store = EvidenceStore.open(f"sqlite:///{tmp_path / 'stella.db'}")
-    asked = 0
-
-    def cancelled() -> bool:
-        nonlocal asked
-        asked += 1
-        return asked > 60
-
-    first = ingest_paths(
-        store, [src], source="s", tenant="t", max_bytes=1 << 20, cancelled=cancelled, processes=2
-    )
-    assert first.interrupted and 0 < first.inserted < 200
-    assert store.current_sequence("t") == first.inserted
-    second = ingest_paths(store, [src], source="s", tenant="t", max_bytes=1 << 20, processes=2)
-    assert not second.interrupted
-    assert (second.unchanged, second.inserted) == (first.inserted, 200 - first.inserted)
