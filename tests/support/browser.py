@@ -107,14 +107,25 @@ class Browser:
         """``condition``'s first truthy value within ``timeout`` s (checked every 0.1 s).
 
         An element that goes stale while checked (the page navigated, or the runs list's
-        live refresh replaced it) is checked again at the next poll.
+        live refresh replaced it) is checked again at the next poll. chromedriver reports some
+        of those as a generic error ("Node with given id does not belong to the document", when
+        the node went away between finding it and reading it): the same case.
         """
+
+        def checked(d: webdriver.Chrome) -> T | bool:
+            try:
+                return condition(d)
+            except WebDriverException as e:
+                if "does not belong to the document" in (e.msg or ""):
+                    return False
+                raise
+
         return WebDriverWait(
             self.driver,
             timeout,
             poll_frequency=0.1,
             ignored_exceptions=(StaleElementReferenceException,),
-        ).until(condition)
+        ).until(checked)  # type: ignore[return-value]
 
     def wait_text(self, css: str, expected: str, timeout: float = 30.0) -> WebElement:
         def has_text(d: webdriver.Chrome) -> WebElement | bool:
