@@ -366,12 +366,7 @@ class _Batcher:
     """
 
     def __init__(
-        self,
-        writer: IngestWriter,
-        report: IngestReport,
-        progress: ProgressFn | None,
-        *,
-        background: bool = True,
+        self, writer: IngestWriter, report: IngestReport, progress: ProgressFn | None
     ) -> None:
         self.writer = writer
         self.report = report
@@ -381,11 +376,7 @@ class _Batcher:
         self.size = 0
         self.credit = 0  # bytes of input that are done once the pending records are written
         self.last_where = ""
-        self._pool = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-            if background
-            else None
-        )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
         self._inflight: (
             tuple[
                 Future[list[IngestOutcome | StoreRefusal]],
@@ -423,14 +414,7 @@ class _Batcher:
         if not self.records:
             return
         self._collect()
-        if self._pool is not None:
-            future = self._pool.submit(self.writer.write, self.records)
-        else:
-            future = Future()
-            try:
-                future.set_result(self.writer.write(self.records))
-            except BaseException as e:
-                future.set_exception(e)
+        future = self._pool.submit(self.writer.write, self.records)
         self._inflight = (future, self.records, self.wheres, self.credit)
         self.records, self.wheres, self.size, self.credit = [], [], 0, 0
 
@@ -448,8 +432,7 @@ class _Batcher:
         if inflight is not None:
             with contextlib.suppress(Exception):
                 inflight[0].result()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
 
     def _collect(self) -> None:
         if self._inflight is None:
@@ -577,7 +560,7 @@ def ingest_paths(
     check_source(source)
     report = IngestReport()
     with store.writer(tenant, source) as writer:
-        batch = _Batcher(writer, report, progress, background=True)
+        batch = _Batcher(writer, report, progress)
         try:
             items = _read_in_processes(paths, max_bytes, processes)
             try:

@@ -231,8 +231,7 @@ def plan_batch(
     plan = PlannedBatch(last_seq=last_seq)
     seq = last_seq
     for prep in records:
-        rec = prep
-        key = rec.upstream_id
+        key = prep.upstream_id
         cur = current.get(key)
         shares: str | None = None
         if (
@@ -244,7 +243,7 @@ def plan_batch(
         ):
             # Another document (about another subject) holds this id: not a revision of it.
             shares = cur.observation_id
-            key = qualified_upstream_id(rec.upstream_id, prep.subject)
+            key = qualified_upstream_id(prep.upstream_id, prep.subject)
             cur = current.get(key)
         if cur is not None and cur.digest == prep.digest:
             plan.outcomes.append(IngestOutcome("unchanged", cur.observation_id, None, key, shares))
@@ -254,7 +253,7 @@ def plan_batch(
         obs = f"{tenant}:{source}:{key}:{revision}"
         if cur is None:
             kind = "inserted"
-        elif rec.withdrawn and not cur.withdrawn:
+        elif prep.withdrawn and not cur.withdrawn:
             kind = "withdrawal"
         else:
             kind = "revision"
@@ -270,13 +269,13 @@ def plan_batch(
                 "upstream_id": key,
                 "revision": revision,
                 "observation_id": obs,
-                "doc_type": rec.doc_type,
-                "format": rec.format,
-                "media_type": rec.media_type,
+                "doc_type": prep.doc_type,
+                "format": prep.format,
+                "media_type": prep.media_type,
                 "digest": prep.digest,
-                "size": len(rec.content),
-                "content": rec.content,
-                "withdrawn": rec.withdrawn,
+                "size": len(prep.content),
+                "content": prep.content,
+                "withdrawn": prep.withdrawn,
                 "ingested_at": now,
                 "seq": seq,
                 "superseded_seq": None,
@@ -288,7 +287,7 @@ def plan_batch(
             prep.digest,
             revision,
             obs,
-            rec.withdrawn,
+            prep.withdrawn,
             seq,
             prep.subject,
             planned=len(plan.rows) - 1,
