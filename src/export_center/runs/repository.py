@@ -338,7 +338,7 @@ class RunRepository:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[RunView], int]:
-        count, page = _list_runs_statements(bool(statuses), profile is not None)
+        count, page = _list_runs_statements(bool(statuses), bool(profile))
         params = {"tenant": tenant, "statuses": list(statuses), "profile": profile}
         with self.store.session() as s:
             total = s.execute(count, params).scalar_one()
