@@ -59,7 +59,8 @@ def raw_line(rec: RawView) -> bytes:
     Keys in sorted order, each value serialized by orjson: the bytes of
     ``orjson.dumps(<the line as a dict>, option=OPT_SORT_KEYS)`` (a test compares the two on
     the real corpora), built without the dict, which took 2.3 times as long with the content
-    in it (the largest share of a json:raw export's own CPU; docs/benchmarks.md).
+    in it (measured on 40,000 real records; line building is a large share of a json:raw
+    export's own CPU).
     """
     try:
         content, encoding = rec.content.decode("utf-8"), b'"utf-8"'

