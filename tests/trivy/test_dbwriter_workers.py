@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from export_center.errors import BadInputError
+from export_center.errors import BadInputError, ExportCenterError
 from export_center.model import to_json_dict
 from export_center.trivy import dbwriter
 from export_center.trivy.dbwriter import write_trivy_db
@@ -62,3 +63,41 @@ def test_workers_write_the_bytes_of_one_process(tmp_path: Path, gocheck: GoCheck
     assert one.advisories == 2000
     assert (tmp_path / "one.db").read_bytes() == (tmp_path / "three.db").read_bytes()
     gocheck(tmp_path / "three.db")
+
+
+@pytest.mark.usefixtures("small_runs")
+def test_root_buckets_are_merged_in_processes_when_runs_were_spilled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The path the bytes test above takes: several runs and workers → merging processes.
+    placed: list[bytes] = []
+    real_put = dbwriter.BoltWriter.put_encoded
+
+    def put_encoded(self: dbwriter.BoltWriter, encoded: Any) -> None:
+        placed.append(encoded.name)
+        real_put(self, encoded)
+
+    monkeypatch.setattr(dbwriter.BoltWriter, "put_encoded", put_encoded)
+    report = write_trivy_db(as_bytes(1500), tmp_path / "two.db", workers=2)
+    # Every root but data-source (written in place) was encoded apart, placed in root order.
+    assert placed == sorted({*(b.encode() for b in report.buckets), b"vulnerability"})
+    assert len(placed) >= 2
+
+
+def test_a_failing_merging_process_fails_the_build_with_its_error(tmp_path: Path) -> None:
+    # Runs as the mappers leave them, one of them gone before the merge reads it.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    mapper = dbwriter._Mapper(scratch, "m", 16 << 10)
+    source = dbwriter.data_source_for("Feed A")
+    mapper.map_batch([(source, adv) for _feed, adv in as_bytes(600)])
+    mapper.spill()
+    assert len(mapper.runs) > 2
+    mapper.runs[1].path.unlink()
+    roots = sorted({*mapper.runs[0].roots, dbwriter._DS_ROOT})
+    db = dbwriter.BoltWriter(tmp_path / "trivy.db")
+    with pytest.raises(ExportCenterError, match="merging process failed") as failed:
+        dbwriter._write_roots_in_processes(db, roots, mapper.runs, lambda b: None, scratch, 2)
+    db.abort()
+    assert "FileNotFoundError" in str(failed.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["scratch"]  # no database written

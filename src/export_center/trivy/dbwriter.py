@@ -29,6 +29,7 @@ value bytes), so the result never depends on input order:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import logging
@@ -40,6 +41,8 @@ import tempfile
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,7 +53,7 @@ import orjson
 from export_center.archive.writer import FileSource, write_tree
 from export_center.errors import BadInputError, ExportCenterError
 from export_center.model import Advisory, to_json_dict
-from export_center.trivy.bbolt import BoltWriter, BucketWriter
+from export_center.trivy.bbolt import BoltWriter, BucketWriter, encode_bucket
 from export_center.trivy.mapping import (
     DATA_SOURCE_BUCKET,
     VULNERABILITY_BUCKET,
@@ -102,6 +105,15 @@ _DS_ROOT = DATA_SOURCE_BUCKET.encode()
 #: A row: sort key, NUL, value JSON. One exact-size bytes object: orjson's output buffers are
 #: larger than their content, and a row that kept one would hold ten times its size.
 Row = bytes
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One sorted run file: the byte range of each root bucket's rows in it (a root's rows are
+    contiguous in a sorted run, and its pickled blocks never hold another root's rows)."""
+
+    path: Path
+    roots: dict[bytes, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -176,7 +188,7 @@ class _Mapper:
         self.scratch = scratch
         self.prefix = prefix
         self.budget = budget
-        self.runs: list[Path] = []
+        self.runs: list[_Run] = []
         self.result = _BatchResult()
         self._rows: list[Row] = []
         self._held = 0
@@ -222,16 +234,26 @@ class _Mapper:
         """Sort the held rows and write them as one run file."""
         if not self._rows:
             return
-        self._rows.sort()
-        run = self.scratch / f"{self.prefix}-{len(self.runs):05d}"
-        with run.open("wb") as fh:
-            for start in range(0, len(self._rows), _BLOCK):
-                pickle.dump(
-                    self._rows[start : start + _BLOCK], fh, protocol=pickle.HIGHEST_PROTOCOL
-                )
-        self.result.rows += len(self._rows)
-        self.runs.append(run)
-        self._rows.clear()  # in place: map_batch holds this list
+        rows = self._rows
+        rows.sort()
+        path = self.scratch / f"{self.prefix}-{len(self.runs):05d}"
+        roots: dict[bytes, tuple[int, int]] = {}
+        with path.open("wb") as fh:
+            first = 0
+            while first < len(rows):
+                root = rows[first][: rows[first].index(_SEP)]
+                # The first row of the next root: every row of this one sorts below it.
+                end = bisect.bisect_left(rows, root + b"\x01", first)
+                start = fh.tell()
+                for block in range(first, end, _BLOCK):
+                    pickle.dump(
+                        rows[block : min(block + _BLOCK, end)], fh, protocol=pickle.HIGHEST_PROTOCOL
+                    )
+                roots[root] = (start, fh.tell())
+                first = end
+        self.result.rows += len(rows)
+        self.runs.append(_Run(path, roots))
+        rows.clear()  # in place: map_batch holds this list
         self._held = 0
 
 
@@ -251,14 +273,13 @@ def _worker(tasks: Any, results: Any, scratch: str, prefix: str, budget: int) ->
         results.put(("error", ExportCenterError, f"trivy.db mapping process failed:\n{trace}"))
 
 
-def _read_run(path: Path) -> Iterator[Row]:
+def _read_run(path: Path, start: int, end: int) -> Iterator[Row]:
+    """The rows of ``path`` between the byte offsets ``start`` and ``end`` (one root's)."""
     # Our own run files, written by _Mapper in this same run: pickle is safe here.
     with path.open("rb") as fh:
-        while True:
-            try:
-                block: list[Row] = pickle.load(fh)  # noqa: S301
-            except EOFError:
-                return
+        fh.seek(start)
+        while fh.tell() < end:
+            block: list[Row] = pickle.load(fh)  # noqa: S301
             yield from block
 
 
@@ -285,7 +306,7 @@ def _shippable(
 
 def _map_all(
     batches: Iterator[list[tuple[DataSource, AdvisoryInput]]], scratch: Path, workers: int
-) -> tuple[_BatchResult, list[Path]]:
+) -> tuple[_BatchResult, list[_Run]]:
     """Every batch mapped into sorted run files. Up to one run's worth of input is mapped in
     this process; beyond that, ``workers`` processes (when more than one) take the rest."""
     mapper = _Mapper(scratch, "main", RUN_BUDGET)
@@ -308,7 +329,7 @@ def _reported(got: tuple[Any, ...]) -> ExportCenterError:
 
 def _map_in_workers(
     batches: Iterator[list[tuple[DataSource, AdvisoryInput]]], scratch: Path, workers: int
-) -> tuple[_BatchResult, list[Path]]:
+) -> tuple[_BatchResult, list[_Run]]:
     """Raises:
     ExportCenterError: a worker failed (its error, with its class when it is one of ours) or
         died; every worker is stopped and nothing is left waiting on a queue.
@@ -386,24 +407,24 @@ def _map_in_workers(
         tasks.close()
         results.close()
     total = _BatchResult()
-    runs: list[Path] = []
+    runs: list[_Run] = []
     for _kind, result, worker_runs in done:
         total.add(result)
         runs.extend(worker_runs)
-    return total, sorted(runs)
+    return total, sorted(runs, key=lambda r: r.path)
 
 
 # ---- merge: sorted runs → trivy.db ---------------------------------------------------------
 
 
-def _grouped(rows: Iterator[Row]) -> Iterator[tuple[bytes, bytes, bytes, list[bytes]]]:
-    """Consecutive rows sharing root, package and vulnerability id: (root, package, id, values
-    in feed id, advisory id, value order)."""
-    current: tuple[bytes, bytes, bytes] | None = None
+def _grouped(rows: Iterator[Row]) -> Iterator[tuple[bytes, bytes, list[bytes]]]:
+    """Consecutive rows (of one root bucket) sharing package and vulnerability id: (package,
+    id, values in feed id, advisory id, value order)."""
+    current: tuple[bytes, bytes] | None = None
     values: list[bytes] = []
     for row in rows:
-        root, package, vuln_id, _src, _aid, value = row.split(_SEP, 5)
-        head = (root, package, vuln_id)
+        _root, package, vuln_id, _src, _aid, value = row.split(_SEP, 5)
+        head = (package, vuln_id)
         if head != current:
             if current is not None:
                 yield (*current, values)
@@ -419,37 +440,102 @@ def _merged(values: list[bytes], merge: Callable[[list[dict[str, Any]]], dict[st
     return _dumps(merge([orjson.loads(v) for v in values]))
 
 
-class _Groups:
-    """The merged stream, read one root bucket at a time."""
-
-    def __init__(self, groups: Iterator[tuple[bytes, bytes, bytes, list[bytes]]]) -> None:
-        self._it = groups
-        self.head = next(self._it, None)
-
-    def take(self, root: bytes) -> Iterator[tuple[bytes, bytes, list[bytes]]]:
-        """The groups of root bucket ``root`` (without it); must be read to the end."""
-        while self.head is not None and self.head[0] == root:
-            _root, package, vuln_id, values = self.head
-            self.head = next(self._it, None)
-            yield package, vuln_id, values
+#: Where one root bucket's rows are: (run file, start, end) of each run holding some.
+_Segments = list[tuple[Path, int, int]]
 
 
-def _write_advisory_bucket(
-    bucket: BucketWriter, groups: Iterator[tuple[bytes, bytes, list[bytes]]]
-) -> tuple[int, int]:
+def _segments(runs: list[_Run], root: bytes) -> _Segments:
+    return [(run.path, *run.roots[root]) for run in runs if root in run.roots]
+
+
+def _fill_root(bucket: BucketWriter, segments: _Segments) -> tuple[int, int, int]:
+    """Write one root bucket from its rows: (entries, merged entries, vulnerabilities)."""
+    groups = _grouped(heapq.merge(*(_read_run(*segment) for segment in segments)))
+    if bucket.name == _VULN_ROOT:
+        vulns = 0
+        for _pkg, vuln_id, values in groups:
+            bucket.put(vuln_id, _merged(values, merge_vulnerability_values))
+            vulns += 1
+        return 0, 0, vulns
     entries = merged = 0
-    package: BucketWriter | None = None
-    for pkg, vuln_id, values in groups:
-        if package is None or package.name != pkg:
-            if package is not None:
-                package.close()
-            package = bucket.bucket(pkg)
-        package.put(vuln_id, _merged(values, merge_advisory_values))
+    pkg: bytes | None = None
+    items: list[tuple[bytes, bytes]] = []
+    for package, vuln_id, values in groups:
+        if package != pkg:
+            if pkg is not None:
+                bucket.put_bucket(pkg, items)
+            pkg, items = package, []
+        items.append((vuln_id, _merged(values, merge_advisory_values)))
         entries += 1
         merged += len(values) > 1
-    if package is not None:
-        package.close()
-    return entries, merged
+    if pkg is not None:
+        bucket.put_bucket(pkg, items)
+    return entries, merged, 0
+
+
+def _encode_root(path: str, root: bytes, segments: _Segments) -> tuple[Any, ...]:
+    """In a merging process: one root bucket encoded apart (:func:`encode_bucket`), as
+    ``("done", EncodedBucket, counts)`` or ``("error", error class, message)``."""
+    try:
+        counts = (0, 0, 0)
+
+        def fill(bucket: BucketWriter) -> None:
+            nonlocal counts
+            counts = _fill_root(bucket, segments)
+
+        return ("done", encode_bucket(Path(path), root, fill), counts)
+    except ExportCenterError as e:  # our own errors keep their class (and exit code)
+        return ("error", type(e), e.message)
+    except BaseException:
+        trace = traceback.format_exc()
+        return ("error", ExportCenterError, f"trivy.db merging process failed:\n{trace}")
+
+
+def _write_roots_in_processes(
+    db: BoltWriter,
+    roots: list[bytes],
+    runs: list[_Run],
+    write_here: Callable[[BucketWriter], None],
+    scratch: Path,
+    workers: int,
+) -> tuple[int, int, int]:
+    """Every root bucket but ``data-source`` (which ``write_here`` fills) merged and encoded in
+    ``workers`` processes, largest first; this process places each in root order as soon as it
+    is done (:meth:`BoltWriter.put_encoded`): the bytes of writing them here, one after another.
+
+    Raises:
+        ExportCenterError: a merging process failed (its error, with its class when it is one
+            of ours) or died; the others are stopped.
+    """
+    tasks = {root: _segments(runs, root) for root in roots if root != _DS_ROOT}
+    sizes = {root: sum(end - start for _p, start, end in segs) for root, segs in tasks.items()}
+    entries = merged = vulns = 0
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context)
+    try:
+        futures = {
+            root: pool.submit(_encode_root, str(scratch / f"bucket-{i:04d}"), root, tasks[root])
+            for i, root in sorted(enumerate(tasks), key=lambda item: -sizes[item[1]])
+        }
+        for root in roots:
+            if root == _DS_ROOT:
+                with db.bucket(root) as bucket:
+                    write_here(bucket)
+                continue
+            try:
+                got = futures[root].result()
+            except BrokenProcessPool:
+                raise ExportCenterError("a trivy.db merging process died") from None
+            if got[0] == "error":
+                raise _reported(got)
+            _kind, encoded, (e, m, v) = got
+            db.put_encoded(encoded)
+            if encoded.path is not None:
+                encoded.path.unlink()
+            entries, merged, vulns = entries + e, merged + m, vulns + v
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return entries, merged, vulns
 
 
 def _default_workers() -> int:
@@ -499,11 +585,8 @@ def write_trivy_db(
 
     scratch_parent = work_dir if work_dir is not None else out.parent
     with tempfile.TemporaryDirectory(prefix=".trivy-db-", dir=scratch_parent) as scratch:
-        total, runs = _map_all(
-            _batches(advisories, source_of),
-            Path(scratch),
-            workers if workers is not None else _default_workers(),
-        )
+        n_workers = workers if workers is not None else _default_workers()
+        total, runs = _map_all(_batches(advisories, source_of), Path(scratch), n_workers)
         log.info(
             "mapped %d advisories (%d with entries) into %d runs",
             total.read,
@@ -512,25 +595,28 @@ def write_trivy_db(
         )
         bucket_sources = total.bucket_sources
         roots = sorted({*(b.encode() for b in bucket_sources), _DS_ROOT, _VULN_ROOT})
-        groups = _Groups(_grouped(heapq.merge(*(_read_run(r) for r in runs))))
+        # Every row belongs to one of ``roots``.
+        assert {r for run in runs for r in run.roots} <= set(roots), "a row outside the roots"
+
+        def write_data_sources(bucket: BucketWriter) -> None:
+            for name in sorted(bucket_sources, key=str.encode):
+                bucket.put(name.encode(), _dumps(data_source_value(bucket_sources[name])))
+
         entries = merged = vulns = 0
         with BoltWriter(out, durable=durable) as db:
-            for root in roots:
-                with db.bucket(root) as bucket:
-                    if root == _DS_ROOT:
-                        for name in sorted(bucket_sources, key=str.encode):
-                            value = data_source_value(bucket_sources[name])
-                            bucket.put(name.encode(), _dumps(value))
-                    elif root == _VULN_ROOT:
-                        for _pkg, vuln_id, values in groups.take(root):
-                            bucket.put(vuln_id, _merged(values, merge_vulnerability_values))
-                            vulns += 1
-                    else:
-                        e, m = _write_advisory_bucket(bucket, groups.take(root))
-                        entries += e
-                        merged += m
-            # Every row belongs to one of ``roots``, in the same order.
-            assert groups.head is None, groups.head
+            if len(runs) > 1 and n_workers > 1:
+                # A large input: the serial merge was most of the time left (issue 16).
+                entries, merged, vulns = _write_roots_in_processes(
+                    db, roots, runs, write_data_sources, Path(scratch), n_workers
+                )
+            else:
+                for root in roots:
+                    with db.bucket(root) as bucket:
+                        if root == _DS_ROOT:
+                            write_data_sources(bucket)
+                            continue
+                        e, m, v = _fill_root(bucket, _segments(runs, root))
+                        entries, merged, vulns = entries + e, merged + m, vulns + v
     return TrivyDbReport(
         advisories=total.read,
         mapped=total.mapped,
