@@ -41,17 +41,22 @@ def fill_streaming(bucket: BucketWriter, node: Tree) -> None:
 
 
 def fill_fast(bucket: BucketWriter, node: Tree) -> None:
-    """Like :func:`fill_streaming`, but a sub-bucket of plain values goes through put_bucket."""
+    """Like :func:`fill_streaming`, through the one-call paths: a sub-bucket of plain values
+    goes through ``put_bucket``, consecutive plain values through ``put_all``."""
+    plain: list[tuple[bytes, bytes]] = []
     for key in sorted(node):
         value = node[key]
-        if isinstance(value, dict):
-            if all(isinstance(v, bytes) for v in value.values()):
-                bucket.put_bucket(key, [(k, value[k]) for k in sorted(value)])  # type: ignore[misc]
-            else:
-                with bucket.bucket(key) as child:
-                    fill_fast(child, value)
+        if not isinstance(value, dict):
+            plain.append((key, value))
+            continue
+        assert bucket.put_all(plain) == len(plain)
+        plain = []
+        if all(isinstance(v, bytes) for v in value.values()):
+            bucket.put_bucket(key, [(k, value[k]) for k in sorted(value)])  # type: ignore[misc]
         else:
-            bucket.put(key, value)
+            with bucket.bucket(key) as child:
+                fill_fast(child, value)
+    assert bucket.put_all(plain) == len(plain)
 
 
 def write_plain(path: Path, tree: Tree) -> bytes:
@@ -214,3 +219,32 @@ def test_misplaced_or_damaged_encoded_buckets_are_refused(tmp_path: Path) -> Non
     ):
         db.put_encoded(vuln)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]  # no database left
+
+
+def test_put_all_checks_what_put_checks(tmp_path: Path) -> None:
+    keys = [b"k%05d" % i for i in range(3000)]  # far past a quarter page: a paged bucket
+    with BoltWriter(tmp_path / "a.db") as db, db.bucket(b"b") as bucket:
+        # A bytearray key and value are taken as put takes them.
+        n = bucket.put_all(
+            [(k, b"v") for k in keys[:-1]] + [(bytearray(keys[-1]), bytearray(b"w"))]
+        )
+    assert n == len(keys)
+    with BoltWriter(tmp_path / "b.db") as db, db.bucket(b"b") as bucket:
+        for k in keys[:-1]:
+            bucket.put(k, b"v")
+        bucket.put(keys[-1], b"w")
+    assert (tmp_path / "a.db").read_bytes() == (tmp_path / "b.db").read_bytes()
+
+    for bad, message in (
+        ([*keys, keys[5]], "unsorted key"),
+        ([*keys, keys[-1]], "duplicate key"),
+        ([*keys, b""], "key length 0"),
+        ([*keys, b"z" * 40_000], "key length 40000"),
+    ):
+        with (
+            pytest.raises(BoltWriteError, match=message),
+            BoltWriter(tmp_path / "c.db") as db,
+            db.bucket(b"b") as bucket,
+        ):
+            bucket.put_all((k, b"v") for k in bad)
+        assert not (tmp_path / "c.db").exists()

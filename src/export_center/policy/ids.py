@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["is_cve", "other_ids", "vulnerability_names"]
+__all__ = ["is_cve", "names_and_other_ids", "other_ids", "vulnerability_names"]
 
 
 def is_cve(identifier: str) -> bool:
@@ -33,15 +33,25 @@ def is_cve(identifier: str) -> bool:
 def vulnerability_names(advisory_id: str, aliases: Iterable[str] = ()) -> tuple[str, ...]:
     """The names of the vulnerabilities an advisory describes, bytewise sorted: its CVE ids, or
     the bytewise smallest of its ids when it has no CVE."""
-    ids = {advisory_id, *aliases}
-    cves = sorted((i for i in ids if is_cve(i)), key=str.encode)
-    if cves:
-        return tuple(cves)
-    return (min(ids, key=str.encode),)
+    return names_and_other_ids(advisory_id, aliases)[0]
 
 
 def other_ids(advisory_id: str, aliases: Iterable[str] = ()) -> tuple[str, ...]:
     """Every id of the advisory that is not one of its names, bytewise sorted."""
+    return names_and_other_ids(advisory_id, aliases)[1]
+
+
+def names_and_other_ids(
+    advisory_id: str, aliases: Iterable[str] = ()
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(:func:`vulnerability_names`, :func:`other_ids`) in one pass over the ids."""
     ids = {advisory_id, *aliases}
-    names = set(vulnerability_names(advisory_id, ids))
-    return tuple(sorted(ids - names, key=str.encode))
+    cves = [i for i in ids if i.startswith("CVE-")]  # is_cve, inline: once per advisory
+    if cves:
+        names = tuple(sorted(cves, key=str.encode))
+        others = [i for i in ids if not i.startswith("CVE-")]
+    else:
+        name = min(ids, key=str.encode)
+        names = (name,)
+        others = [i for i in ids if i != name]
+    return names, tuple(sorted(others, key=str.encode))

@@ -28,7 +28,7 @@ import contextlib
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -359,6 +359,41 @@ class BucketWriter:
         key = bytes(key)
         self._last_key = key
         self._add(key, bytes(value), 0)
+
+    def put_all(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """:meth:`put` of every pair, in order (keys strictly increasing); returns how many.
+        The same checks, made in one loop: a trivy.db's ``vulnerability`` bucket takes a
+        million keys, and the call per key was a fifth of writing it."""
+        n = 0
+        it = iter(items)
+        for key, value in it:  # while the bucket may still be inline: the general path
+            self.put(key, value)
+            n += 1
+            if self._tree is not None:
+                break
+        tree = self._tree
+        if tree is None:
+            return n
+        if self._closed or self._child is not None:
+            self._check_key(b"-")  # raises what put would
+        last = self._last_key
+        assert last is not None
+        for key, value in it:
+            if type(key) is not bytes or not last < key or len(key) > MAX_KEY_SIZE:
+                self._last_key = last
+                self.put(key, value)  # raises what put would (or takes a bytearray key)
+                last = self._last_key
+                n += 1
+                continue
+            if type(value) is not bytes:
+                value = bytes(value)
+            if len(value) > MAX_VALUE_SIZE:
+                raise BoltWriteError(f"bucket {self._where()!r}: value of {key!r} is too large")
+            tree.add(key, value, 0)
+            last = key
+            n += 1
+        self._last_key = last
+        return n
 
     def bucket(self, name: bytes) -> BucketWriter:
         """Open the sub-bucket ``name``; its pages are written before its parent's entry.

@@ -199,8 +199,10 @@ class _Mapper:
             result.read += 1
             doc = _decoded(advisory)
             mapped = map_record(doc, source)
-            result.skipped.update(mapped.skipped)
-            result.dropped.update(mapped.dropped)
+            if mapped.skipped:
+                result.skipped.update(mapped.skipped)
+            if mapped.dropped:
+                result.dropped.update(mapped.dropped)
             if not mapped.entries or mapped.vulnerability is None:
                 continue
             aid = doc["id"].encode()
@@ -209,24 +211,25 @@ class _Mapper:
                 result.skipped["NUL byte in an id"] += 1
                 continue
             result.mapped += 1
-            tail = _SEP + source.id.encode() + _SEP + aid + _SEP
-            for entry in mapped.entries:
-                bucket, package = entry.bucket.encode(), entry.package.encode()
+            feed = source.id.encode()
+            held, first_row = 0, len(rows)
+            for bucket_name, package_name, vuln_id, entry_value in mapped.entries:
+                bucket, package = bucket_name.encode(), package_name.encode()
                 if _SEP in package or _SEP in bucket:
                     result.skipped["NUL byte in a package name"] += 1
                     continue
-                held = result.bucket_sources.get(entry.bucket)
-                if held is None or source.id < held.id:
-                    result.bucket_sources[entry.bucket] = source
-                row = _SEP.join((bucket, package, entry.vuln_id.encode())) + tail
-                row += _dumps(entry.value)
+                first = result.bucket_sources.get(bucket_name)
+                if first is None or source.id < first.id:
+                    result.bucket_sources[bucket_name] = source
+                row = _SEP.join((bucket, package, vuln_id.encode(), feed, aid, _dumps(entry_value)))
                 rows.append(row)
-                self._held += len(row) + _ROW_OVERHEAD
+                held += len(row)
             value = _dumps(mapped.vulnerability)
             for key in keys:
-                row = _SEP.join((_VULN_ROOT, b"", key)) + tail + value
+                row = _SEP.join((_VULN_ROOT, b"", key, feed, aid, value))
                 rows.append(row)
-                self._held += len(row) + _ROW_OVERHEAD
+                held += len(row)
+            self._held += held + _ROW_OVERHEAD * (len(rows) - first_row)
             if self._held >= self.budget:
                 self.spill()
 
@@ -452,10 +455,10 @@ def _fill_root(bucket: BucketWriter, segments: _Segments) -> tuple[int, int, int
     """Write one root bucket from its rows: (entries, merged entries, vulnerabilities)."""
     groups = _grouped(heapq.merge(*(_read_run(*segment) for segment in segments)))
     if bucket.name == _VULN_ROOT:
-        vulns = 0
-        for _pkg, vuln_id, values in groups:
-            bucket.put(vuln_id, _merged(values, merge_vulnerability_values))
-            vulns += 1
+        vulns = bucket.put_all(
+            (vuln_id, _merged(values, merge_vulnerability_values))
+            for _pkg, vuln_id, values in groups
+        )
         return 0, 0, vulns
     entries = merged = 0
     pkg: bytes | None = None

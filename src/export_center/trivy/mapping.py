@@ -35,15 +35,15 @@ import importlib
 import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
 from export_center.model import Advisory, AffectedPackage, to_json_dict
 from export_center.policy import versions as pv
-from export_center.policy.ids import other_ids, vulnerability_names
+from export_center.policy.ids import names_and_other_ids
 from export_center.trivy.grammar import Comparer, Op, comparer_for, constraint, spelling
 
 __all__ = [
@@ -865,18 +865,17 @@ def _vulnerability_value(doc: Mapping[str, Any], source: DataSource) -> dict[str
     return value
 
 
-@dataclass(frozen=True)
-class AdvisoryEntry:
-    """One key of an advisory bucket: ``bucket`` → ``package`` → ``vuln_id`` = ``value``."""
+class AdvisoryEntry(NamedTuple):
+    """One key of an advisory bucket: ``bucket`` → ``package`` → ``vuln_id`` = ``value``.
+    (Named tuples: one advisory makes a few, a million-advisory build several million.)"""
 
     bucket: str
     package: str
     vuln_id: str
-    value: dict[str, Any] = field(hash=False)
+    value: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class MappedAdvisory:
+class MappedAdvisory(NamedTuple):
     """What one advisory contributes.
 
     ``vuln_ids`` are its keys (:func:`export_center.policy.ids.vulnerability_names`); ``entries``
@@ -906,11 +905,10 @@ def map_record(doc: Mapping[str, Any], source: DataSource) -> MappedAdvisory:
     gives no entry; ``skipped`` says why, one reason per left-out package.
     """
     aid = doc["id"]
-    aliases = doc.get("aliases") or ()
-    keys = vulnerability_names(aid, aliases)
+    keys, other = names_and_other_ids(aid, doc.get("aliases") or ())
     if doc.get("withdrawn"):
         return MappedAdvisory(keys, (), None, ("withdrawn advisory",))
-    ids = list(other_ids(aid, aliases))
+    ids = list(other)
     severity: int | None = None
     # Several affected[] entries may name the same package (one per range): combine them, as
     # upstream does.
@@ -952,9 +950,11 @@ def map_record(doc: Mapping[str, Any], source: DataSource) -> MappedAdvisory:
             held = merged.get(slot)
             merged[slot] = value if held is None else merge_advisory_values([held, value])
     entries = tuple(
-        AdvisoryEntry(bucket, package, key, value)
-        for (bucket, package), value in sorted(merged.items())
-        for key in keys
+        [
+            AdvisoryEntry(bucket, package, key, value)
+            for (bucket, package), value in sorted(merged.items())
+            for key in keys
+        ]
     )
     vulnerability = _vulnerability_value(doc, source) if entries else None
     return MappedAdvisory(keys, entries, vulnerability, tuple(skipped), tuple(dropped))
