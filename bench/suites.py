@@ -251,7 +251,8 @@ def suite_trivy(ctx: BenchContext) -> list[dict[str, Any]]:
                 "baseline_name": "read + serialize the same advisories as JSON",
                 "peak_rss_mb": rss,
                 "note": (
-                    f"trivy.db {n:,}: {workers} mapping processes; peak RSS is the peak of the "
+                    f"trivy.db {n:,}: {workers} mapping processes, then {workers} merging "
+                    f"processes (one root bucket each at a time); peak RSS is the peak of the "
                     f"summed resident memory of the main process (own peak {main_rss:.0f} MB) "
                     f"and its workers (largest worker's peak {worker_rss:.0f} MB)"
                 ),

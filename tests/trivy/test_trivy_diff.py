@@ -61,11 +61,11 @@ def test_the_differential_check_sees_a_broken_mapping(
     monkeypatch.setattr(mapping, "vulnerable_versions", old_mapping)
     # The mapping remembers results by content: forget those of the real function (and, after
     # the check, those of the broken one).
-    mapping._vulnerable_by_content.cache_clear()
+    mapping._VULNERABLE_BY_CONTENT.clear()
     try:
         result = trivy_diff.run(corpora, trivy_bin, tmp_path, sample=0, always=[EXAMPLES[0]])
     finally:
-        mapping._vulnerable_by_content.cache_clear()
+        mapping._VULNERABLE_BY_CONTENT.clear()
     missed = {
         (u["version"], u["vulnerability"])
         for u in result.unexplained

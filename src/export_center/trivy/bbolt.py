@@ -20,6 +20,11 @@ bucket without sub-buckets whose inline page image is at most a quarter page is 
 
 Keys must be given in strictly increasing byte order within each bucket; the writer refuses
 anything else instead of sorting (sorting would mean holding the data in memory).
+
+A root bucket can also be written apart, in another process (:func:`encode_bucket`), and placed
+later (:meth:`BoltWriter.put_encoded`): its pages are numbered as if they began a file, and
+placing it moves every page id they hold (their own, branch children, roots of nested buckets)
+by where they land. The file is the same bytes as if the bucket had been written in place.
 """
 
 from __future__ import annotations

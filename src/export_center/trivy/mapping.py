@@ -31,9 +31,11 @@ meaning), so the same advisories always give the same bytes.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import itertools
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -604,10 +606,37 @@ def vulnerable_versions(
     return _unique(vulnerable), dropped
 
 
-#: Distinct (ecosystem, ranges, versions) remembered by :func:`_vulnerable_versions_of`. Keys
-#: are the JSON of one package's ranges and versions: a few KiB for PyPA's long version lists,
-#: so at most a few tens of MiB per mapping process.
-_VULNERABLE_MEMO = 8192
+class _ContentMemo:
+    """A bounded least-recently-used memo keyed by the SHA-256 of a result's inputs (as JSON):
+    32 bytes per entry whatever the size of the inputs (keyed on the JSON itself, PyPA's long
+    version lists made it 30 MB per mapping process)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.hits = self.misses = 0
+        self._items: OrderedDict[bytes, tuple[tuple[str, ...], tuple[str, ...]]] = OrderedDict()
+
+    def get(self, key: bytes) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        else:
+            self.misses += 1
+        return found
+
+    def put(self, key: bytes, value: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+        self._items[key] = value
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.hits = self.misses = 0
+
+
+#: Results of :func:`vulnerable_versions` remembered by :func:`_vulnerable_versions_of`.
+_VULNERABLE_BY_CONTENT = _ContentMemo(8192)
 
 
 def _vulnerable_versions_of(
@@ -618,20 +647,14 @@ def _vulnerable_versions_of(
     (61 % of Go's, 19 % of PyPI's) repeat an earlier entry's ranges and versions (one module
     fixed in one release across packages; GHSA and PYSEC records of one vulnerability). The
     result depends on nothing else, so the memo never changes a byte (a test compares)."""
-    key = orjson.dumps((affected.get("ranges"), affected.get("versions")))
-    # Keyed on plain strings: hashing the frozen dataclass costs more than the lookup.
-    vulnerable, dropped = _vulnerable_by_content(eco.slug, eco.purl_type, key)
-    return list(vulnerable), list(dropped)
-
-
-@functools.lru_cache(maxsize=_VULNERABLE_MEMO)
-def _vulnerable_by_content(
-    slug: str, purl_type: str | None, ranges_and_versions: bytes
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    ranges, versions = orjson.loads(ranges_and_versions)
-    eco = TrivyEcosystem(slug, purl_type=purl_type)  # a language ecosystem: no OS bucket
-    vulnerable, dropped = vulnerable_versions({"ranges": ranges, "versions": versions}, eco)
-    return tuple(vulnerable), tuple(dropped)
+    inputs = (eco.slug, eco.purl_type, affected.get("ranges"), affected.get("versions"))
+    key = hashlib.sha256(orjson.dumps(inputs)).digest()
+    found = _VULNERABLE_BY_CONTENT.get(key)
+    if found is None:
+        vulnerable, dropped = vulnerable_versions(affected, eco)
+        _VULNERABLE_BY_CONTENT.put(key, (tuple(vulnerable), tuple(dropped)))
+        return vulnerable, dropped
+    return list(found[0]), list(found[1])
 
 
 @functools.lru_cache(maxsize=65536)
