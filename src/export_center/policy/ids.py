@@ -46,10 +46,10 @@ def names_and_other_ids(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(:func:`vulnerability_names`, :func:`other_ids`) in one pass over the ids."""
     ids = {advisory_id, *aliases}
-    cves = [i for i in ids if i.startswith("CVE-")]  # is_cve, inline: once per advisory
+    cves = [i for i in ids if is_cve(i)]
     if cves:
         names = tuple(sorted(cves, key=str.encode))
-        others = [i for i in ids if not i.startswith("CVE-")]
+        others = [i for i in ids if not is_cve(i)]
     else:
         name = min(ids, key=str.encode)
         names = (name,)

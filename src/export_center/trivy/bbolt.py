@@ -377,10 +377,9 @@ class BucketWriter:
             if self._tree is not None:
                 break
         tree = self._tree
-        if tree is None:
+        if tree is None or not n:  # all taken above, or nothing to take
             return n
-        if self._closed or self._child is not None:
-            self._check_key(b"-")  # raises what put would
+        # A put went through above: the bucket is open, no sub-bucket is, ``last`` is set.
         last = self._last_key
         assert last is not None
         for key, value in it:
