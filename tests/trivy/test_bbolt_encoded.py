@@ -210,8 +210,14 @@ def test_misplaced_or_damaged_encoded_buckets_are_refused(tmp_path: Path) -> Non
     ):
         db.put_encoded(other_size)
 
+    vuln = encode_bucket(  # again: placing it above consumed its file
+        work / "v",
+        b"vulnerability",
+        lambda b: fill_streaming(b, tree[b"vulnerability"]),  # type: ignore[arg-type]
+    )
     assert vuln.path is not None
     data = vuln.path.read_bytes()
+    assert len(data) == vuln.pages * PAGE_SIZE
     vuln.path.write_bytes(data[:-PAGE_SIZE])  # a page lost
     with (
         pytest.raises(BoltWriteError, match=r"not the \d+ pages encoded"),

@@ -40,6 +40,7 @@ from types import TracebackType
 from typing import BinaryIO, Final
 
 from export_center.errors import BadInputError
+from export_center.trivy.scratch import release
 
 __all__ = [
     "MAX_KEY_SIZE",
@@ -161,18 +162,29 @@ class _PageSink:
     def copy_relocated(self, encoded: EncodedBucket) -> int:
         """Append the pages of ``encoded`` with their ids moved to where they land here (page
         ids, branch children and the roots of nested buckets); returns how far they moved.
-        One pass: read a few MiB of whole pages, move them in the buffer, write it."""
+        One pass: read a few MiB of whole pages, move them in the buffer, write it.
+
+        The encoded file is consumed: each range read is released at once
+        (:func:`~export_center.trivy.scratch.release`, so these writes reuse its memory) and
+        the file is left empty, so that placing it again is refused instead of copying zeros.
+        """
         delta = self.next_pgid - _FIRST_DATA_PGID
         size = encoded.pages * self.page_size
         assert encoded.path is not None
         buf = bytearray(_COPY_CHUNK)
         held = 0  # bytes in ``buf`` not written yet: the start of a page span
         left = size
-        with encoded.path.open("rb", buffering=0) as src:
-            if os.fstat(src.fileno()).st_size != size:
-                raise BoltWriteError(f"{encoded.path}: not the {encoded.pages} pages encoded")
+        # Opened for writing too: only a writable file's pages can be released.
+        with encoded.path.open("r+b", buffering=0) as src:
+            if (actual := os.fstat(src.fileno()).st_size) != size:
+                placed = " (empty: placed already?)" if actual == 0 else ""
+                raise BoltWriteError(
+                    f"{encoded.path}: {actual} bytes, not the {encoded.pages} pages encoded{placed}"
+                )
             while left or held:
                 n = src.readinto(memoryview(buf)[held : held + min(len(buf) - held, left)])
+                # Deleted after this copy: the pages just read can serve the writes.
+                release(src.fileno(), size - left, size - left + n)
                 if n == 0 and left:
                     raise BoltWriteError(f"{encoded.path}: shorter than its {size} bytes")
                 left -= n
@@ -191,6 +203,7 @@ class _PageSink:
                 buf[:held] = buf[off:end]
                 if off == 0 and held == len(buf):  # one span larger than the buffer
                     buf.extend(bytes(span - len(buf)))
+            src.truncate(0)
         self.next_pgid += encoded.pages
         return delta
 
@@ -590,8 +603,9 @@ class BoltWriter:
 
     def put_encoded(self, encoded: EncodedBucket) -> None:
         """Place a root bucket written by :func:`encode_bucket`, in the order :meth:`bucket`
-        would have taken it. Raises BoltWriteError as :meth:`bucket` would, or when the
-        bucket was encoded for another page size or its pages are not all there."""
+        would have taken it; its file is consumed (left empty: see ``_PageSink.copy_relocated``).
+        Raises BoltWriteError as :meth:`bucket` would, or when the bucket was encoded for
+        another page size or its pages are not all there (or were placed already)."""
         root = self._root
         root._check_key(encoded.name)
         if encoded.page_size != self._page_size:

@@ -70,6 +70,7 @@ from export_center.trivy.mapping import (
     merge_advisory_values,
     merge_vulnerability_values,
 )
+from export_center.trivy.scratch import release
 
 __all__ = [
     "DB_SCHEMA_VERSION",
@@ -101,6 +102,8 @@ RUN_BUDGET = 12 << 20
 _BLOCK = 256
 #: Tasks waiting per worker in the queue between the reader and the workers.
 _IN_FLIGHT = 2
+#: Bytes of a run read before their pages are released (``scratch.release``).
+_RELEASE_EVERY = 1 << 20
 #: Overhead of one row in memory besides its bytes (the object header and the list slot).
 _ROW_OVERHEAD = 48
 
@@ -285,11 +288,17 @@ def _worker(tasks: Any, results: Any, scratch: str, prefix: str, budget: int) ->
 def _read_run(path: Path, start: int, end: int) -> Iterator[Row]:
     """The rows of ``path`` between the byte offsets ``start`` and ``end`` (one root's)."""
     # Our own run files, written by _Mapper in this same run: pickle is safe here.
-    with path.open("rb") as fh:
+    # Opened for writing too: only a writable file's pages can be released.
+    with path.open("r+b") as fh:
         fh.seek(start)
-        while fh.tell() < end:
+        held = start  # read, not released yet: from here to the file position
+        while (pos := fh.tell()) < end:
+            if pos - held >= _RELEASE_EVERY:
+                # Read once and deleted after the merge: its memory can serve the next write.
+                held = release(fh.fileno(), held, pos)
             block: list[Row] = pickle.load(fh)  # noqa: S301
             yield from block
+        release(fh.fileno(), held, end)
 
 
 def _batches(
