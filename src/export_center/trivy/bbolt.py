@@ -434,24 +434,45 @@ class BucketWriter:
 
         Raises BoltWriteError as :meth:`bucket` and :meth:`put` would.
         """
-        size = _HEADER_SIZE
+        n = len(items)
+        size = _HEADER_SIZE + _ELEM_SIZE * n
         last = None
+        elems: list[bytes] = []
+        data: list[bytes] = []
+        pos = _ELEM_SIZE * n  # from an element to its key: as in _encode_leaf
         for key, value in items:
             if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
                 break  # let the general path say what is wrong
             if last is not None and key <= last:
                 break
             last = key
-            size += _ELEM_SIZE + len(key) + len(value)
+            klen, vlen = len(key), len(value)
+            size += klen + vlen
+            elems.append(_LEAF_ELEM.pack(0, pos, klen, vlen))
+            data.append(key)
+            data.append(value)
+            pos += klen + vlen - _ELEM_SIZE
         else:
-            if size <= self._sink.page_size // 4:
-                self._check_key(name)
-                name = bytes(name)
+            if size <= self._inline_max:
+                last_name = self._last_key
+                if (
+                    type(name) is not bytes
+                    or (last_name is not None and name <= last_name)
+                    or self._child is not None
+                    or self._closed
+                    or not 0 < len(name) <= MAX_KEY_SIZE
+                ):
+                    self._check_key(name)  # says what is wrong (or takes a bytearray)
+                    name = bytes(name)
                 self._last_key = name
-                self._to_tree()  # a bucket with sub-buckets is never inline
+                if self._inline is not None:
+                    self._to_tree()  # a bucket with sub-buckets is never inline
                 self._nested = True
-                image = _encode_leaf(0, [(k, bytes(v), 0) for k, v in items], size)
-                self._add(name, _BUCKET_HEADER.pack(0, 0) + image, _BUCKET_LEAF_FLAG)
+                # The bucket header, then the page image _encode_leaf would make (an inline
+                # page is never padded), joined once: most package buckets hold one key.
+                head = _BUCKET_HEADER.pack(0, 0) + _PAGE_HEADER.pack(0, _LEAF_PAGE, n, 0)
+                assert self._tree is not None
+                self._tree.add(name, b"".join([head, *elems, *data]), _BUCKET_LEAF_FLAG)
                 return
         with self.bucket(name) as child:
             for key, value in items:
