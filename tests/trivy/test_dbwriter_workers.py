@@ -101,3 +101,23 @@ def test_a_failing_merging_process_fails_the_build_with_its_error(tmp_path: Path
     db.abort()
     assert "FileNotFoundError" in str(failed.value)
     assert [p.name for p in tmp_path.iterdir()] == ["scratch"]  # no database written
+
+
+def test_merge_order_starts_the_largest_roots_then_follows_root_order() -> None:
+    def segs(size: int) -> list[tuple[Path, int, int]]:
+        return [(Path("r0"), 0, size // 2), (Path("r1"), 100, 100 + size - size // 2)]
+
+    # Root order as the writer gives them; the vulnerability bucket is the largest.
+    tasks = {
+        b"cargo::A": segs(10),
+        b"go::A": segs(300),
+        b"pip::A": segs(200),
+        b"vulnerability": segs(900),
+    }
+    order = dbwriter._merge_order(tasks, 2)
+    assert [root for _i, root in order] == [b"vulnerability", b"cargo::A", b"go::A", b"pip::A"]
+    assert [i for i, _root in order] == [3, 0, 1, 2]  # each keeps its own scratch file name
+    three = [root for _i, root in dbwriter._merge_order(tasks, 3)]
+    assert three == [b"vulnerability", b"go::A", b"cargo::A", b"pip::A"]
+    one = [root for _i, root in dbwriter._merge_order(tasks, 1)]
+    assert one == list(tasks)

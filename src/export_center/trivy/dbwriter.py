@@ -7,14 +7,15 @@ writer sorts externally, in two steps:
    each batch's rows are sorted in memory and spilled to a *run* file. Large inputs are mapped in
    worker processes (one per core by default) fed through a bounded queue, so memory stays flat
    and mapping uses every core; a small input never starts a process.
-2. **merge**: each root bucket is one ordered pass over its rows in the runs (``heapq.merge``;
-   a run records where each root's rows are), streamed into
-   :class:`~export_center.trivy.bbolt.BoltWriter`. When the input was large enough to be mapped
-   in workers, the root buckets are merged and encoded in as many processes
-   (:func:`~export_center.trivy.bbolt.encode_bucket`, largest first) and this process places
-   each in root order as it is done (:meth:`~export_center.trivy.bbolt.BoltWriter.put_encoded`
-   moves its page ids): the same bytes as writing them here one after another, without a
-   serial merge of everything (that was a third of a 1M-advisory build).
+2. **merge**: each root bucket is one ordered pass over its rows in the runs (``heapq.merge``; a run
+   records where each root's rows are), streamed into
+   :class:`~export_center.trivy.bbolt.BoltWriter`. When the input was large enough to be mapped in
+   workers, the root buckets are merged and encoded in as many processes
+   (:func:`~export_center.trivy.bbolt.encode_bucket`; the largest first, then in root order) and
+   this process places each in root order as it is done
+   (:meth:`~export_center.trivy.bbolt.BoltWriter.put_encoded` moves its page ids): the same bytes as
+   writing them here one after another, without a serial merge of everything (that was a third of a
+   1M-advisory build).
 
 A row is root bucket, package, vulnerability id, feed id, advisory id and value JSON joined by
 NUL bytes (which no name may contain, and JSON escapes), so the one bytewise order of the rows is
@@ -509,6 +510,17 @@ def _encode_root(path: str, root: bytes, segments: _Segments) -> tuple[Any, ...]
         return ("error", ExportCenterError, f"trivy.db merging process failed:\n{trace}")
 
 
+def _merge_order(tasks: dict[bytes, _Segments], processes: int) -> list[tuple[int, bytes]]:
+    """(index, root) in the order they are handed to ``processes`` merging processes: the
+    largest roots first, one for each process but one (the longest tasks must start first),
+    then the others in root order, so that those are done, and placed, in the order they are
+    placed in rather than all at the end behind the first one still running."""
+    sizes = {root: sum(end - start for _p, start, end in segs) for root, segs in tasks.items()}
+    indexed = list(enumerate(tasks))
+    first = sorted(indexed, key=lambda item: -sizes[item[1]])[: processes - 1]
+    return first + [item for item in indexed if item not in first]
+
+
 def _write_roots_in_processes(
     db: BoltWriter,
     roots: list[bytes],
@@ -518,22 +530,23 @@ def _write_roots_in_processes(
     workers: int,
 ) -> tuple[int, int, int]:
     """Every root bucket but ``data-source`` (which ``write_here`` fills) merged and encoded in
-    ``workers`` processes, largest first; this process places each in root order as soon as it
-    is done (:meth:`BoltWriter.put_encoded`): the bytes of writing them here, one after another.
+    ``workers`` processes (:func:`_merge_order`); this process places each in root order as
+    soon as it is done (:meth:`BoltWriter.put_encoded`): the bytes of writing them here, one
+    after another.
 
     Raises:
         ExportCenterError: a merging process failed (its error, with its class when it is one
             of ours) or died; the others are stopped.
     """
     tasks = {root: _segments(runs, root) for root in roots if root != _DS_ROOT}
-    sizes = {root: sum(end - start for _p, start, end in segs) for root, segs in tasks.items()}
+    n_procs = min(workers, len(tasks))
     entries = merged = vulns = 0
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=n_procs, mp_context=context)
     try:
         futures = {
             root: pool.submit(_encode_root, str(scratch / f"bucket-{i:04d}"), root, tasks[root])
-            for i, root in sorted(enumerate(tasks), key=lambda item: -sizes[item[1]])
+            for i, root in _merge_order(tasks, n_procs)
         }
         for root in roots:
             if root == _DS_ROOT:
