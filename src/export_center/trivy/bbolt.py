@@ -75,6 +75,8 @@ _BUCKET_HEADER = struct.Struct("<QQ")  # root pgid, sequence
 _META_BODY = struct.Struct("<IIIIQQQQQ")  # magic … txid: the 56 checksummed bytes
 _U64 = struct.Struct("<Q")
 _HEADER_SIZE: Final = 16
+#: The bucket header of an inline bucket: no root page, sequence 0.
+_INLINE_HEADER: Final = _BUCKET_HEADER.pack(0, 0)
 _ELEM_SIZE: Final = 16
 
 _FREELIST_PGID: Final = 2
@@ -102,9 +104,9 @@ def _fnv1a64(data: bytes) -> int:
     return h
 
 
-def _encode_leaf(page_id: int, entries: list[tuple[bytes, bytes, int]], size: int) -> bytearray:
-    """A leaf page image of ``size`` bytes (unpadded): header, elements, then keys and values.
-    Joined from parts: most leaves are inline buckets of one or two keys, where filling a
+def _leaf_parts(page_id: int, entries: Sequence[tuple[bytes, bytes, int]]) -> list[bytes]:
+    """The pieces of a leaf page image, in order: header, elements, then keys and values.
+    Joined by the caller: most leaves are inline buckets of one or two keys, where filling a
     preallocated buffer slice by slice cost twice as much."""
     n = len(entries)
     parts = [_PAGE_HEADER.pack(page_id, _LEAF_PAGE, n, 0)]
@@ -119,7 +121,12 @@ def _encode_leaf(page_id: int, entries: list[tuple[bytes, bytes, int]], size: in
         data.append(value)
         pos += klen + vlen - _ELEM_SIZE
     parts += data
-    buf = bytearray(b"".join(parts))
+    return parts
+
+
+def _encode_leaf(page_id: int, entries: list[tuple[bytes, bytes, int]], size: int) -> bytearray:
+    """A leaf page image of ``size`` bytes (unpadded)."""
+    buf = bytearray(b"".join(_leaf_parts(page_id, entries)))
     if len(buf) < size:
         buf.extend(bytes(size - len(buf)))
     return buf
@@ -439,7 +446,7 @@ class BucketWriter:
         last = None
         elems: list[bytes] = []
         data: list[bytes] = []
-        pos = _ELEM_SIZE * n  # from an element to its key: as in _encode_leaf
+        pos = _ELEM_SIZE * n  # from an element to its key: as in _leaf_parts
         for key, value in items:
             if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
                 break  # let the general path say what is wrong
@@ -455,7 +462,7 @@ class BucketWriter:
         else:
             if size <= self._inline_max:
                 last_name = self._last_key
-                if (
+                if (  # _check_key's tests inline: 1.55 s against 1.8 s for 900,000 buckets
                     type(name) is not bytes
                     or (last_name is not None and name <= last_name)
                     or self._child is not None
@@ -468,9 +475,11 @@ class BucketWriter:
                 if self._inline is not None:
                     self._to_tree()  # a bucket with sub-buckets is never inline
                 self._nested = True
-                # The bucket header, then the page image _encode_leaf would make (an inline
-                # page is never padded), joined once: most package buckets hold one key.
-                head = _BUCKET_HEADER.pack(0, 0) + _PAGE_HEADER.pack(0, _LEAF_PAGE, n, 0)
+                # The bucket header, then the image _leaf_parts would make (an inline page is
+                # never padded), its elements built in the checking loop above: one pass over
+                # the items and no entry tuples (1.6 s against 2.15 s for 900,000 one-key
+                # buckets through _leaf_parts). Most package buckets hold one key.
+                head = _INLINE_HEADER + _PAGE_HEADER.pack(0, _LEAF_PAGE, n, 0)
                 assert self._tree is not None
                 self._tree.add(name, b"".join([head, *elems, *data]), _BUCKET_LEAF_FLAG)
                 return
@@ -511,8 +520,7 @@ class BucketWriter:
             )
         self._closed = True
         if self._inline is not None:
-            image = _encode_leaf(0, self._inline, self._inline_size)
-            value = _BUCKET_HEADER.pack(0, 0) + bytes(image)
+            value = b"".join([_INLINE_HEADER, *_leaf_parts(0, self._inline)])  # never padded
             self._inline = None
         else:
             assert self._tree is not None

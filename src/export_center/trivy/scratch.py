@@ -18,6 +18,7 @@ it is given, and a failure is never an error.
 from __future__ import annotations
 
 import ctypes
+import errno
 import sys
 from collections.abc import Callable
 from typing import Final
@@ -28,6 +29,9 @@ _FALLOC_FL_KEEP_SIZE: Final = 0x01
 _FALLOC_FL_PUNCH_HOLE: Final = 0x02
 #: Holes are punched in whole pages: a partly read page is kept until it is all read.
 _PAGE: Final = 4096
+#: What a kernel or file system that cannot punch holes answers (any other failure, e.g. a
+#: descriptor not open for writing, is about that one call).
+_UNSUPPORTED: Final = frozenset({errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
 
 
 def _fallocate() -> Callable[[int, int, int, int], int] | None:
@@ -63,6 +67,3 @@ def release(fd: int, start: int, end: int) -> int:
     ):
         _punch = None  # this kernel or file system cannot: stop asking
     return max(start, last)
-
-
-_UNSUPPORTED: Final = frozenset({95, 38, 22})  # EOPNOTSUPP, ENOSYS, EINVAL
