@@ -233,6 +233,7 @@ HOW = (
     "  files (extracted from our archive). **verify**: `stella export verify`'s checks on that",
     "  archive, against `sha256sum` + `zstd -d` of it.",
     "- **trivy**: trivy.db from synthetic advisories, against reading and serializing them.",
+    "  Every size is built `--repeat` times, 1M too; the row's note lists the runs in order.",
     "- **mirror-delta**: size of a mirror:delta after revising 1 % / 10 % of the records.",
     "- **service**: `stella serve` on SQLite with the Go vulnerability database (4,291",
     "  advisories) ingested, as a user runs it. A feeder keeps two json:raw runs queued, so the",
