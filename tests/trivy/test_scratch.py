@@ -119,7 +119,10 @@ def test_the_database_is_the_same_bytes_with_release_and_without(
     def items() -> list[tuple[str, bytes]]:
         return [(f, orjson.dumps(to_json_dict(a))) for f, a in synthetic_advisories(2000)]
 
+    # Punching must really be on for the first build, or the two builds would be the same one.
+    assert scratch._punch is not None
     released = write_trivy_db(items(), tmp_path / "released.db", workers=1)
+    assert scratch._punch is not None  # and stayed on through it
     monkeypatch.setattr(scratch, "_punch", None)
     kept = write_trivy_db(items(), tmp_path / "kept.db", workers=1)
     assert released == kept
