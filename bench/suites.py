@@ -225,7 +225,12 @@ def suite_trivy(ctx: BenchContext) -> list[dict[str, Any]]:
     rows = []
     for n in sizes:
         src = ctx.work / f"advisories-{n}.jsonl"
-        run_task("trivy_prep", {"corpora": str(ctx.corpora), "n": n, "out": str(src)})
+        prep = run_task("trivy_prep", {"corpora": str(ctx.corpora), "n": n, "out": str(src)})
+        if prep["advisories"] != n:
+            raise RuntimeError(
+                f"the synthetic trivy input has {prep['advisories']:,} advisories, not {n:,} "
+                f"({prep['refused']} refused by the OSV reader, e.g. {prep['first_refused']})"
+            )
         # The input is written: its write-back (1.5 GB for 1M) must not land on the build
         # measured next (the store the adapter reads from is on disk already).
         os.sync()

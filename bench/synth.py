@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,11 @@ def synthesize(templates: list[dict[str, Any]], n: int, seed: int = 42) -> Itera
             # libyaml turns pypa's dates into datetimes; Go has placeholder dates.
             if not isinstance(value, str) or value.startswith("0001"):
                 doc[key] = f"{year}-01-01T00:00:00Z"
+        # A withdrawn template stays withdrawn: libyaml makes an unquoted date a datetime,
+        # which the OSV reader refuses (it was one refused document in every ~8,600).
+        withdrawn = doc.get("withdrawn")
+        if isinstance(withdrawn, datetime):
+            doc["withdrawn"] = withdrawn.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         yield doc
 
 

@@ -116,13 +116,22 @@ def task_trivy_prep(a: dict[str, Any]) -> dict[str, Any]:
     reader = OsvReader()
     templates = load_templates(Path(a["corpora"]))
     t = time.perf_counter()
+    written, refused = 0, []
     with Path(a["out"]).open("wb") as fh:
         for doc in synthesize(templates, a["n"], seed=7):
             for rec in reader.read(doc, orjson.dumps(doc), "synthetic"):
                 norm = getattr(rec, "normalized", None)
                 if isinstance(norm, Advisory):
                     fh.write(orjson.dumps(to_json_dict(norm)) + b"\n")
-    return {"seconds": time.perf_counter() - t}
+                    written += 1
+                else:  # counted: the row names the number of advisories it was built from
+                    refused.append(repr(rec)[:200])
+    return {
+        "seconds": time.perf_counter() - t,
+        "advisories": written,
+        "refused": len(refused),
+        "first_refused": refused[:3],
+    }
 
 
 def _read_advisories(path: Path) -> Any:
