@@ -11,12 +11,12 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
+
+from export_center.ingest.detect import parse_document
 
 TEMPLATE_DIRS = (
     ("pypa-advisory-database/vulns", "*.yaml"),
@@ -28,12 +28,11 @@ TEMPLATE_DIRS = (
 def load_templates(corpora: Path) -> list[dict[str, Any]]:
     """Every OSV advisory of the PyPA, Go and RustSec corpora, parsed."""
     out: list[dict[str, Any]] = []
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for folder, pattern in TEMPLATE_DIRS:
         for path in sorted((corpora / folder).rglob(pattern)):
-            data = path.read_bytes()
-            # CSafeLoader is a safe loader (S506 is about yaml.Loader).
-            doc = yaml.load(data, Loader=loader) if path.suffix == ".yaml" else orjson.loads(data)  # noqa: S506
+            # Parsed as ingest parses them: YAML timestamps stay the strings OSV writes (a bare
+            # libyaml load made them datetimes, which the OSV reader refuses in `withdrawn`).
+            doc = parse_document(path.read_bytes(), str(path))
             if isinstance(doc, dict) and "id" in doc:
                 out.append(doc)
     return out
@@ -69,14 +68,9 @@ def synthesize(templates: list[dict[str, Any]], n: int, seed: int = 42) -> Itera
             pkg.pop("purl", None)
         for key in ("modified", "published"):
             value = doc.get(key)
-            # libyaml turns pypa's dates into datetimes; Go has placeholder dates.
+            # Missing in some templates; Go has placeholder dates.
             if not isinstance(value, str) or value.startswith("0001"):
                 doc[key] = f"{year}-01-01T00:00:00Z"
-        # A withdrawn template stays withdrawn: libyaml makes an unquoted date a datetime,
-        # which the OSV reader refuses (it was one refused document in every ~8,600).
-        withdrawn = doc.get("withdrawn")
-        if isinstance(withdrawn, datetime):
-            doc["withdrawn"] = withdrawn.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         yield doc
 
 
