@@ -75,7 +75,7 @@ def synthesize(templates: list[dict[str, Any]], n: int, seed: int = 42) -> Itera
 
 
 def write_corpus(corpora: Path, out_dir: Path, n: int, seed: int = 42, per_file: int = 5000) -> int:
-    """Write ``n`` synthetic advisories as OSV ``{"vulns": [...]}`` files; return the count."""
+    """Write ``n`` synthetic advisories as OSV ``{"vulns": [...]}`` files; return how many files."""
     out_dir.mkdir(parents=True, exist_ok=True)
     templates = load_templates(corpora)
     batch: list[dict[str, Any]] = []
