@@ -88,25 +88,56 @@ def test_versions_digests_and_tenants(db_url: str) -> None:
 
 
 def test_concurrent_uploads_lose_no_version(db_url: str) -> None:
+    # More uploaders than any small retry budget, released together: each must get its own
+    # version (an optimistic "newest + 1, retry on conflict" loop with 5 rounds failed here).
+    n = 16
     store = EvidenceStore.open(db_url)
     policies = PolicyStore(store)
     errors: list[BaseException] = []
+    start = threading.Barrier(n)
 
     def upload(i: int) -> None:
         try:
+            start.wait()
             policies.upload("acme", "gate", DOC.replace(b'"1"', f'"{i}"'.encode()))
         except BaseException as e:  # reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors, errors
     versions = policies.versions("acme", "gate")
-    assert [p.version for p in versions] == list(range(1, 9))
-    assert sorted(p.document["version"] for p in versions) == sorted(str(i) for i in range(8))
+    assert [p.version for p in versions] == list(range(1, n + 1))
+    assert sorted(p.document["version"] for p in versions) == sorted(str(i) for i in range(n))
+
+
+def test_concurrent_uploads_of_one_document_make_one_version(db_url: str) -> None:
+    n = 8
+    store = EvidenceStore.open(db_url)
+    policies = PolicyStore(store)
+    results: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(n)
+
+    def upload() -> None:
+        try:
+            start.wait()
+            stored, created = policies.upload("acme", "gate", DOC)
+            results.append((stored.version, created))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=upload) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(results) == [(1, False)] * (n - 1) + [(1, True)]
+    assert [p.version for p in policies.versions("acme", "gate")] == [1]
 
 
 # ---- stella policy, and profiles naming a policy --------------------------------------------

@@ -25,17 +25,22 @@ from typing import Any, Literal
 
 import orjson
 import rfc8785
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from export_center.errors import BadInputError, ConflictError, NotFoundError
 from export_center.policy.document import Policy, PolicyDocument, load_policy
 from export_center.store.models import PolicyDocumentRow
 from export_center.store.repository import EvidenceStore, check_tenant
+from export_center.store.writer import begin_write
 
 __all__ = ["MAX_POLICY_BYTES", "POLICY_NAME", "PolicyStore", "StoredPolicy", "check_policy_name"]
 
 log = logging.getLogger(__name__)
+
+# First key of the two-key pg_advisory_xact_lock taken while a policy version is allocated
+# ("plcy" in ASCII); the second is a hash of tenant and name.
+_POLICY_LOCK = int.from_bytes(b"plcy", "big")
 
 #: A policy document is a small declarative file; anything bigger is a mistake or an attack.
 MAX_POLICY_BYTES = 1024 * 1024
@@ -138,38 +143,44 @@ class PolicyStore:
         policy, media_type = parse_upload(content, f"policy {name}")
         canonical = rfc8785.dumps(policy.document.canonical()).decode()
         at = (now or datetime.now(UTC)).replace(microsecond=0)
-        for _ in range(5):
-            existing = self._find(tenant, name, digest=policy.digest)
-            if existing is not None:
-                return existing, False
-            try:
-                with self.store.session() as s, s.begin():
-                    newest = s.execute(
-                        select(func.max(PolicyDocumentRow.version)).where(
-                            PolicyDocumentRow.tenant == tenant, PolicyDocumentRow.name == name
-                        )
-                    ).scalar_one()
-                    s.add(
-                        PolicyDocumentRow(
-                            tenant=tenant,
-                            name=name,
-                            version=(newest or 0) + 1,
-                            digest=policy.digest,
-                            media_type=media_type,
-                            content=content,
-                            canonical=canonical,
-                            created_at=at,
-                        )
+        try:
+            with self.store.session() as s, s.begin():
+                # Version numbers are allocated under a lock on this policy name, so concurrent
+                # uploads queue instead of racing for "newest + 1" (an optimistic retry with a
+                # bounded number of rounds fails once more uploaders race than it has rounds).
+                _lock_policy_name(s.connection(), tenant, name)
+                same = s.execute(
+                    select(PolicyDocumentRow).where(
+                        PolicyDocumentRow.tenant == tenant,
+                        PolicyDocumentRow.name == name,
+                        PolicyDocumentRow.digest == policy.digest,
                     )
-            except IntegrityError:
-                # Another upload of this name won the version number (or the same digest):
-                # look again.
-                continue
-            stored = self._find(tenant, name, digest=policy.digest)
-            assert stored is not None
-            log.info("policy %s v%d of %s: %s", name, stored.version, tenant, policy.digest)
-            return stored, True
-        raise ConflictError(f"policy {name}: concurrent uploads; try again")
+                ).scalar_one_or_none()
+                if same is not None:
+                    return _view(same), False
+                newest = s.execute(
+                    select(func.max(PolicyDocumentRow.version)).where(
+                        PolicyDocumentRow.tenant == tenant, PolicyDocumentRow.name == name
+                    )
+                ).scalar_one()
+                row = PolicyDocumentRow(
+                    tenant=tenant,
+                    name=name,
+                    version=(newest or 0) + 1,
+                    digest=policy.digest,
+                    media_type=media_type,
+                    content=content,
+                    canonical=canonical,
+                    created_at=at,
+                )
+                s.add(row)
+                s.flush()
+                stored = _view(row)
+        except IntegrityError as e:
+            # Not expected under the lock; reported rather than retried blindly.
+            raise ConflictError(f"policy {name}: concurrent uploads; try again") from e
+        log.info("policy %s v%d of %s: %s", name, stored.version, tenant, policy.digest)
+        return stored, True
 
     def get(
         self, tenant: str, name: str, *, version: int | None = None, digest: str | None = None
@@ -249,6 +260,20 @@ class PolicyStore:
                 stmt.order_by(PolicyDocumentRow.version.desc()).limit(1)
             ).scalar_one_or_none()
             return _view(row) if row is not None else None
+
+
+def _lock_policy_name(conn: Connection, tenant: str, name: str) -> None:
+    """Hold, until the transaction ends, a lock serializing the uploads of ``tenant``'s
+    policy ``name``: SQLite's database write lock (``BEGIN IMMEDIATE``), or on PostgreSQL a
+    transaction-scoped advisory lock keyed by the name (a hash collision only makes two
+    unrelated uploads queue).
+    """
+    if conn.dialect.name == "sqlite":
+        begin_write(conn)
+        return
+    conn.execute(
+        select(func.pg_advisory_xact_lock(_POLICY_LOCK, func.hashtext(f"{tenant}/{name}")))
+    )
 
 
 def _view(row: PolicyDocumentRow) -> StoredPolicy:
