@@ -196,7 +196,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| suite | benchmark | ours | baseline | ratio | spread (ours) | peak RSS |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, suite in results["suites"].items():
+    # In the suites' own order: latest.json is written with sorted keys, and --render-only
+    # must give the page a live run gives.
+    rank = {s.name: i for i, s in enumerate(suites.SUITES)}
+    ordered = sorted(results["suites"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+    for name, suite in ordered:
         if "unavailable" in suite:
             lines.append(f"| {name} | unavailable: {suite['unavailable']} | | | | | |")
             continue
@@ -208,7 +212,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"x{r['ratio']:.2f} | {r['ours']['spread']:.0%} | "
                 f"{_rss(r)} |"
             )
-    notes = [r.get("note") for s in results["suites"].values() for r in s.get("rows", [])]
+    notes = [r.get("note") for _, s in ordered for r in s.get("rows", [])]
     if any(notes):
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes if n]
     lines += ["", *HOW]
