@@ -27,6 +27,7 @@ import orjson
 import rfc8785
 from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from export_center.errors import BadInputError, ConflictError, NotFoundError
 from export_center.policy.document import Policy, PolicyDocument, load_policy
@@ -149,13 +150,7 @@ class PolicyStore:
                 # uploads queue instead of racing for "newest + 1" (an optimistic retry with a
                 # bounded number of rounds fails once more uploaders race than it has rounds).
                 _lock_policy_name(s.connection(), tenant, name)
-                same = s.execute(
-                    select(PolicyDocumentRow).where(
-                        PolicyDocumentRow.tenant == tenant,
-                        PolicyDocumentRow.name == name,
-                        PolicyDocumentRow.digest == policy.digest,
-                    )
-                ).scalar_one_or_none()
+                same = _find_row(s, tenant, name, digest=policy.digest)
                 if same is not None:
                     return _view(same), False
                 newest = s.execute(
@@ -249,17 +244,23 @@ class PolicyStore:
         self, tenant: str, name: str, *, version: int | None = None, digest: str | None = None
     ) -> StoredPolicy | None:
         with self.store.session() as s:
-            stmt = select(PolicyDocumentRow).where(
-                PolicyDocumentRow.tenant == tenant, PolicyDocumentRow.name == name
-            )
-            if version is not None:
-                stmt = stmt.where(PolicyDocumentRow.version == version)
-            if digest is not None:
-                stmt = stmt.where(PolicyDocumentRow.digest == digest)
-            row = s.execute(
-                stmt.order_by(PolicyDocumentRow.version.desc()).limit(1)
-            ).scalar_one_or_none()
+            row = _find_row(s, tenant, name, version=version, digest=digest)
             return _view(row) if row is not None else None
+
+
+def _find_row(
+    s: Session, tenant: str, name: str, *, version: int | None = None, digest: str | None = None
+) -> PolicyDocumentRow | None:
+    """The newest version of ``tenant``'s policy ``name`` (with ``version`` / ``digest`` if
+    given), read in the caller's session."""
+    stmt = select(PolicyDocumentRow).where(
+        PolicyDocumentRow.tenant == tenant, PolicyDocumentRow.name == name
+    )
+    if version is not None:
+        stmt = stmt.where(PolicyDocumentRow.version == version)
+    if digest is not None:
+        stmt = stmt.where(PolicyDocumentRow.digest == digest)
+    return s.execute(stmt.order_by(PolicyDocumentRow.version.desc()).limit(1)).scalar_one_or_none()
 
 
 def _lock_policy_name(conn: Connection, tenant: str, name: str) -> None:
